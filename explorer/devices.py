@@ -1,0 +1,44 @@
+"""Which accelerator to run on: CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+
+def available_devices() -> list[str]:
+    """Device names usable here, best first (the default is the first one)."""
+    names = []
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    names.append("cpu")
+    return names
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device if it is usable here, else the best available one.
+
+    Raises ``ValueError`` for a device that is named but not available (say ``cuda`` on a
+    laptop), so a typo on the command line never silently falls back to the CPU.
+    """
+    if requested is None or requested == "auto":
+        return torch.device(available_devices()[0])
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise ValueError(f"Unknown device {requested!r}: use one of {available_devices()}.") from error
+    if device.type not in available_devices():
+        raise ValueError(
+            f"Device {requested!r} is not available on this machine; "
+            f"available: {', '.join(available_devices())}."
+        )
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so wall-clock timings measure the work and not the launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

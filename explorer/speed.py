@@ -1,0 +1,83 @@
+"""Load every depth on a device and time it: the "does ResNet-152 run here?" check."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from explorer.devices import synchronize
+from explorer.models import build_model, get_model_spec
+from explorer.weights import WeightsError, find_weights, load_weights_file
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    name: str
+    device: str
+    trained: bool  # False: random initialisation, no ImageNet weights on this machine
+    load_s: float  # build + load weights + move to the device
+    weights_mb: float  # parameters and buffers
+    peak_memory_mb: float | None  # CUDA only: peak allocated during the batch-N pass
+    latency_ms: float  # median of `repeats` batch-1 forward passes
+    throughput: float  # images/s, median of `repeats` batch-N forward passes
+    batch_size: int
+
+
+def _median_seconds(run, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_speed(names: Iterable[str], device: torch.device, *, batch_size: int = 8,
+                  image_size: int | None = None, repeats: int = 3) -> Iterator[SpeedRow]:
+    """Yield one row per model, so a caller can show progress between models.
+
+    Inference only (``torch.inference_mode``), one warm-up pass before timing. The image
+    size defaults to each model's own input size (224 for ImageNet models).
+    """
+    if batch_size < 1 or repeats < 1:
+        raise ValueError("batch_size and repeats must be at least 1.")
+    for name in names:
+        spec = get_model_spec(name)
+        channels, height, width = spec.input_size
+        if image_size is not None:
+            height = width = image_size
+        start = time.perf_counter()
+        model = build_model(name)
+        path = find_weights(spec)
+        trained = False
+        if path is not None:
+            try:
+                load_weights_file(model, path)
+                trained = True
+            except WeightsError:
+                trained = False  # timing a random model is still a valid timing
+        model.to(device)
+        synchronize(device)
+        load_s = time.perf_counter() - start
+
+        weights_mb = sum(t.numel() * t.element_size()
+                         for t in [*model.parameters(), *model.buffers()]) / 2**20
+        one = torch.randn(1, channels, height, width, device=device)
+        many = torch.randn(batch_size, channels, height, width, device=device)
+        with torch.inference_mode():
+            model(one)  # warm-up: lazy initialisation, cuDNN algorithm search
+            latency = _median_seconds(lambda: model(one), device, repeats)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            batch_time = _median_seconds(lambda: model(many), device, repeats)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        yield SpeedRow(name, str(device), trained, load_s, weights_mb, peak,
+                       latency * 1e3, batch_size / batch_time, batch_size)
+        del model, one, many
+        if device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,111 @@
+"""The only module besides app.py that imports Streamlit: cached loaders and shared widgets.
+
+Cached objects are shared by every session of the server, so they are immutable (frozen
+dataclasses) and computed on the meta device; nothing here trains or mutates a model.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from explorer import architecture, devices, weights
+from explorer.models import get_model_spec, list_models
+
+DEVICE_KEY = "device"
+
+
+def device_picker() -> None:
+    """Sidebar: the device in use, cuda → mps → cpu by default, with an override."""
+    options = devices.available_devices()
+    if st.session_state.get(DEVICE_KEY) not in options:
+        st.session_state[DEVICE_KEY] = options[0]
+    st.sidebar.selectbox(
+        "Device", options, key=DEVICE_KEY,
+        help="Where models run. The best one found is chosen first: CUDA GPU, then Apple MPS, then CPU.",
+    )
+    device = current_device()
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    st.sidebar.caption(f"Running on **{label}** · PyTorch {torch.__version__}")
+
+
+def current_device() -> torch.device:
+    return devices.pick_device(st.session_state.get(DEVICE_KEY))
+
+
+@st.cache_resource(show_spinner="Measuring the model on PyTorch's meta device…")
+def analysis(name: str) -> architecture.Analysis:
+    return architecture.analyze(name)
+
+
+@st.cache_resource(show_spinner="Measuring every registered model…")
+def zoo_rows(family: str = "imagenet") -> list[architecture.ZooRow]:
+    return [architecture.zoo_row(spec.name) for spec in list_models(family)]
+
+
+@st.cache_resource(show_spinner="Building Table 1 from the live models…")
+def paper_table(names: tuple[str, ...]) -> dict[str, list[str]]:
+    return architecture.paper_table(list(names))
+
+
+def weights_label(name: str) -> str:
+    """How a model is labelled everywhere: trained weights present, or untrained."""
+    status = weights.weights_status(get_model_spec(name))
+    if status.present:
+        return "ImageNet weights"
+    return "untrained (weights missing)" if status.filename else "untrained (none published)"
+
+
+def untrained_banner(names: list[str]) -> None:
+    """A banner when some models would run with random weights, with the exact fix."""
+    statuses = [weights.weights_status(get_model_spec(name)) for name in names]
+    missing = [s for s in statuses if s.filename and not s.present]
+    if not missing:
+        return
+    missing_names = " ".join(s.name for s in missing)
+    st.warning(
+        f"**No ImageNet weights found for {missing_names.replace(' ', ', ')}: these models are untrained** "
+        "(random initialisation). Architecture numbers are exact regardless; predictions "
+        "would be meaningless.\n\n"
+        f"To get the weights, run `python -m explorer weights download {missing_names}` "
+        f"or copy torchvision's files (e.g. `{missing[0].filename}`) into "
+        f"`{weights.pretrained_dir()}` or `{weights.hub_checkpoint_dir()}`.",
+        icon="⚠️",
+    )
+
+
+def zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
+    """Zoo rows as display records, with each model's trained/untrained label."""
+    return [{
+        "model": row.name,
+        "depth": row.depth,
+        "block": row.block,
+        "params (M)": round(row.params / 1e6, 2),
+        "GMACs (measured)": round(row.gmacs, 2),
+        "GMACs (paper)": row.paper_gmacs,
+        "ImageNet top-1 % (torchvision weights)": row.imagenet_top1,
+        "top-1 error % (paper)": row.paper_top1_error,
+        "weights here": weights_label(row.name),
+    } for row in rows]
+
+
+def stage_table(result: architecture.Analysis) -> list[dict]:
+    return [{"layer name": r.stage, "output size": r.output_size, "blocks": r.blocks,
+             "params": f"{r.params:,}", "GMACs": round(r.macs / 1e9, 3)} for r in result.stages]
+
+
+def layer_table(result: architecture.Analysis) -> list[dict]:
+    return [{"layer": r.name, "type": r.kind, "output shape": "×".join(map(str, r.output_shape)),
+             "params": r.params, "MMACs": round(r.macs / 1e6, 2)} for r in result.layers]
+
+
+def speed_table(rows: list) -> list[dict]:
+    return [{
+        "model": r.name, "device": r.device,
+        "weights": "ImageNet" if r.trained else "untrained (random init)",
+        "load (s)": round(r.load_s, 2), "weights (MB)": round(r.weights_mb, 1),
+        "peak GPU memory (MB)": None if r.peak_memory_mb is None else round(r.peak_memory_mb, 1),
+        "batch-1 latency (ms)": round(r.latency_ms, 1),
+        f"batch-{r.batch_size} throughput (img/s)": round(r.throughput, 1),
+    } for r in rows]
+

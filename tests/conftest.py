@@ -1,0 +1,14 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_imagenet_weights(tmp_path_factory, monkeypatch):
+    """Every test sees empty weight folders unless it puts files there itself.
+
+    A developer machine may have torchvision's files in ~/.cache/torch; the tests must
+    behave as on a fresh clone, where none are present.
+    """
+    root = tmp_path_factory.mktemp("weights")
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(root / "pretrained"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    return root

@@ -1,0 +1,74 @@
+"""Every page opens in AppTest without an exception, and shows what it promises."""
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer.models import list_models
+from explorer.weights import weights_filename
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+PAGES = ["../pages/home.py", "../pages/architecture.py"]
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_opens_without_exception(page):
+    at = open_page(page)
+    assert at.title and at.sidebar.selectbox[0].label == "Device"
+    assert at.sidebar.selectbox[0].value == "cpu" or at.sidebar.selectbox[0].value in ("cuda", "mps")
+
+
+def test_architecture_page_without_weights_labels_models_untrained():
+    at = open_page("../pages/architecture.py")
+    banner = at.warning[0].body
+    assert "these models are untrained" in banner
+    assert "python -m explorer weights download resnet18 resnet34 resnet50 resnet101 resnet152 vgg19" in banner
+    assert os.environ["EXPLORER_PRETRAINED_DIR"] in banner
+    zoo = at.dataframe[0].value
+    assert set(zoo["weights here"]) == {"untrained (weights missing)", "untrained (none published)"}
+    assert zoo.set_index("model").loc["resnet152", "params (M)"] == pytest.approx(60.19)
+    table_1 = at.dataframe[1].value
+    assert list(table_1["output size"][:5]) == ["112×112", "56×56", "28×28", "14×14", "7×7"]
+    assert table_1["resnet18"][1] == "3×3 max pool, stride 2 → [3×3, 64; 3×3, 64] × 2"
+    assert len(at.get("graphviz_chart")) == 2  # identity and projection blocks of resnet50
+
+
+def test_architecture_page_with_weights_present_drops_the_banner():
+    folder = Path(os.environ["EXPLORER_PRETRAINED_DIR"])
+    folder.mkdir(parents=True)
+    for spec in list_models("imagenet"):
+        if spec.weights is not None:
+            (folder / weights_filename(spec.weights)).write_bytes(b"")
+    at = open_page("../pages/architecture.py")
+    assert not at.warning
+    assert at.dataframe[0].value.set_index("model").loc["resnet50", "weights here"] == "ImageNet weights"
+
+
+def test_choosing_a_plain_net_draws_a_block_without_shortcut():
+    at = open_page("../pages/architecture.py")
+    at.selectbox[0].set_value("plain34").run()
+    assert not at.exception
+    assert "Plain block" in " ".join(c.value for c in at.caption)
+    assert "F(x) + shortcut" not in at.get("graphviz_chart")[0].proto.spec
+
+
+def test_speed_button_loads_every_depth_and_labels_them_untrained():
+    at = open_page("../pages/architecture.py")
+    at.select_slider[0].set_value(1)
+    at.button[0].click().run(timeout=300)
+    assert not at.exception
+    speed = at.dataframe[-1].value
+    assert list(speed["model"]) == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert set(speed["weights"]) == {"untrained (random init)"}
+    assert (speed["batch-1 latency (ms)"] > 0).all()

@@ -1,0 +1,75 @@
+"""Table 1 as text, per-layer accounting, and block diagrams from real modules."""
+
+import pytest
+from torch import nn
+
+from explorer.architecture import analyze, describe_modules, paper_table
+from explorer.diagrams import block_dot, block_examples
+from explorer.models import build_model
+
+
+def test_block_specs_are_written_like_the_paper():
+    resnet18 = {row.stage: row.blocks for row in analyze("resnet18").stages}
+    assert resnet18["conv1"] == "7×7, 64, stride 2"
+    assert resnet18["conv2_x"] == "3×3 max pool, stride 2 → [3×3, 64; 3×3, 64] × 2"
+    assert resnet18["conv5_x"] == "[3×3, 512; 3×3, 512] × 2"
+    resnet152 = {row.stage: row.blocks for row in analyze("resnet152").stages}
+    assert resnet152["conv4_x"] == "[1×1, 256; 3×3, 256; 1×1, 1024] × 36"
+    assert resnet152["pool, fc"] == "average pool → 1000-d fc"
+
+
+@pytest.mark.parametrize("name", ["resnet34", "resnet50", "vgg19"])
+def test_layers_and_stages_account_for_every_parameter_and_mac(name):
+    result = analyze(name)
+    assert sum(row.params for row in result.stages) == result.params
+    assert sum(row.macs for row in result.stages) == result.macs
+    assert sum(row.params for row in result.layers) == result.params
+    assert sum(row.macs for row in result.layers) == result.macs
+
+
+def test_first_conv_costs_what_the_formula_says():
+    # 7×7×3 weights per output value, 64 channels, 112×112 positions.
+    conv1 = next(row for row in analyze("resnet18").layers if row.name == "conv1")
+    assert conv1.output_shape == (64, 112, 112)
+    assert conv1.macs == 7 * 7 * 3 * 64 * 112 * 112
+    assert conv1.params == 7 * 7 * 3 * 64
+
+
+def test_paper_table_has_one_column_per_depth():
+    table = paper_table(["resnet18", "resnet50"])
+    assert table["layer name"] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "pool, fc", "GMACs"]
+    assert table["resnet50"][2] == "[1×1, 128; 3×3, 128; 1×1, 512] × 4"
+    assert table["resnet18"][-1] == "1.81"
+
+
+def test_paper_table_refuses_models_with_other_stages():
+    with pytest.raises(ValueError, match="other stages"):
+        paper_table(["resnet18", "vgg19"])
+
+
+def test_vgg_rows_fold_repeated_convs():
+    vgg = {row.stage: row.blocks for row in analyze("vgg19").stages}
+    assert vgg["conv3"] == "[3×3, 256] × 4 → 2×2 max pool, stride 2"
+    assert vgg["pool, fc"] == "average pool → [4096-d fc] × 2 → 1000-d fc"
+
+
+def test_describe_modules_skips_layers_the_paper_leaves_implicit():
+    layers = [nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Linear(8, 10)]
+    assert describe_modules(layers) == "[3×3, 8] × 2 → 10-d fc"
+
+
+def test_diagram_of_a_projection_block_shows_both_paths():
+    model = build_model("resnet50", device="meta")
+    examples = dict(block_examples(model))
+    assert list(examples) == ["layer1.0", "layer1.1"]  # layer1.0 already projects 64 → 256
+    dot = block_dot(model.get_submodule("layer1.0"), "layer1.0")
+    assert "downsample_0" in dot and 'label=" projection"' in dot
+    assert 'xlabel="F(x) + shortcut"' in dot and "conv3" in dot
+    identity = block_dot(model.get_submodule("layer1.1"), "layer1.1")
+    assert 'label=" identity x"' in identity and "downsample" not in identity
+
+
+def test_diagram_of_a_plain_block_has_no_addition():
+    model = build_model("plain34", device="meta")
+    assert [caption for _, caption in block_examples(model)][0].startswith("Plain block")
+    assert "shortcut" not in block_dot(model.layer2[0], "plain")

@@ -1,0 +1,184 @@
+"""End-to-end browser test: start the real Streamlit app and drive it with headless Chromium.
+
+Needs Debian's Chromium and the ``playwright`` Python package (its bundled browsers are not
+used, so ``playwright install`` is not needed). Enable with::
+
+    apt-get install -y chromium
+    pip install playwright
+
+Set ``EXPLORER_SCREENSHOT_DIR`` to keep the screenshot of the Architecture page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "explorer" / "app.py"
+HOST = "127.0.0.1"
+
+_ENABLE = "enable with: apt-get install -y chromium && pip install playwright"
+
+
+def _find_chromium() -> str | None:
+    if os.path.exists("/usr/bin/chromium"):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+CHROMIUM = _find_chromium()
+if CHROMIUM is None:
+    pytest.skip(f"browser test needs Chromium, which is not installed ({_ENABLE})",
+                allow_module_level=True)
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason=f"browser test needs the playwright package, which is not installed ({_ENABLE})",
+)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+HEALTH_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(could not read {path}: {error})"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The running app's base URL; the server is stopped when the module's tests end."""
+    port = _free_port()
+    # Like conftest's no_imagenet_weights (function-scoped, so not applied here): the app sees
+    # empty weight folders, as on a fresh clone.
+    weights_root = tmp_path_factory.mktemp("browser-weights")
+    env = {**os.environ, "EXPLORER_PRETRAINED_DIR": str(weights_root / "pretrained"),
+           "TORCH_HOME": str(weights_root / "torch")}
+    url = f"http://{HOST}:{port}"
+    log_fd, log_name = tempfile.mkstemp(prefix="explorer-streamlit-", suffix=".log")
+    log_path = Path(log_name)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port), "--server.address", HOST,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    with os.fdopen(log_fd, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    keep_log = True  # kept only when the server never became healthy (its tail is in the failure)
+    try:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while not _healthy(f"{url}/_stcore/health"):
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with code {process.returncode} before becoming "
+                            f"healthy; log {log_path}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy at {url} after {HEALTH_TIMEOUT_S} s; "
+                            f"log {log_path}:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        yield url
+        keep_log = False
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if not keep_log:
+            log_path.unlink(missing_ok=True)
+
+
+def _wait_until_idle(page, timeout_s: float = 30) -> None:
+    """Wait until Streamlit's "Running…" status widget is gone (or the timeout passes)."""
+    status = page.locator("[data-testid='stStatusWidget']")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not status.is_visible():
+            return
+        page.wait_for_timeout(250)
+
+
+def _local_only(route) -> None:
+    if route.request.url.startswith((f"http://{HOST}:", f"ws://{HOST}:", "data:", "blob:")):
+        route.continue_()
+    else:
+        route.abort()
+
+
+def test_architecture_page_renders(app_url, tmp_path):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Only the local app may be reached; anything else (fonts, telemetry, CDNs) is refused.
+            page.route("**/*", _local_only)
+            _check_architecture_page(page, app_url, tmp_path)
+        finally:
+            browser.close()
+
+
+def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
+    page.goto(app_url, wait_until="domcontentloaded")
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.wait_for(timeout=90_000)
+    sync_api.expect(page.get_by_role("heading", name="ResNet Explorer").first).to_be_visible(timeout=60_000)
+
+    # The sidebar link, not the home page's st.page_link whose label also starts "Architecture".
+    nav.get_by_role("link", name="Architecture").first.click()
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120_000)
+    page.get_by_text("Table 1, regenerated").first.wait_for(timeout=120_000)
+    _wait_until_idle(page)
+
+    exceptions = page.locator("[data-testid='stException']")
+    assert exceptions.count() == 0, "the page shows an exception:\n" + "\n".join(exceptions.all_inner_texts())
+
+    # st.dataframe draws its cells on a canvas, so the tables' own text (e.g. "conv2_x") is not
+    # in the DOM. Check what is: the headers, the FlopCounterMode caption, the Table 1 column
+    # chips and the zoo chart's axis labels (resnet152), and Table 1's caption (conv3_x).
+    expected = ("Architecture: Table 1, measured from the live models", "The model zoo",
+                "FlopCounterMode", "Table 1, regenerated", "resnet152", "conv3_x", "One model in detail")
+    body = page.locator("body")
+    for text in expected:
+        sync_api.expect(body).to_contain_text(text, timeout=30_000)
+    body_text = page.inner_text("body")
+    missing = [text for text in expected if text not in body_text]
+    assert not missing, f"{missing} not on the Architecture page; page text:\n{body_text[:3000]}"
+    assert exceptions.count() == 0, "the page shows an exception:\n" + "\n".join(exceptions.all_inner_texts())
+
+    out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    screenshot = out_dir / "architecture.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000, screenshot
+    print(f"\nscreenshot: {screenshot}")

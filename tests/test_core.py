@@ -1,0 +1,51 @@
+"""The core is plain PyTorch: no Streamlit import, devices picked explicitly."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer.devices import available_devices, pick_device
+from explorer.speed import measure_speed
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE_MODULES = ["explorer.models", "explorer.architecture", "explorer.weights", "explorer.diagrams",
+                "explorer.speed", "explorer.figures", "explorer.devices", "explorer.cli"]
+
+
+def test_importing_the_core_does_not_import_streamlit():
+    code = f"import sys; import {', '.join(CORE_MODULES)}; print('streamlit' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_default_device_is_the_best_available():
+    assert available_devices()[-1] == "cpu"
+    assert pick_device().type == available_devices()[0]
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_unavailable_or_unknown_devices_are_refused():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="Unknown device"):
+        pick_device("gpu0")
+
+
+def test_speed_rows_label_untrained_models_and_time_real_passes():
+    rows = list(measure_speed(["resnet18", "plain18"], torch.device("cpu"), batch_size=2, image_size=32, repeats=1))
+    assert [row.name for row in rows] == ["resnet18", "plain18"]
+    for row in rows:
+        assert row.trained is False  # no weights on a fresh machine
+        assert row.latency_ms > 0 and row.throughput > 0 and row.load_s > 0
+        assert row.peak_memory_mb is None  # CPU
+    assert rows[0].weights_mb == pytest.approx(11_689_512 * 4 / 2**20, rel=0.01)
+
+
+def test_speed_refuses_impossible_settings():
+    with pytest.raises(ValueError, match="at least 1"):
+        next(measure_speed(["resnet18"], torch.device("cpu"), batch_size=0))
