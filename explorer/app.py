@@ -19,6 +19,7 @@ st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide"
 navigation = st.navigation([
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
+    st.Page("../pages/degradation.py", title="Degradation lab", icon=":material/trending_down:"),
 ])
 ui.device_picker()
 navigation.run()

@@ -111,6 +111,61 @@ def _cmd_weights_download(args: argparse.Namespace) -> None:
         raise CommandError("\n".join(failures))
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    import time
+
+    from explorer.data import DataError, load_data
+    from explorer.devices import pick_device
+    from explorer.runs import new_record, save_run
+    from explorer.train import check_config, preset, train, weighted_layers
+    from explorer.models import build_model
+
+    overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
+                 "shortcut": args.shortcut}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    config = preset(args.preset, **overrides)
+    check_config(config)
+    device = pick_device(args.device)
+    print(f"loading {config.data} ({config.image_size}×{config.image_size}) …", file=sys.stderr)
+    try:
+        data = load_data(config.data, image_size=config.image_size, val_size=config.val_size, seed=config.seed)
+    except DataError as error:
+        raise CommandError(str(error)) from error
+    layers = {m: [n for n, _ in weighted_layers(build_model(m, device="meta", width=config.width,
+                                                            shortcut=config.shortcut))] for m in config.models}
+    record = new_record(args.out.stem, config, device, layers)
+    started = time.perf_counter()
+    try:
+        for step in train(config, data, device=device):
+            record.append(step)
+            if step.step % max(1, config.steps // 100) == 0 or step.step == config.steps:
+                _progress_line(step, config.steps, time.perf_counter() - started)
+        record.finished = True
+    except KeyboardInterrupt:
+        print("\ninterrupted: saving the steps so far", file=sys.stderr)
+    finally:
+        print(file=sys.stderr)
+        if record.steps:
+            save_run(record, args.out)
+            print(f"saved {args.out}", file=sys.stderr)
+    last = record.steps[-1]["models"] if record.steps else []
+    for metrics in last:
+        val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
+        print(f"{metrics['name']}: training error {100 * metrics['train_error']:.1f}%{val}")
+
+
+def _progress_line(step, total: int, elapsed: float) -> None:
+    width = 30
+    filled = int(width * step.step / total)
+    errors = " ".join(f"{m.name} {100 * m.train_error:.0f}%" for m in step.models)
+    eta = elapsed / step.step * (total - step.step)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {step.step}/{total} · {errors} · ETA {eta:.0f}s",
+          end="", file=sys.stderr, flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
@@ -141,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="folder to save into (default: the torch hub cache)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(run=_cmd_weights_download)
+
+    training = commands.add_parser("train", help="train CIFAR plain/residual nets in lock-step (degradation lab)")
+    training.add_argument("--models", default="plain20,plain56,resnet20,resnet56",
+                          help="comma-separated CIFAR nets (plain20…110, resnet20…110)")
+    training.add_argument("--data", default="synthetic", help="synthetic, cifar10 or folder:PATH")
+    training.add_argument("--preset", default="demo", choices=["demo", "paper"])
+    training.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    training.add_argument("--shortcut", default="A", choices=["A", "B"])
+    training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    training.add_argument("--out", type=Path, default=Path("run.json"), help="run record to write (JSON)")
+    training.set_defaults(run=_cmd_train)
     return parser
 
 

@@ -44,3 +44,53 @@ def speed_figure(rows: Sequence[SpeedRow]) -> go.Figure:
         legend=dict(orientation="h", y=1.15),
     )
     return figure
+
+
+_MODEL_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def training_curves_figure(runs: Sequence) -> go.Figure:
+    """Training error (bold) and validation error (dashed) per model, as in Fig. 6.
+
+    ``runs`` are RunRecords; with several runs, their names prefix the legend (overlay).
+    Plain nets are drawn in warm colours, ResNets in cool ones.
+    """
+    figure = go.Figure()
+    colour_index = 0
+    for run in runs:
+        for model in run.model_names:
+            colour = _MODEL_COLOURS[colour_index % len(_MODEL_COLOURS)]
+            colour_index += 1
+            label = f"{run.name}: {model}" if len(runs) > 1 else model
+            xs, ys = run.series(model, "train_error")
+            figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} train", mode="lines",
+                               line=dict(color=colour, width=3), legendgroup=label)
+            xs, ys = run.series(model, "val_error")
+            figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} validation",
+                               mode="lines+markers", line=dict(color=colour, width=1.5, dash="dash"),
+                               legendgroup=label)
+    figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=420,
+                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.2),
+                         yaxis=dict(rangemode="tozero"))
+    return figure
+
+
+def gradient_heatmap_figure(run, model: str) -> go.Figure:
+    """Per-layer gradient norm (log10) over training: layer (input → output) × step."""
+    import math
+
+    steps, rows = [], []
+    for step in run.steps:
+        for metrics in step["models"]:
+            if metrics["name"] == model and metrics.get("grad_norms"):
+                steps.append(step["step"])
+                rows.append([math.log10(max(g, 1e-12)) for g in metrics["grad_norms"]])
+    layers = run.layer_names.get(model, [])
+    z = [list(column) for column in zip(*rows)] if rows else []
+    figure = go.Figure(go.Heatmap(x=steps, y=list(range(1, len(layers) + 1)), z=z, colorscale="Viridis",
+                                  colorbar=dict(title="log₁₀ ‖∇W‖"),
+                                  customdata=[[name] * len(steps) for name in layers],
+                                  hovertemplate="step %{x}<br>layer %{y}: %{customdata}<br>log₁₀‖∇W‖ %{z:.2f}<extra></extra>"))
+    figure.update_layout(title=model, xaxis_title="iteration", yaxis_title="layer (1 = input side)",
+                         height=360, margin=dict(t=40, b=10))
+    return figure

@@ -109,3 +109,65 @@ def speed_table(rows: list) -> list[dict]:
         f"batch-{r.batch_size} throughput (img/s)": round(r.throughput, 1),
     } for r in rows]
 
+
+
+# --- degradation lab --------------------------------------------------------------------
+
+
+class JobSlot:
+    """This session's training job; released (and the job stopped) when the tab closes."""
+
+    def __init__(self):
+        self.job = None
+
+    def replace(self, job) -> None:
+        self.release()
+        self.job = job
+
+    def release(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+
+@st.cache_resource(scope="session", on_release=JobSlot.release)
+def lab_job_slot() -> JobSlot:
+    return JobSlot()
+
+
+def lab_progress(snapshot) -> None:
+    """Progress bar with step count, speed and ETA for a job snapshot."""
+    done, total = snapshot.done_steps, snapshot.total_steps
+    text = f"{snapshot.state}: step {done:,} of {total:,}"
+    if snapshot.record.steps:
+        text += f" · {snapshot.record.steps[-1]['images_per_s']:,.0f} images/s"
+    if snapshot.eta_s is not None:
+        text += f" · about {snapshot.eta_s:,.0f} s left"
+    st.progress(done / total if total else 0.0, text=text)
+    for message in snapshot.record.messages:
+        st.warning(message)
+    if snapshot.error:
+        st.error(f"Training failed: {snapshot.error}")
+
+
+def gradient_heatmaps(record) -> None:
+    """A plain and a residual net's per-layer gradient norms side by side (§4.1's question)."""
+    from explorer import figures
+
+    plain = [m for m in record.model_names if m.startswith("plain")]
+    residual = [m for m in record.model_names if m.startswith("resnet")]
+    shown = [names[-1] for names in (plain, residual) if names]  # the deepest of each kind
+    if not shown:
+        return
+    st.caption("Gradient norm of every conv/fc weight (log scale) over training: deep plain nets "
+               "start with much smaller gradients in early layers; shortcuts carry them back.")
+    for column, model in zip(st.columns(len(shown)), shown):
+        column.plotly_chart(figures.gradient_heatmap_figure(record, model), width="stretch",
+                            key=f"grad_{record.name}_{model}_{len(record.steps)}")
+
+
+def run_downloads(record, figure) -> None:
+    csv_column, html_column = st.columns(2)
+    csv_column.download_button("Metrics as CSV", record.to_csv(), f"{record.name}.csv", "text/csv")
+    html_column.download_button("Chart as HTML", figure.to_html(include_plotlyjs="cdn"),
+                                f"{record.name}.html", "text/html")
+    st.caption("For a PNG, use the camera icon in the chart's toolbar.")

@@ -10,7 +10,7 @@ from explorer.models import list_models
 from explorer.weights import weights_filename
 
 APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
-PAGES = ["../pages/home.py", "../pages/architecture.py"]
+PAGES = ["../pages/home.py", "../pages/architecture.py", "../pages/degradation.py"]
 
 
 def open_page(page: str) -> AppTest:

@@ -13,7 +13,7 @@ from explorer.models.registry import (
     model_names,
     register_model,
 )
-from explorer.models import imagenet  # noqa: E402,F401  (registers the ImageNet models)
+from explorer.models import cifar, imagenet  # noqa: E402,F401  (registers the models)
 
 __all__ = [
     "ModelSpec",

@@ -24,8 +24,9 @@ class PaperNumbers:
     """What the paper reports for a model, with the table or figure it comes from."""
 
     gmacs: float | None  # multiply-adds, ×10⁹ (the paper calls them FLOPs), 224×224 input
-    top1_error: float | None  # % top-1 error, ImageNet val, 10-crop testing
+    top1_error: float | None  # % top-1 error: ImageNet val 10-crop, or CIFAR-10 test (Table 6)
     source: str  # where in the paper these numbers are printed
+    params_m: float | None = None  # millions of parameters, where the paper prints them
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ModelSpec:
 
     name: str
     family: str  # "imagenet" or "cifar": decides input size, classes and preprocessing
-    builder: Callable[[], nn.Module]
+    builder: Callable[..., nn.Module]  # keyword options (e.g. width=, shortcut=) pass through
     depth: int  # weighted layers, counted as the paper does (conv + fc)
     block: str  # "basic", "bottleneck", "plain" or "vgg"
     input_size: tuple[int, int, int]  # (C, H, W) the model is measured at
@@ -91,13 +92,14 @@ def get_model_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def build_model(name: str, *, device: torch.device | str | None = None) -> nn.Module:
+def build_model(name: str, *, device: torch.device | str | None = None, **options) -> nn.Module:
     """A freshly initialised (untrained) model in eval mode.
 
     ``device="meta"`` builds shapes only: no memory, no compute, which is all the
-    architecture tables need.
+    architecture tables need. ``options`` go to the builder (CIFAR nets take ``width``,
+    ``shortcut`` and ``num_classes``); a builder that does not know one raises TypeError.
     """
     spec = get_model_spec(name)
     with torch.device(device or "cpu"):
-        model = spec.builder()
+        model = spec.builder(**options)
     return model.eval()

@@ -1,0 +1,102 @@
+"""A training run in a background thread, safe to watch from a UI that reruns.
+
+The worker owns the models; the UI only ever reads :meth:`TrainingJob.snapshot`, a copy
+taken under the lock. The worker never touches the UI.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from explorer.data import load_data
+from explorer.models import build_model
+from explorer.runs import RunRecord, new_record, save_run
+from explorer.train import TrainConfig, check_config, train, weighted_layers
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    state: str  # "loading data", "training", "finished", "stopped", "failed"
+    record: RunRecord
+    error: str | None
+    saved_to: Path | None
+    total_steps: int
+
+    @property
+    def done_steps(self) -> int:
+        return self.record.steps[-1]["step"] if self.record.steps else 0
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.record.steps or self.state != "training":
+            return None
+        last = self.record.steps[-1]
+        return last["elapsed_s"] / last["step"] * (self.total_steps - last["step"])
+
+
+class TrainingJob:
+    def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
+                 save_dir: Path | None = None, loader: Callable = load_data):
+        check_config(config)  # bad settings fail here, in the caller, not in the thread
+        self.config = config
+        self.device = torch.device(device)
+        self.save_dir = save_dir
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        layer_names = {m: [n for n, _ in weighted_layers(build_model(m, device="meta", width=config.width,
+                                                                      shortcut=config.shortcut))]
+                       for m in config.models}
+        self._record = new_record(name, config, self.device, layer_names)
+        self._state = "loading data"
+        self._error: str | None = None
+        self._saved_to: Path | None = None
+        self._thread = threading.Thread(target=self._run, name=f"train-{name}", daemon=True)
+
+    def start(self) -> "TrainingJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            return JobSnapshot(self._state, copy.deepcopy(self._record), self._error, self._saved_to,
+                               self.config.steps)
+
+    def _run(self) -> None:
+        try:
+            data = self._loader(self.config.data, image_size=self.config.image_size,
+                                val_size=self.config.val_size, seed=self.config.seed)
+            with self._lock:
+                self._state = "training"
+            for record in train(self.config, data, device=self.device, stop=self._stop):
+                with self._lock:
+                    self._record.append(record)
+            with self._lock:
+                self._state = "stopped" if self._stop.is_set() else "finished"
+                self._record.finished = self._state == "finished"
+        except Exception as error:  # shown to the user; the thread must never die silently
+            with self._lock:
+                self._state = "failed"
+                self._error = str(error) or type(error).__name__
+        finally:
+            if self.save_dir is not None and self._record.steps:
+                with self._lock:
+                    stamp = time.strftime("%Y%m%d-%H%M%S")
+                    self._saved_to = save_run(self._record, self.save_dir / f"{stamp}-{self._record.name}.json")
