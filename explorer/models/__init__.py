@@ -13,7 +13,9 @@ from explorer.models.registry import (
     model_names,
     register_model,
 )
-from explorer.models import cifar, imagenet  # noqa: E402,F401  (registers the models)
+# Registration order is display order: the ImageNet zoo first, then the CIFAR nets.
+from explorer.models import imagenet  # noqa: E402,F401,I001
+from explorer.models import cifar  # noqa: E402,F401
 
 __all__ = [
     "ModelSpec",
