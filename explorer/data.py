@@ -30,7 +30,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -107,7 +107,7 @@ class InMemoryData:
         return int(self.train_images.shape[-2])
 
     def to(self, device: torch.device | str) -> InMemoryData:
-        """A copy with all four tensors on ``device`` (the same object if they already are)."""
+        """A copy with all four tensors on ``device`` (tensors already there are not copied)."""
         device = torch.device(device)
         return replace(
             self,
@@ -178,9 +178,14 @@ def load_data(
         raise DataError(f"The data source must be a string: {_VALID_SOURCES}; got {source!r}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image_size must be a positive number of pixels, got {image_size!r}.")
+    # Checked before loading too, so a typo does not cost a minute of decoding first.
+    if val_size is not None and (isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0):
+        raise DataError(
+            f"val_size must be a whole number of images >= 0 (or None for the default), got {val_size!r}."
+        )
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
-    kind, _, argument = source.partition(":")
+    kind, colon, argument = source.partition(":")
     kind = kind.strip().lower()
     if kind == "synthetic":
         count = _parse_synthetic_count(argument) if argument.strip() else SYNTHETIC_DEFAULT_SIZE
@@ -189,7 +194,7 @@ def load_data(
     elif kind == "cifar10" and not argument:
         name = "cifar10"
         images, labels, classes = _load_cifar10(cache_root / "cifar10", image_size, progress)
-    elif kind == "folder":
+    elif kind == "folder" and colon:
         root = _check_folder(argument)
         name = f"folder:{root}"
         images, labels, classes = _load_folder(root, image_size, cache_root / "folders", progress)
@@ -287,16 +292,23 @@ def make_synthetic(
 
     - a random subset of its class's atoms (each kept with probability 0.7, at least two),
       with random amplitudes, phases (the wave shifts) and centres (the patch moves);
-    - two *distractor* atoms from the whole pool, which carry no information about the class;
-    - a random background colour, brightness and contrast, and Gaussian pixel noise.
+    - one *distractor* atom from the whole pool, which carries no information about the class;
+    - a random background colour (which also sets the brightness), a random contrast, and
+      Gaussian pixel noise.
 
     The waves are low-frequency: one period spans 9 to 32 pixels, far more than a 3×3 kernel
-    sees, so a net needs several layers of receptive field to detect them (§3.3's nets reach
-    the whole image only after many 3×3 layers).
+    sees, and a stack of 3×3 convolutions widens its view by only 2 pixels per layer (before
+    striding), so recognising a wave's direction and frequency takes depth.
+
+    Measured on the CPU with SGD (lr 0.1, momentum 0.9, weight decay 1e-4), batch 128, §4.2's
+    augmentation, 10,800 training images: a ResNet-20 had 59% validation error after 100
+    steps, 27% after 200, 17% after 300 and about 10% after 500-700; a two-layer CNN (16 and
+    32 channels) had 66% after 50 steps, 30% after 300 and still 21% after 800. A
+    nearest-class-mean classifier on the raw pixels is at chance.
 
     Returns:
-        uint8 images ``(count, 3, image_size, image_size)``, int64 labels ``(count,)`` (the
-        classes in turn, so exactly balanced up to one image) and the class names
+        uint8 images ``(count, 3, image_size, image_size)``, int64 labels ``(count,)`` (in a
+        random order; every class has ``count // 10`` or one more images) and the class names
         ``("pattern0", ..., "pattern9")``.
     """
     if count < 1:
@@ -306,8 +318,10 @@ def make_synthetic(
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
         return torch.empty(shape).uniform_(low, high, generator=generator)
 
-    # The pool of atoms: frequency vectors in cycles per image, and unit colours whose mean
-    # is near zero, so an atom changes the hue and the pattern but barely the average colour.
+    # The pool of atoms: frequency vectors in cycles per image, and random unit colour
+    # directions with half of their grey component removed, so that most atoms change the hue
+    # more than the brightness. A wave averages out over its patch, so no atom shifts an
+    # image's mean colour much: the class is in the pattern, not in a colour histogram.
     pool_size, atoms_per_class, distractors = 24, 3, 1
     angle = uniform(0.0, math.pi, pool_size)
     radius = uniform(1.0, 3.5, pool_size)
@@ -323,7 +337,7 @@ def make_synthetic(
     # One permutation so the classes are not in a repeating pattern in the returned order.
     labels = labels[torch.randperm(count, generator=generator)]
 
-    # Per-image random choices, drawn up front so that they do not depend on the chunk size.
+    # Per-image random choices, drawn up front; only the pixel noise is drawn chunk by chunk.
     slots = atoms_per_class + distractors
     atom = torch.cat(
         (class_atoms[labels], torch.randint(0, pool_size, (count, distractors), generator=generator)), dim=1
@@ -332,12 +346,13 @@ def make_synthetic(
     # Each atom kept with probability 0.7, but always the two with the lowest scores: with
     # fewer than two, an image would carry almost no sign of its class.
     keep = (score < 0.7) | (score.argsort(dim=1).argsort(dim=1) < 2)
-    amplitude = torch.cat((uniform(0.6, 1.0, count, atoms_per_class) * keep, uniform(0.3, 0.7, count, distractors)), 1)
+    amplitude = torch.cat(
+        (uniform(0.6, 1.0, count, atoms_per_class) * keep, uniform(0.3, 0.7, count, distractors)), dim=1
+    )  # (N, K); distractors are fainter than the class's own atoms
     phase = uniform(0.0, 2 * math.pi, count, slots)
     centre = uniform(0.15, 0.85, count, slots, 2)
-    background = uniform(0.3, 0.7, count, 3)
+    background = uniform(0.4, 0.6, count, 3)
     contrast = uniform(0.5, 1.2, count)
-    noise_generator = torch.Generator().manual_seed(seed + 1)  # noise drawn per chunk below
 
     # A Gabor patch is separable once its wave is split with cos(a + b) = cos a cos b - sin a sin b:
     #   cos(2π(fx·x + fy·y) + φ) · e(x) · e(y) = [cos(2π fy·y + φ) e(y)] [cos(2π fx·x) e(x)]
@@ -356,15 +371,16 @@ def make_synthetic(
         along_y = 2 * math.pi * f[..., 1, None] * coords + phase[start:stop, :, None]  # (B, K, H)
         envelope_x = torch.exp(-((coords - c[..., 0, None]) ** 2) / (2 * sigma**2))
         envelope_y = torch.exp(-((coords - c[..., 1, None]) ** 2) / (2 * sigma**2))
-        right = torch.cat((torch.cos(along_x) * envelope_x, torch.sin(along_x) * envelope_x), dim=1)  # (B, 2K, W)
-        left = torch.cat((torch.cos(along_y) * envelope_y, -torch.sin(along_y) * envelope_y), dim=1)  # (B, 2K, H)
+        # (B, 2K, W) and (B, 2K, H): the cos and the sin halves of every atom's profile.
+        right = torch.cat((torch.cos(along_x), torch.sin(along_x)), dim=1) * envelope_x.repeat(1, 2, 1)
+        left = torch.cat((torch.cos(along_y), -torch.sin(along_y)), dim=1) * envelope_y.repeat(1, 2, 1)
         weight = (amplitude[start:stop, :, None] * colour[index]).repeat(1, 2, 1)  # (B, 2K, 3)
         left = (weight[:, :, :, None] * left[:, :, None, :]).flatten(2).transpose(1, 2)  # (B, 3H, 2K)
         pattern = torch.bmm(left, right).view(stop - start, 3, image_size, image_size)
         # pixel = background + contrast · pattern + noise, in [0, 1] before the uint8 conversion
-        scale = (0.25 * 255) * contrast[start:stop, None, None, None]
+        scale = (0.3 * 255) * contrast[start:stop, None, None, None]
         pixels = pattern.mul_(scale).add_(255 * background[start:stop, :, None, None])
-        pixels.add_(torch.randn(pixels.shape, generator=noise_generator), alpha=0.06 * 255)
+        pixels.add_(torch.randn(pixels.shape, generator=generator), alpha=0.05 * 255)
         images[start:stop] = pixels.round_().clamp_(0, 255).to(torch.uint8)
         _report(progress, stop, count)
     classes = tuple(f"pattern{i}" for i in range(SYNTHETIC_CLASSES))
@@ -416,7 +432,9 @@ def _load_cifar10(
 
 def _check_folder(argument: str) -> Path:
     if not argument.strip():
-        raise DataError("'folder:' needs a path, for example 'folder:/data/pets' with one sub-folder per class.")
+        raise DataError(
+            "'folder:' needs a path, for example 'folder:/data/pets' with one sub-folder per class."
+        )
     path = Path(argument.strip()).expanduser()
     if not path.exists():
         raise DataError(f"The folder {path} does not exist. Check the path after 'folder:'.")
@@ -429,7 +447,9 @@ def _check_folder(argument: str) -> Path:
 
 
 @dataclass(frozen=True)
-class _ImageFile:
+class ImageFile:
+    """One image found by :func:`scan_folder`: enough to notice that it changed, without reading it."""
+
     relative: str  # POSIX path relative to the root, e.g. "cat/0001.jpg"; sorting key
     size: int  # bytes
     mtime_ns: int
@@ -439,33 +459,33 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _scan_class_folder(folder: str, prefix: str, found: list[_ImageFile]) -> None:
+def _scan_class_folder(folder: str, prefix: str, found: list[ImageFile]) -> None:
     """Append the images under ``folder`` (recursively, like ImageFolder) to ``found``; stat only."""
     with os.scandir(folder) as entries:
         for entry in entries:
             if _is_hidden(entry.name):
                 continue
             relative = f"{prefix}/{entry.name}"
-            if entry.is_dir():
+            if entry.is_dir(follow_symlinks=False):  # a linked folder could loop back up the tree
                 _scan_class_folder(entry.path, relative, found)
             elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
                 stat = entry.stat()
-                found.append(_ImageFile(relative, stat.st_size, stat.st_mtime_ns))
+                found.append(ImageFile(relative, stat.st_size, stat.st_mtime_ns))
 
 
-def scan_folder(root: Path) -> tuple[tuple[str, ...], list[_ImageFile]]:
+def scan_folder(root: Path) -> tuple[tuple[str, ...], list[ImageFile]]:
     """The classes and image files of an ImageFolder tree, without opening any image.
 
     Classes are the sorted names of the sub-folders that hold at least one image; files are
     sorted by their path relative to ``root``, so every later step (labels, the split, the
     cache key) is independent of the order the file system lists them in.
     """
-    per_class: dict[str, list[_ImageFile]] = {}
+    per_class: dict[str, list[ImageFile]] = {}
     try:
         with os.scandir(root) as entries:
             folders = sorted(e.name for e in entries if not _is_hidden(e.name) and e.is_dir())
         for name in folders:
-            found: list[_ImageFile] = []
+            found: list[ImageFile] = []
             _scan_class_folder(os.path.join(root, name), name, found)
             if found:
                 per_class[name] = found
@@ -481,10 +501,10 @@ def _load_folder(
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     classes, files = scan_folder(root)
     if not files:
-        loose = any(
-            e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(root) if e.is_file()
-        )
-        hint = " The images are directly in the folder: put them in one sub-folder per class." if loose else ""
+        with os.scandir(root) as entries:
+            loose = any(e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file() for e in entries)
+        hint = " The images lie directly in the folder: move them into one sub-folder per class."
+        hint = hint if loose else ""
         raise DataError(
             f"No images found in {root}. Expected one sub-folder per class with "
             f"{', '.join(IMAGE_EXTENSIONS)} files inside (PATH/<class>/<image>.jpg).{hint}"
@@ -496,7 +516,10 @@ def _load_folder(
         )
 
     key = _cache_key(root, image_size, files)
-    cache_file = cache_folder / f"{hashlib.sha256(f'{root}|{image_size}'.encode()).hexdigest()[:24]}.safetensors"
+    # One file per (folder, size), overwritten when the folder changes, so stale copies of a
+    # 150 MB data set do not pile up; the content key is checked inside the file.
+    slot = hashlib.sha256(f"{root}|{image_size}".encode()).hexdigest()[:24]
+    cache_file = cache_folder / f"{slot}.safetensors"
     cached = _read_cache(cache_file, key, len(files), image_size)
     if cached is not None:
         images, labels, cached_classes = cached
@@ -510,7 +533,7 @@ def _load_folder(
     return images, labels, classes
 
 
-def _cache_key(root: Path, image_size: int, files: list[_ImageFile]) -> str:
+def _cache_key(root: Path, image_size: int, files: list[ImageFile]) -> str:
     """A hash that changes when any file is added, removed, rewritten or touched."""
     digest = hashlib.sha256()
     digest.update(json.dumps([_CACHE_FORMAT, str(root), image_size]).encode())
@@ -565,7 +588,8 @@ def _write_cache(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
         os.close(fd)
-        save_file({"images": images.contiguous(), "labels": labels.contiguous()}, temporary, metadata=metadata)
+        tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
+        save_file(tensors, temporary, metadata=metadata)
         os.replace(temporary, path)
         temporary = None
     except OSError as error:
@@ -599,7 +623,9 @@ def _decode_image(path: str, image_size: int) -> np.ndarray:
         ) from error
 
 
-def _decode_all(root: Path, relatives: list[str], image_size: int, progress: ProgressCallback | None) -> torch.Tensor:
+def _decode_all(
+    root: Path, relatives: list[str], image_size: int, progress: ProgressCallback | None
+) -> torch.Tensor:
     """Decode every file in parallel threads into one uint8 ``(N, 3, S, S)`` tensor."""
     total = len(relatives)
     pixels = np.empty((total, image_size, image_size, 3), dtype=np.uint8)
@@ -612,14 +638,16 @@ def _decode_all(root: Path, relatives: list[str], image_size: int, progress: Pro
         return stop - start
 
     # Threads, not processes: Pillow releases the GIL while it decodes, and the results land
-    # straight in one shared array with nothing to pickle.
-    executor = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="decode")
+    # straight in one shared array with nothing to pickle. For CIFAR-sized JPEGs most of the
+    # ~200 µs per file is Pillow's Python-level header parsing, which holds the GIL, so more
+    # than a few threads only queue for it (measured: 4 threads on 2 cores were 1.5× slower).
+    executor = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode")
     try:
         pending = {executor.submit(decode_chunk, start) for start in range(0, total, _DECODE_CHUNK)}
         done_count, reported = 0, 0
         _report(progress, 0, total)
         while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 done_count += future.result()  # re-raises the first unreadable image
             if done_count - reported >= _PROGRESS_EVERY or (not pending and done_count > reported):
@@ -659,17 +687,23 @@ class Augmentation:
             raise ValueError(f"erasing_p is a probability and must be in [0, 1], got {self.erasing_p!r}.")
         low, high = self.erasing_scale
         if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"erasing_scale must be (min, max) with 0 < min <= max <= 1, got {self.erasing_scale!r}.")
+            raise ValueError(
+                f"erasing_scale must be (min, max) with 0 < min <= max <= 1, got {self.erasing_scale!r}."
+            )
         low, high = self.erasing_ratio
         if not 0.0 < low <= high:
-            raise ValueError(f"erasing_ratio must be (min, max) with 0 < min <= max, got {self.erasing_ratio!r}.")
+            raise ValueError(
+                f"erasing_ratio must be (min, max) with 0 < min <= max, got {self.erasing_ratio!r}."
+            )
         if isinstance(self.erasing_value, str) and self.erasing_value != "random":
             raise ValueError(f"erasing_value must be a number or 'random', got {self.erasing_value!r}.")
 
 
 def _check_batch(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"Expected a uint8 tensor of shape (B, 3, H, W), got {type(images).__name__}.")
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        got = f"{images.dtype} {tuple(images.shape)}"
         raise ValueError(f"Expected a uint8 batch of shape (B, 3, H, W), got {got}.")
 
 
