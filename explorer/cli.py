@@ -117,8 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from explorer.data import DataError, load_data
     from explorer.devices import pick_device
     from explorer.runs import new_record, save_run
-    from explorer.train import check_config, preset, train, weighted_layers
-    from explorer.models import build_model
+    from explorer.train import check_config, layer_names, preset, train
 
     overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
                  "shortcut": args.shortcut}
@@ -134,9 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         data = load_data(config.data, image_size=config.image_size, val_size=config.val_size, seed=config.seed)
     except DataError as error:
         raise CommandError(str(error)) from error
-    layers = {m: [n for n, _ in weighted_layers(build_model(m, device="meta", width=config.width,
-                                                            shortcut=config.shortcut))] for m in config.models}
-    record = new_record(args.out.stem, config, device, layers)
+    record = new_record(args.out.stem, config, device, layer_names(config))
     started = time.perf_counter()
     try:
         for step in train(config, data, device=device):

@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from explorer.data import load_data
-from explorer.models import build_model
 from explorer.runs import RunRecord, new_record, save_run
-from explorer.train import TrainConfig, check_config, train, weighted_layers
+from explorer.train import TrainConfig, check_config, layer_names, train
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,7 @@ class TrainingJob:
         self._loader = loader
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        layer_names = {m: [n for n, _ in weighted_layers(build_model(m, device="meta", width=config.width,
-                                                                      shortcut=config.shortcut))]
-                       for m in config.models}
-        self._record = new_record(name, config, self.device, layer_names)
+        self._record = new_record(name, config, self.device, layer_names(config))
         self._state = "loading data"
         self._error: str | None = None
         self._saved_to: Path | None = None

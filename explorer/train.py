@@ -47,6 +47,7 @@ class TrainConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     val_size: int | None = None  # None: 5k of CIFAR's 50k (§4.2's 45k/5k split), else 10%
     val_every: int = 500  # steps between validation passes
+    val_limit: int | None = None  # images per validation pass (None: the whole split)
     window: int = 50  # steps the reported training error is averaged over
     grad_every: int = 10  # steps between per-layer gradient-norm records
     seed: int = 0
@@ -54,12 +55,15 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
-    # Class demo: chosen by measuring on real CIFAR-10 and the synthetic set (see
-    # benchmarks/degradation_demo.py): narrow nets on 16×16 images, so that plain-56's
-    # training error visibly stays above plain-20's within about a minute on a laptop CPU.
+    # Class demo, chosen with benchmarks/degradation_demo.py on a 2-core CPU. At this size a
+    # step costs mostly per-layer overhead, so narrow nets (6/12/24 filters) on 16×16 images
+    # with batch 32 give the most steps per second. Measured: plain-56 trails plain-20 by 10
+    # points after 14 s on real CIFAR-10 and 33 s on the synthetic set (4 filters: 22 s on
+    # CIFAR-10, but nothing learned the synthetic set in 400 steps; 8 filters and batch 64:
+    # no 10-point gap within 120 s on CIFAR-10). The whole demo takes about 65 s.
     "demo": TrainConfig(
-        steps=600, batch_size=64, milestones=(450,), width=8, image_size=16,
-        val_every=100, window=25, grad_every=5,
+        steps=400, batch_size=32, milestones=(300,), width=6, image_size=16,
+        val_every=50, val_limit=1000, window=25, grad_every=5,
     ),
 }
 
@@ -94,6 +98,13 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Conv and fc weights in forward order: the layers the paper counts in a depth."""
     return [(f"{name}.weight", module.weight) for name, module in model.named_modules()
             if isinstance(module, (nn.Conv2d, nn.Linear)) and "shortcut" not in name]
+
+
+def layer_names(config: TrainConfig) -> dict[str, list[str]]:
+    """Each model's weighted layers, input to output: the rows of the gradient heatmaps."""
+    return {name: [layer for layer, _ in weighted_layers(
+        build_model(name, device="meta", width=config.width, shortcut=config.shortcut))]
+        for name in config.models}
 
 
 def check_config(config: TrainConfig, data: InMemoryData | None = None) -> None:
@@ -147,7 +158,7 @@ class _Trainee:
         self.model = build_model(name, device=device, width=config.width, shortcut=config.shortcut,
                                  num_classes=num_classes).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+                                         weight_decay=config.weight_decay, foreach=True)
         self.layers = [p for _, p in weighted_layers(self.model)]
         self.warming_up = get_model_spec(name).depth >= config.warmup_depth
         self.recent: deque[tuple[float, int]] = deque(maxlen=config.window)
@@ -219,7 +230,8 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
             train_error = trainee.train_error()
             if trainee.warming_up and train_error < config.warmup_until_error and len(trainee.recent) >= 10:
                 trainee.warming_up = False
-            val_error = evaluate(trainee.model, data.val_images, data.val_labels) if measure_val else None
+            val_error = (evaluate(trainee.model, data.val_images[:config.val_limit],
+                                  data.val_labels[:config.val_limit]) if measure_val else None)
             trainee.last = ModelMetrics(trainee.name, loss_value, train_error, val_error, lr, grads)
             metrics.append(trainee.last)
         step_time = time.perf_counter() - step_start

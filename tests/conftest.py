@@ -11,4 +11,7 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("weights")
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(root / "pretrained"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    # Runs the lab saves, and decoded datasets, go to per-test folders too.
+    monkeypatch.setenv("EXPLORER_RUNS_DIR", str(root / "runs"))
+    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(root / "cache"))
     return root

@@ -1,0 +1,157 @@
+"""The degradation lab end to end: the page (AppTest), the CLI, and bad settings."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from explorer.cli import main as cli_main
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+LAB = "../pages/degradation.py"
+
+
+def open_lab() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(LAB)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def configure(at: AppTest, *, data: str, models: list[str], steps: int) -> None:
+    at.text_input[0].set_value(data)
+    at.multiselect[0].set_value(models)
+    at.number_input[0].set_value(steps)
+
+
+def curve_lengths(at: AppTest) -> dict[str, int]:
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return {trace["name"]: len(trace["x"]) for trace in spec["data"] if trace["name"].endswith("train")}
+
+
+def poll(at: AppTest, until, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        if until(at):
+            return
+        time.sleep(0.3)
+    raise AssertionError("the page never reached the expected state")
+
+
+def progress_text(at: AppTest) -> str:
+    return " ".join(p.proto.text for p in at.get("progress"))
+
+
+def test_demo_run_on_synthetic_data_grows_curves_and_stops():
+    at = open_lab()
+    configure(at, data="synthetic:600", models=["plain20", "resnet20"], steps=5000)
+    at.button[0].click().run()  # Start
+    poll(at, lambda at: at.get("plotly_chart") and min(curve_lengths(at).values(), default=0) >= 3)
+    first = curve_lengths(at)
+    assert set(first) == {"plain20 train", "resnet20 train"}
+    poll(at, lambda at: min(curve_lengths(at).values()) > max(first.values()))
+    at.button[1].click().run()  # Stop
+    poll(at, lambda at: "stopped" in progress_text(at))
+    stopped_at = curve_lengths(at)
+    time.sleep(1.0)
+    at.run()
+    assert curve_lengths(at) == stopped_at  # nothing trains after Stop
+    assert max(stopped_at.values()) < 5000
+    assert len(at.get("plotly_chart")) == 3  # the curves and a plain/residual gradient heatmap pair
+    poll(at, lambda at: any("Saved to" in c.value for c in at.caption))
+    assert list(Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json"))
+
+
+def test_recorded_runs_replay_instantly(tmp_path):
+    from explorer.runs import new_record, save_run
+    from explorer.train import TrainConfig, preset
+
+    config = preset("demo", models=("plain20", "resnet20"))
+    record = new_record("recorded", config, "cpu", {})
+    record.steps = [{"step": s, "epoch": 0.0, "elapsed_s": float(s), "images_per_s": 1.0, "models": [
+        {"name": n, "loss": 1.0, "train_error": e, "val_error": None, "lr": 0.1, "grad_norms": None, "stopped": None}
+        for n, e in (("plain20", 0.8), ("resnet20", 0.5))]} for s in range(1, 11)]
+    save_run(record, Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs" / "recorded.json")
+    at = open_lab()
+    assert "recorded" in at.multiselect[1].options
+    at.multiselect[1].set_value(["recorded"]).run()
+    assert not at.exception
+    names = {trace.get("name") for chart in at.get("plotly_chart")
+             for trace in json.loads(chart.proto.spec)["data"]}
+    assert names >= {"plain20 train", "plain20 validation", "resnet20 train"}
+    assert [b.label for b in at.get("download_button")] == ["Metrics as CSV", "Chart as HTML"]
+
+
+def _folder(tmp_path: Path, classes: dict[str, int], corrupt: bool = False) -> Path:
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name, count in classes.items():
+        (root / name).mkdir()
+        for index in range(count):
+            Image.new("RGB", (32, 32), (index * 20 % 255, 40, 90)).save(root / name / f"{index}.png")
+    if corrupt:
+        (root / next(iter(classes)) / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return root
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist"),
+    ("empty", "No images found"),
+    ("one class", "at least two classes"),
+    ("corrupt", "broken.jpg"),
+    ("batch too large", "larger than the"),
+])
+def test_bad_data_settings_show_a_clear_message_in_the_page(tmp_path, case, message):
+    builders = {
+        "missing": lambda: f"folder:{tmp_path / 'nowhere'}",
+        "empty": lambda: f"folder:{_empty(tmp_path)}",
+        "one class": lambda: f"folder:{_folder(tmp_path, {'cats': 3})}",
+        "corrupt": lambda: f"folder:{_folder(tmp_path, {'cats': 3, 'dogs': 3}, corrupt=True)}",
+        "batch too large": lambda: "synthetic:20",
+    }
+    data = builders[case]()
+    at = open_lab()
+    configure(at, data=data, models=["plain20"], steps=10)
+    at.button[0].click().run()
+    poll(at, lambda at: bool(at.error), timeout_s=60)
+    assert message in at.error[0].value, at.error[0].value
+    assert "Traceback" not in at.error[0].value
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "plain20,resnet21"], "Unknown model 'resnet21'"),
+    (["--data", "folder:/no/such/folder"], "does not exist"),
+    (["--data", "synthetic:40", "--batch-size", "64"], "larger than the"),
+    (["--data", "imagenet"], "synthetic"),
+])
+def test_cli_train_refuses_bad_settings_with_one_line(capsys, tmp_path, argv, message):
+    code = cli_main(["train", *argv, "--steps", "2", "--out", str(tmp_path / "run.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_cli_train_writes_a_run_record(capsys, tmp_path):
+    out = tmp_path / "run.json"
+    code = cli_main(["train", "--models", "plain20,resnet20", "--data", "synthetic:400", "--steps", "6",
+                     "--batch-size", "16", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    record = json.loads(out.read_text())
+    assert [s["step"] for s in record["steps"]] == [1, 2, 3, 4, 5, 6]
+    assert record["config"]["models"] == ["plain20", "resnet20"] and record["finished"]
+    assert len(record["layer_names"]["resnet20"]) == 20
+    assert "plain20: training error" in captured.out and "6/6" in captured.err
