@@ -62,10 +62,10 @@ def training_curves_figure(runs: Sequence) -> go.Figure:
             colour = _MODEL_COLOURS[colour_index % len(_MODEL_COLOURS)]
             colour_index += 1
             label = f"{run.name}: {model}" if len(runs) > 1 else model
-            xs, ys = run.series(model, "train_error")
+            xs, ys = run.series(model, "train_error", max_points=1500)
             figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} train", mode="lines",
                                line=dict(color=colour, width=3), legendgroup=label)
-            xs, ys = run.series(model, "val_error")
+            xs, ys = run.series(model, "val_error", max_points=1500)
             figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} validation",
                                mode="lines+markers", line=dict(color=colour, width=1.5, dash="dash"),
                                legendgroup=label)

@@ -71,9 +71,13 @@ class TrainingJob:
         return self._thread.is_alive()
 
     def snapshot(self) -> JobSnapshot:
+        """A consistent copy for a reader. Step entries are never changed once appended, so
+        copying the lists (not the entries) is enough and stays cheap for long runs."""
         with self._lock:
-            return JobSnapshot(self._state, copy.deepcopy(self._record), self._error, self._saved_to,
-                               self.config.steps)
+            record = copy.copy(self._record)
+            record.steps = list(self._record.steps)
+            record.messages = list(self._record.messages)
+            return JobSnapshot(self._state, record, self._error, self._saved_to, self.config.steps)
 
     def _run(self) -> None:
         try:

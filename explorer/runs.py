@@ -50,14 +50,27 @@ class RunRecord:
     def model_names(self) -> list[str]:
         return list(self.config.get("models", []))
 
-    def series(self, model: str, key: str) -> tuple[list[int], list[float]]:
-        """(steps, values) of one metric of one model, skipping steps without a value."""
+    def series(self, model: str, key: str, max_points: int | None = None) -> tuple[list[int], list[float]]:
+        """(steps, values) of one metric of one model, skipping steps without a value.
+
+        ``max_points`` thins long runs (64k steps) to every k-th point for drawing.
+        """
+        index = self.model_names.index(model) if model in self.model_names else None
         xs, ys = [], []
         for step in self.steps:
-            for metrics in step["models"]:
-                if metrics["name"] == model and metrics.get(key) is not None:
-                    xs.append(step["step"])
-                    ys.append(metrics[key])
+            entries = step["models"]
+            metrics = entries[index] if index is not None and index < len(entries) else None
+            if metrics is None or metrics["name"] != model:  # records from older formats
+                metrics = next((m for m in entries if m["name"] == model), None)
+            if metrics is not None and metrics.get(key) is not None:
+                xs.append(step["step"])
+                ys.append(metrics[key])
+        if max_points and len(xs) > max_points:
+            stride = -(-len(xs) // max_points)
+            keep = list(range(0, len(xs), stride))
+            if keep[-1] != len(xs) - 1:
+                keep.append(len(xs) - 1)  # always show the latest value
+            xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
         return xs, ys
 
     def to_json(self) -> str:

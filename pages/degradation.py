@@ -1,6 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
+from explorer.devices import leave_one_core_for_the_ui
 from explorer.jobs import TrainingJob
 from explorer.models import model_names
 from explorer.runs import RunError, list_runs, load_run, user_runs_dir
@@ -28,8 +29,10 @@ start, stop = st.columns([1, 5])
 if start.button("Start", type="primary"):
     try:
         config = preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps))
-        slot.replace(TrainingJob(config, device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}",
-                                 save_dir=user_runs_dir()).start())
+        job = TrainingJob(config, device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}",
+                          save_dir=user_runs_dir())
+        leave_one_core_for_the_ui()
+        slot.replace(job.start())
     except ValueError as error:
         st.error(str(error))
 if stop.button("Stop", disabled=slot.job is None or not slot.job.running):
@@ -44,12 +47,18 @@ def live_view():
     snapshot = slot.job.snapshot()
     ui.lab_progress(snapshot)
     st.plotly_chart(figures.training_curves_figure([snapshot.record]), width="stretch", key="live_curves")
-    ui.gradient_heatmaps(snapshot.record)
     if snapshot.saved_to:
         st.caption(f"Saved to `{snapshot.saved_to}`; it is now in the replay list below.")
 
 
+@st.fragment(run_every=3)  # heavier and slower-changing: refreshed less often, to leave the CPU to training
+def live_heatmaps():
+    if slot.job is not None:
+        ui.gradient_heatmaps(slot.job.snapshot().record)
+
+
 live_view()
+live_heatmaps()
 
 st.header("Replay and overlay recorded runs")
 runs = {path.stem: path for path in list_runs()}
