@@ -178,6 +178,7 @@ class ZooRow:
     paper_gmacs: float | None
     imagenet_top1: float | None  # torchvision's published weights, % accuracy
     paper_top1_error: float | None
+    paper_params_m: float | None  # Table 6 prints the CIFAR nets' parameters
     summary: str
 
 
@@ -193,6 +194,7 @@ def zoo_row(name: str) -> ZooRow:
         paper_gmacs=spec.paper.gmacs if spec.paper else None,
         imagenet_top1=spec.imagenet_top1,
         paper_top1_error=spec.paper.top1_error if spec.paper else None,
+        paper_params_m=spec.paper.params_m if spec.paper else None,
         summary=spec.summary,
     )
 

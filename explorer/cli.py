@@ -125,6 +125,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         overrides["steps"] = args.steps
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if args.erasing:
+        from explorer.data import Augmentation
+
+        overrides["augmentation"] = Augmentation(erasing_p=args.erasing)
     config = preset(args.preset, **overrides)
     check_config(config)
     device = pick_device(args.device)
@@ -202,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
+    training.add_argument("--erasing", type=float, default=0.0, metavar="P",
+                          help="random-erasing probability per training image (default 0, as the paper)")
     training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     training.add_argument("--out", type=Path, default=Path("run.json"), help="run record to write (JSON)")
     training.set_defaults(run=_cmd_train)

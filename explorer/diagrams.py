@@ -102,8 +102,8 @@ def block_examples(model: nn.Module) -> list[tuple[str, str]]:
         "none": "Plain block: no shortcut, so no addition (the paper's plain baseline).",
     }
     for stage in ("layer1", "layer2", "layer3", "layer4"):
-        if not hasattr(model, stage):
-            return []
+        if not hasattr(model, stage):  # CIFAR nets have three stages, VGG none
+            continue
         for index, block in enumerate(model.get_submodule(stage)):
             kind = shortcut_kind(block)
             found.setdefault(kind, (f"{stage}.{index}", captions[kind]))

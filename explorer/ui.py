@@ -89,6 +89,19 @@ def zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
     } for row in rows]
 
 
+def cifar_zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
+    """The §4.2 nets against Table 6 (option A shortcuts, 16/32/64 filters, 32×32 input)."""
+    return [{
+        "model": row.name,
+        "depth": row.depth,
+        "shortcuts": "none (plain)" if row.block == "plain" else "identity / zero-padding (A)",
+        "params (M)": round(row.params / 1e6, 3),
+        "params (M, Table 6)": row.paper_params_m,
+        "MMACs (32×32)": round(row.gmacs * 1e3, 1),
+        "CIFAR-10 test error % (Table 6)": row.paper_top1_error,
+    } for row in rows]
+
+
 def stage_table(result: architecture.Analysis) -> list[dict]:
     return [{"layer name": r.stage, "output size": r.output_size, "blocks": r.blocks,
              "params": f"{r.params:,}", "GMACs": round(r.macs / 1e9, 3)} for r in result.stages]

@@ -28,6 +28,12 @@ with st.expander("Why does torchvision's ResNet-50 cost 4.09 GMACs when the pape
         "weights for them. Plain nets are the same stacks without shortcuts (Fig. 3, middle): "
         "compare plain34 with VGG-19's 19.6 GMACs to see why the paper calls them cheap.")
 
+with st.expander("The CIFAR-10 nets of §4.2 (trained in the Degradation lab)"):
+    st.dataframe(ui.cifar_zoo_table(ui.zoo_rows("cifar")), hide_index=True, width="stretch")
+    st.caption("6n+2 layers: a 3×3 conv, three stages of 2n 3×3 convs on 32×32, 16×16 and 8×8 maps "
+               "with 16, 32 and 64 filters, global average pooling and a 10-way fc. Plain nets have "
+               "exactly the same parameters: option A shortcuts add none.")
+
 st.header("Table 1, regenerated")
 resnets = [n for n in names if get_model_spec(n).has_shortcuts]
 chosen = st.multiselect("Columns", resnets, default=[n for n in resnets if not n.endswith("_v1")])
@@ -37,7 +43,9 @@ if chosen:
                "the first block of conv3_x, conv4_x and conv5_x (§3.4).")
 
 st.header("One model in detail")
-name = st.selectbox("Model", names, index=names.index("resnet50"), format_func=lambda n: f"{n} ({ui.weights_label(n)})")
+all_names = model_names()
+name = st.selectbox("Model", all_names, index=all_names.index("resnet50"),
+                    format_func=lambda n: f"{n} ({ui.weights_label(n)})")
 detail = ui.analysis(name)
 st.caption(f"{detail.spec.summary}: {detail.params:,} parameters, {detail.macs / 1e9:.2f} GMACs.")
 st.dataframe(ui.stage_table(detail), hide_index=True, width="stretch")

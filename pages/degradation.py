@@ -1,6 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
+from explorer.data import Augmentation
 from explorer.devices import leave_one_core_for_the_ui
 from explorer.jobs import TrainingJob
 from explorer.models import model_names
@@ -23,12 +24,16 @@ data = left.text_input("Dataset", "synthetic", help="`synthetic` (generated, ins
 shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True,
                        help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
 steps = left.number_input("Steps", 1, 64_000, preset(chosen_preset).steps, step=100)
+erasing = right.slider("Random erasing probability", 0.0, 1.0, 0.0, 0.05,
+                       help="Zhong et al. 2017, torchvision.transforms.v2.RandomErasing: blank out a random "
+                            "rectangle of each training image with this probability. 0 is the paper's recipe.")
 
 slot = ui.lab_job_slot()
 start, stop = st.columns([1, 5])
 if start.button("Start", type="primary"):
     try:
-        config = preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps))
+        config = preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps),
+                        augmentation=Augmentation(erasing_p=erasing))
         job = TrainingJob(config, device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}",
                           save_dir=user_runs_dir())
         leave_one_core_for_the_ui()

@@ -31,5 +31,9 @@ st.page_link("../pages/architecture.py", label="Architecture", icon=":material/a
 st.markdown("The paper's Table 1 regenerated from live PyTorch models; parameters and multiply-adds "
             "of ResNet-18…152, their plain counterparts and VGG-19 (Fig. 3); block diagrams drawn "
             "from the real modules; load and time every depth on this machine.")
+st.page_link("../pages/degradation.py", label="Degradation lab", icon=":material/trending_down:")
+st.markdown("Plain and residual CIFAR nets (§4.2) trained live, side by side on the same batches: "
+            "watch plain-56 end up *worse* than plain-20 on training error within a minute, while "
+            "shortcuts fix it; per-layer gradient norms; replay of recorded runs.")
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "
         "is the default order).", icon="💡")

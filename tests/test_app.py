@@ -38,7 +38,9 @@ def test_architecture_page_without_weights_labels_models_untrained():
     zoo = at.dataframe[0].value
     assert set(zoo["weights here"]) == {"untrained (weights missing)", "untrained (none published)"}
     assert zoo.set_index("model").loc["resnet152", "params (M)"] == pytest.approx(60.19)
-    table_1 = at.dataframe[1].value
+    cifar = at.dataframe[1].value.set_index("model")
+    assert cifar.loc["resnet56", "params (M)"] == pytest.approx(0.853) and cifar.loc["resnet56", "params (M, Table 6)"] == 0.85
+    table_1 = at.dataframe[2].value
     assert list(table_1["output size"][:5]) == ["112×112", "56×56", "28×28", "14×14", "7×7"]
     assert table_1["resnet18"][1] == "3×3 max pool, stride 2 → [3×3, 64; 3×3, 64] × 2"
     assert len(at.get("graphviz_chart")) == 2  # identity and projection blocks of resnet50
@@ -53,6 +55,15 @@ def test_architecture_page_with_weights_present_drops_the_banner():
     at = open_page("../pages/architecture.py")
     assert not at.warning
     assert at.dataframe[0].value.set_index("model").loc["resnet50", "weights here"] == "ImageNet weights"
+
+
+def test_choosing_a_cifar_net_draws_its_zero_padding_and_identity_blocks():
+    at = open_page("../pages/architecture.py")
+    at.selectbox[0].set_value("resnet20").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Zero-padding shortcut (option A)" in captions and "Identity shortcut" in captions
+    assert len(at.get("graphviz_chart")) == 2
 
 
 def test_choosing_a_plain_net_draws_a_block_without_shortcut():

@@ -90,6 +90,17 @@ def test_engine_lowers_resnet20_training_error_well_below_chance():
     assert records[9].models[0].grad_norms is not None and len(records[9].models[0].grad_norms) == 20
 
 
+def test_a_few_hundred_steps_take_resnet20_well_below_chance_on_the_synthetic_set():
+    from explorer.data import load_data
+
+    config = TrainConfig(models=("resnet20",), data="synthetic:4000", steps=200, batch_size=64, milestones=(),
+                         width=16, image_size=16, val_every=200, window=25)
+    records = list(train(config, load_data(config.data, image_size=16)))
+    final = records[-1].models[0]
+    assert final.train_error < 0.6  # 10 classes: chance is 0.9
+    assert records[0].models[0].train_error > 0.75
+
+
 def test_models_train_in_lock_step_and_stop_within_one_step():
     stop = threading.Event()
     config = TrainConfig(models=("plain20", "resnet20"), steps=1000, batch_size=16, width=2, image_size=8)

@@ -147,11 +147,12 @@ def test_cli_train_refuses_bad_settings_with_one_line(capsys, tmp_path, argv, me
 def test_cli_train_writes_a_run_record(capsys, tmp_path):
     out = tmp_path / "run.json"
     code = cli_main(["train", "--models", "plain20,resnet20", "--data", "synthetic:400", "--steps", "6",
-                     "--batch-size", "16", "--out", str(out)])
+                     "--batch-size", "16", "--erasing", "0.5", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     record = json.loads(out.read_text())
     assert [s["step"] for s in record["steps"]] == [1, 2, 3, 4, 5, 6]
     assert record["config"]["models"] == ["plain20", "resnet20"] and record["finished"]
+    assert record["config"]["augmentation"]["erasing_p"] == 0.5
     assert len(record["layer_names"]["resnet20"]) == 20
     assert "plain20: training error" in captured.out and "6/6" in captured.err
