@@ -9,19 +9,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import open_page
+
 from explorer.cli import main as cli_main
 
-APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
 LAB = "../pages/degradation.py"
 
 
 def open_lab() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(LAB)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return open_page(LAB)
 
 
 def configure(at: AppTest, *, data: str, models: list[str], steps: int) -> None:

@@ -1,0 +1,17 @@
+"""Shared AppTest plumbing: open the app, switch to a page, fail on any exception."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    """Run the app, switch to ``page`` (a path relative to explorer/), assert no exception."""
+    at = AppTest.from_file(APP, default_timeout=120)  # a cold torch import outlasts the default 3 s
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
