@@ -152,3 +152,21 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
     assert record["config"]["augmentation"]["erasing_p"] == 0.5
     assert len(record["layer_names"]["resnet20"]) == 20
     assert "plain20: training error" in captured.out and "6/6" in captured.err
+
+
+def test_a_new_run_or_a_closed_tab_stops_the_session_job():
+    from explorer.jobs import TrainingJob
+    from explorer.train import preset
+    from explorer.ui import JobSlot
+
+    config = preset("demo", models=("plain20",), data="synthetic:400", steps=100_000)
+    slot = JobSlot()
+    first = TrainingJob(config, device="cpu", name="first").start()
+    slot.replace(first)
+    second = TrainingJob(config, device="cpu", name="second").start()
+    slot.replace(second)  # starting a new run stops the old one
+    first.join(timeout=30)
+    assert not first.running and first.snapshot().state == "stopped"
+    JobSlot.release(slot)  # what st.cache_resource's on_release calls when the session ends
+    second.join(timeout=30)
+    assert not second.running and second.snapshot().state == "stopped"
