@@ -123,8 +123,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
                  "shortcut": args.shortcut}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
+    for option in ("batch_size", "width", "image_size"):
+        if getattr(args, option) is not None:
+            overrides[option] = getattr(args, option)
     if args.erasing:
         from explorer.data import Augmentation
 
@@ -139,8 +140,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise CommandError(str(error)) from error
     record = new_record(args.out.stem, config, device, layer_names(config))
     started = time.perf_counter()
+    trained = {}
     try:
-        for step in train(config, data, device=device):
+        for step in train(config, data, device=device, trained=trained):
             record.append(step)
             if step.step % max(1, config.steps // 100) == 0 or step.step == config.steps:
                 _progress_line(step, config.steps, time.perf_counter() - started)
@@ -152,10 +154,41 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if record.steps:
             save_run(record, args.out)
             print(f"saved {args.out}", file=sys.stderr)
+    if args.save_dir is not None and record.finished:
+        _save_trained(args, config, data, trained, record, device, time.perf_counter() - started)
     last = record.steps[-1]["models"] if record.steps else []
     for metrics in last:
         val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
         print(f"{metrics['name']}: training error {100 * metrics['train_error']:.1f}%{val}")
+
+
+def _data_tag(source: str) -> str:
+    """cifar10, synthetic, or the folder's name ("folder:…/cifar10/train" -> cifar10)."""
+    if not source.startswith("folder:"):
+        return source.split(":")[0]
+    path = Path(source.removeprefix("folder:").rstrip("/"))
+    return path.parent.name if path.name in ("train", "training") else path.name
+
+
+def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
+    from dataclasses import asdict
+
+    from explorer.checkpoints import save_checkpoint
+    from explorer.train import evaluate
+
+    stopped = {m["name"] for m in record.steps[-1]["models"] if m.get("stopped")}
+    for name, model in trained.items():
+        if name in stopped:
+            print(f"{name}: not saved ({name} stopped early)", file=sys.stderr)
+            continue
+        val_error = evaluate(model, data.val_images, data.val_labels) if len(data.val_labels) else None
+        entry = save_checkpoint(
+            model, key=f"{name}-{_data_tag(config.data)}", model_name=name,
+            build={"width": config.width, "shortcut": config.shortcut, "num_classes": data.num_classes},
+            classes=list(data.classes), val_error=val_error, config=asdict(config),
+            steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir)
+        print(f"{name}: saved {args.save_dir / entry.file} (validation error "
+              f"{100 * val_error:.2f}% on {len(data.val_labels)} images)", file=sys.stderr)
 
 
 def _progress_line(step, total: int, elapsed: float) -> None:
@@ -210,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="random-erasing probability per training image (default 0, as the paper)")
     training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     training.add_argument("--out", type=Path, default=Path("run.json"), help="run record to write (JSON)")
+    training.add_argument("--width", type=int, default=None, help="override the preset's first-stage filters")
+    training.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
+    training.add_argument("--save-dir", type=Path, default=None,
+                          help="save each trained model as safetensors + manifest entry here (e.g. pretrained)")
     training.set_defaults(run=_cmd_train)
     return parser
 

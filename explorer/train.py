@@ -69,9 +69,14 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def preset(name: str, **overrides) -> TrainConfig:
+    """A preset with overrides. A new step count moves the learning-rate drops with it,
+    keeping their place in the schedule (§4.2: at 50% and 75% of 64k steps)."""
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
-    return replace(PRESETS[name], **overrides)
+    base = PRESETS[name]
+    if "steps" in overrides and "milestones" not in overrides and overrides["steps"] != base.steps:
+        overrides["milestones"] = tuple(max(1, round(m * overrides["steps"] / base.steps)) for m in base.milestones)
+    return replace(base, **overrides)
 
 
 @dataclass(frozen=True)
@@ -171,11 +176,13 @@ class _Trainee:
 
 
 def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str = "cpu",
-          stop: threading.Event | None = None) -> Iterator[StepRecord]:
+          stop: threading.Event | None = None,
+          trained: dict[str, nn.Module] | None = None) -> Iterator[StepRecord]:
     """Train ``config.models`` in lock-step and yield a record after every step.
 
     ``data`` may live on any device; it is moved to ``device`` once. Models whose loss
-    becomes NaN or infinite stop with a message while the others go on.
+    becomes NaN or infinite stop with a message while the others go on. Pass a dict as
+    ``trained`` to receive the models (by name), e.g. to save them afterwards.
     """
     check_config(config, data)
     device = torch.device(device)
@@ -183,6 +190,8 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     trainees = [_Trainee(name, config, data.num_classes, device) for name in config.models]
+    if trained is not None:
+        trained.update({t.name: t.model for t in trainees})
     n_train = len(data.train_labels)
     order = torch.randperm(n_train, generator=generator, device=device)
     cursor = 0

@@ -143,7 +143,8 @@ def test_cli_train_refuses_bad_settings_with_one_line(capsys, tmp_path, argv, me
 def test_cli_train_writes_a_run_record(capsys, tmp_path):
     out = tmp_path / "run.json"
     code = cli_main(["train", "--models", "plain20,resnet20", "--data", "synthetic:400", "--steps", "6",
-                     "--batch-size", "16", "--erasing", "0.5", "--out", str(out)])
+                     "--batch-size", "16", "--erasing", "0.5", "--save-dir", str(tmp_path / "ckpt"),
+                     "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     record = json.loads(out.read_text())
@@ -152,6 +153,10 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
     assert record["config"]["augmentation"]["erasing_p"] == 0.5
     assert len(record["layer_names"]["resnet20"]) == 20
     assert "plain20: training error" in captured.out and "6/6" in captured.err
+    from explorer.checkpoints import load_checkpoint
+
+    model, entry = load_checkpoint("resnet20-synthetic", folder=tmp_path / "ckpt")
+    assert entry.steps == 6 and entry.build["width"] == 6 and 0 <= entry.val_error <= 1
 
 
 def test_a_new_run_or_a_closed_tab_stops_the_session_job():

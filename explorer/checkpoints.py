@@ -1,0 +1,114 @@
+"""The project's own checkpoints: safetensors files plus a manifest, verified on load.
+
+Each entry of ``pretrained/manifest.json`` records the file, its sha256, the registry name
+and build options of the architecture, the parameter count, the measured validation error,
+the full training config, the steps, wall time and device: the numbers the UI shows come
+from here, never from hand-typed text (torchvision's weights enums work the same way).
+Loading checks the hash first (altered bytes are refused) and then loads strictly into a
+freshly built architecture (weights of another architecture are refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from explorer.models import build_model, get_model_spec
+from explorer.weights import pretrained_dir
+
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, altered or of another architecture."""
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    key: str  # the manifest key, e.g. "resnet20-cifar10"
+    file: str  # relative to the manifest's folder
+    sha256: str
+    model: str  # registry name of the architecture
+    build: dict  # builder options: width, shortcut, num_classes
+    classes: list
+    params: int
+    val_error: float | None
+    config: dict
+    steps: int
+    wall_time_s: float
+    device: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, CheckpointEntry]:
+    path = (folder or pretrained_dir()) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        return {key: CheckpointEntry(key=key, **entry) for key, entry in raw["checkpoints"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is not a valid checkpoint manifest ({error}).") from error
+
+
+def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict, classes: list,
+                    val_error: float | None, config: dict, steps: int, wall_time_s: float,
+                    device: str, folder: Path | None = None) -> CheckpointEntry:
+    """Write ``<key>.safetensors`` and its manifest entry (atomically, other entries kept)."""
+    folder = folder or pretrained_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    file = f"{key}.safetensors"
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(folder / file), metadata={"model": model_name, "build": json.dumps(build)})
+    entry = CheckpointEntry(
+        key=key, file=file, sha256=sha256_of(folder / file), model=model_name, build=build,
+        classes=list(classes), params=sum(p.numel() for p in model.parameters()), val_error=val_error,
+        config=config, steps=steps, wall_time_s=round(wall_time_s, 1), device=device,
+    )
+    entries = {k: e for k, e in read_manifest(folder).items() if k != key}
+    entries[key] = entry
+    payload = {"checkpoints": {k: {f: v for f, v in vars(e).items() if f != "key"}
+                               for k, e in sorted(entries.items())}}
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(handle.name, folder / MANIFEST)
+    return entry
+
+
+def load_checkpoint(key: str, folder: Path | None = None) -> tuple[nn.Module, CheckpointEntry]:
+    """Build the entry's architecture and load its verified weights; eval mode."""
+    folder = folder or pretrained_dir()
+    entries = read_manifest(folder)
+    if key not in entries:
+        known = ", ".join(entries) or "none"
+        raise CheckpointError(f"No checkpoint {key!r} in {folder / MANIFEST} (known: {known}).")
+    entry = entries[key]
+    path = folder / entry.file
+    if not path.is_file():
+        raise CheckpointError(f"{path} is listed in the manifest but missing.")
+    if sha256_of(path) != entry.sha256:
+        raise CheckpointError(f"{path} does not match its sha256 in the manifest: the file was altered "
+                              "or is from another version. Restore it (git checkout) or retrain it.")
+    get_model_spec(entry.model)
+    model = build_model(entry.model, **entry.build)
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"{path} does not fit the {entry.model} architecture: "
+                              f"{str(error).splitlines()[0]}") from error
+    return model.eval(), entry
