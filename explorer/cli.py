@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from explorer import __version__
 
@@ -201,8 +202,6 @@ def _progress_line(step, total: int, elapsed: float) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pathlib import Path
-
     parser = argparse.ArgumentParser(
         prog="python -m explorer",
         description="ResNet Explorer: the models of He et al. (2015), from the command line.",

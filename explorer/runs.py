@@ -107,6 +107,7 @@ def save_run(record: RunRecord, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         handle.write(record.to_json())
+    os.chmod(handle.name, 0o644)  # temporary files are private; a saved run is an ordinary file
     os.replace(handle.name, path)
     return path
 

@@ -175,3 +175,16 @@ def test_a_new_run_or_a_closed_tab_stops_the_session_job():
     JobSlot.release(slot)  # what st.cache_resource's on_release calls when the session ends
     second.join(timeout=30)
     assert not second.running and second.snapshot().state == "stopped"
+
+
+def test_checkpoint_keys_name_the_data_set(capsys, tmp_path):
+    from explorer.checkpoints import read_manifest
+    from explorer.cli import _data_tag
+
+    assert _data_tag("folder:../shared/data/cifar10/train") == "cifar10"
+    assert _data_tag("folder:/photos/pets/") == "pets" and _data_tag("synthetic:400") == "synthetic"
+    root = _folder(tmp_path, {"cats": 6, "dogs": 6})
+    code = cli_main(["train", "--models", "resnet20", "--data", f"folder:{root}", "--steps", "2",
+                     "--batch-size", "4", "--save-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "r.json")])
+    assert code == 0, capsys.readouterr().err
+    assert list(read_manifest(tmp_path / "ckpt")) == ["resnet20-photos"]
