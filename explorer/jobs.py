@@ -7,6 +7,7 @@ taken under the lock. The worker never touches the UI.
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,11 @@ class TrainingJob:
                 self._error = str(error) or type(error).__name__
         finally:
             if self.save_dir is not None and self._record.steps:
+                # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
+                safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._record.name).strip("_")
+                path = self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name}.json"
                 with self._lock:
-                    stamp = time.strftime("%Y%m%d-%H%M%S")
-                    self._saved_to = save_run(self._record, self.save_dir / f"{stamp}-{self._record.name}.json")
+                    try:
+                        self._saved_to = save_run(self._record, path)
+                    except OSError as error:
+                        self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"

@@ -12,6 +12,7 @@ Set ``EXPLORER_SCREENSHOT_DIR`` to keep the screenshot of the Architecture page.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -83,7 +84,8 @@ def app_url(tmp_path_factory):
     # empty weight folders, as on a fresh clone.
     weights_root = tmp_path_factory.mktemp("browser-weights")
     env = {**os.environ, "EXPLORER_PRETRAINED_DIR": str(weights_root / "pretrained"),
-           "TORCH_HOME": str(weights_root / "torch")}
+           "TORCH_HOME": str(weights_root / "torch"), "EXPLORER_RUNS_DIR": str(weights_root / "runs"),
+           "EXPLORER_CACHE_DIR": str(weights_root / "cache")}
     url = f"http://{HOST}:{port}"
     log_fd, log_name = tempfile.mkstemp(prefix="explorer-streamlit-", suffix=".log")
     log_path = Path(log_name)
@@ -182,3 +184,28 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     page.screenshot(path=str(screenshot))
     assert screenshot.exists() and screenshot.stat().st_size > 10_000, screenshot
     print(f"\nscreenshot: {screenshot}")
+
+
+def test_degradation_lab_trains_and_stops_in_the_browser(app_url):
+    """Start a small run from the real page, watch the progress move, then Stop it."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.route("**/*", _local_only)
+            page.goto(f"{app_url}/degradation", wait_until="domcontentloaded")
+            page.get_by_role("button", name="Start").wait_for(timeout=90_000)
+            dataset = page.get_by_role("textbox", name="Dataset")
+            dataset.fill("synthetic:600")
+            dataset.press("Enter")
+            _wait_until_idle(page)
+            page.get_by_role("button", name="Start").click()
+            progress = page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of"))
+            progress.first.wait_for(timeout=120_000)
+            page.get_by_role("button", name="Stop").click()
+            page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
+            exceptions = page.locator("[data-testid='stException']")
+            assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
+            assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
+        finally:
+            browser.close()

@@ -188,3 +188,15 @@ def test_checkpoint_keys_name_the_data_set(capsys, tmp_path):
                      "--batch-size", "4", "--save-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "r.json")])
     assert code == 0, capsys.readouterr().err
     assert list(read_manifest(tmp_path / "ckpt")) == ["resnet20-photos"]
+
+
+def test_runs_named_after_a_folder_are_saved_as_one_plain_file(tmp_path):
+    from explorer.jobs import TrainingJob
+    from explorer.train import preset
+
+    config = preset("demo", models=("plain20",), data="synthetic:400", steps=2)
+    job = TrainingJob(config, device="cpu", name="demo-folder:/data/cifar10/train", save_dir=tmp_path).start()
+    job.join(timeout=60)
+    snapshot = job.snapshot()
+    assert snapshot.state == "finished" and snapshot.saved_to.parent == tmp_path
+    assert snapshot.saved_to.name.endswith("-demo-folder_data_cifar10_train.json")
