@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -47,6 +48,15 @@ class CheckpointEntry:
     device: str
 
 
+def dataset_tag(source: str) -> str:
+    """A short data-set name for keys and captions: cifar10, synthetic, or the folder's name
+    ("folder:…/cifar10/train" -> cifar10)."""
+    if not source.startswith("folder:"):
+        return source.split(":")[0]
+    path = Path(source.removeprefix("folder:").rstrip("/"))
+    return path.parent.name if path.name in ("train", "training") else path.name
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -64,6 +74,27 @@ def read_manifest(folder: Path | None = None) -> dict[str, CheckpointEntry]:
         return {key: CheckpointEntry(key=key, **entry) for key, entry in raw["checkpoints"].items()}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path} is not a valid checkpoint manifest ({error}).") from error
+
+
+def best_first(entry: CheckpointEntry) -> tuple[float, str]:
+    """Sort key: lowest validation error first (unmeasured last), then by key."""
+    return (math.inf if entry.val_error is None else entry.val_error, entry.key)
+
+
+def best_checkpoints(folder: Path | None = None) -> dict[str, CheckpointEntry]:
+    """Per registry model name, its checkpoint with the lowest validation error."""
+    best: dict[str, CheckpointEntry] = {}
+    for entry in sorted(read_manifest(folder).values(), key=best_first, reverse=True):
+        best[entry.model] = entry  # the best comes last and wins
+    return best
+
+
+def trained_label(entry: CheckpointEntry | None) -> str | None:
+    """"8.9% (cifar10, 3,000 steps)": a checkpoint's measured validation error, for tables."""
+    if entry is None:
+        return None
+    error = "?" if entry.val_error is None else f"{100 * entry.val_error:.1f}%"
+    return f"{error} ({dataset_tag(entry.config.get('data', '?'))}, {entry.steps:,} steps)"
 
 
 def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict, classes: list,

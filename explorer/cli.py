@@ -31,9 +31,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def _cmd_models(args: argparse.Namespace) -> None:
     from explorer.architecture import zoo_row
+    from explorer.checkpoints import best_checkpoints, trained_label
     from explorer.models import list_models
     from explorer.weights import weights_status
 
+    trained = best_checkpoints()
     entries = []
     for spec in list_models():
         row = zoo_row(spec.name)
@@ -44,14 +46,17 @@ def _cmd_models(args: argparse.Namespace) -> None:
             "paper_gmacs": row.paper_gmacs, "imagenet_top1": row.imagenet_top1,
             "paper_top1_error": row.paper_top1_error,
             "weights": "present" if status.present else ("missing" if status.filename else "none published"),
+            "checkpoint": trained[spec.name].key if spec.name in trained else None,
+            "checkpoint_val_error": trained[spec.name].val_error if spec.name in trained else None,
+            "trained_here": trained_label(trained.get(spec.name)),
         })
     if args.json:
         print(json.dumps(entries, indent=2))
         return
     print(_table(
-        ["name", "depth", "block", "params", "GMACs", "paper", "ImageNet top-1 %", "weights"],
+        ["name", "depth", "block", "params", "GMACs", "paper", "ImageNet top-1 %", "weights", "trained here (val error)"],
         [[e["name"], e["depth"], e["block"], f"{e['params']:,}", f"{e['gmacs']:.2f}",
-          e["paper_gmacs"], e["imagenet_top1"], e["weights"]] for e in entries],
+          e["paper_gmacs"], e["imagenet_top1"], e["weights"], e["trained_here"]] for e in entries],
     ))
     print("\nGMACs: multiply-accumulates for one image at the model's input size "
           "(what the paper calls FLOPs); BatchNorm, ReLU, pooling and additions are not counted.")
@@ -113,12 +118,11 @@ def _cmd_weights_download(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    import time
-
-    from explorer.data import DataError, load_data
     from explorer.devices import pick_device
-    from explorer.runs import new_record, save_run
-    from explorer.train import check_config, layer_names, preset, train
+    from explorer.distributed import launch_from_environment
+    from explorer.distributed import start as start_distributed
+    from explorer.distributed import stop as stop_distributed
+    from explorer.train import check_config, preset
 
     overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
                  "shortcut": args.shortcut}
@@ -133,8 +137,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
         overrides["augmentation"] = Augmentation(erasing_p=args.erasing)
     config = preset(args.preset, **overrides)
     check_config(config)
-    device = pick_device(args.device)
-    print(f"loading {config.data} ({config.image_size}×{config.image_size}) …", file=sys.stderr)
+    launch = launch_from_environment()  # set by torchrun
+    if launch is None:
+        device = pick_device(args.device)
+        _train_and_save(args, config, device)
+        return
+    if config.batch_size % launch.world_size:  # refuse before any process waits on another
+        raise CommandError(f"The batch size ({config.batch_size}) must divide evenly over the "
+                           f"{launch.world_size} processes.")
+    device = start_distributed(launch, args.device)
+    try:
+        if launch.is_main:
+            print(f"torchrun: {launch.world_size} processes on {device.type}, "
+                  f"{config.batch_size // launch.world_size} images each per step", file=sys.stderr)
+        _train_and_save(args, config, device, main=launch.is_main)
+    finally:
+        stop_distributed()
+
+
+def _train_and_save(args: argparse.Namespace, config, device, main: bool = True) -> None:
+    """Train; the main process (rank 0 under torchrun) reports, records and saves."""
+    import time
+
+    from explorer.data import DataError, load_data
+    from explorer.runs import new_record, save_run
+    from explorer.train import layer_names, train
+
+    if main:
+        print(f"loading {config.data} ({config.image_size}×{config.image_size}) …", file=sys.stderr)
     try:
         data = load_data(config.data, image_size=config.image_size, val_size=config.val_size, seed=config.seed)
     except DataError as error:
@@ -145,16 +175,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
     try:
         for step in train(config, data, device=device, trained=trained):
             record.append(step)
-            if step.step % max(1, config.steps // 100) == 0 or step.step == config.steps:
+            if main and (step.step % max(1, config.steps // 100) == 0 or step.step == config.steps):
                 _progress_line(step, config.steps, time.perf_counter() - started)
         record.finished = True
     except KeyboardInterrupt:
-        print("\ninterrupted: saving the steps so far", file=sys.stderr)
+        if main:
+            print("\ninterrupted: saving the steps so far", file=sys.stderr)
     finally:
-        print(file=sys.stderr)
-        if record.steps:
+        if main:
+            print(file=sys.stderr)
+        if main and record.steps:
             save_run(record, args.out)
             print(f"saved {args.out}", file=sys.stderr)
+    if not main:
+        return
     if args.save_dir is not None and record.finished:
         _save_trained(args, config, data, trained, record, device, time.perf_counter() - started)
     last = record.steps[-1]["models"] if record.steps else []
@@ -163,18 +197,47 @@ def _cmd_train(args: argparse.Namespace) -> None:
         print(f"{metrics['name']}: training error {100 * metrics['train_error']:.1f}%{val}")
 
 
-def _data_tag(source: str) -> str:
-    """cifar10, synthetic, or the folder's name ("folder:…/cifar10/train" -> cifar10)."""
-    if not source.startswith("folder:"):
-        return source.split(":")[0]
-    path = Path(source.removeprefix("folder:").rstrip("/"))
-    return path.parent.name if path.name in ("train", "training") else path.name
+def _cmd_classify(args: argparse.Namespace) -> None:
+    from explorer.classify import ClassifierError, default_classifier_name, load_classifier, missing_classifier_message
+    from explorer.devices import pick_device
+    from explorer.images import ImageError, read_image_file
+
+    name = args.model or default_classifier_name()
+    if name is None:
+        raise CommandError(missing_classifier_message())
+    try:
+        classifier = load_classifier(name, device=pick_device(args.device))
+    except (ClassifierError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    results = []
+    for path in args.images:
+        try:
+            image = read_image_file(path)
+        except ImageError as error:
+            results.append({"file": str(path), "error": str(error)})
+            continue
+        predictions = classifier.predict([image], topk=args.topk)[0]
+        results.append({"file": str(path), "predictions": [asdict(p) for p in predictions]})
+    if args.json:
+        print(json.dumps({"model": classifier.name, "about": classifier.about, "results": results}, indent=2))
+    else:
+        print(f"{classifier.name}: {classifier.about}\n")
+        for result in results:
+            if "error" in result:
+                print(f"{result['file']}: error: {result['error']}\n")
+                continue
+            print(result["file"])
+            print(_table(["class", "probability"], [[p["label"], f"{100 * p['probability']:.1f}%"]
+                                                    for p in result["predictions"]]) + "\n")
+    failed = sum("error" in r for r in results)
+    if failed:
+        raise CommandError(f"{failed} of {len(results)} images could not be read (see above).")
 
 
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
     from dataclasses import asdict
 
-    from explorer.checkpoints import save_checkpoint
+    from explorer.checkpoints import dataset_tag, save_checkpoint
     from explorer.train import evaluate
 
     stopped = {m["name"] for m in record.steps[-1]["models"] if m.get("stopped")}
@@ -184,7 +247,7 @@ def _save_trained(args, config, data, trained, record, device, wall_time_s: floa
             continue
         val_error = evaluate(model, data.val_images, data.val_labels) if len(data.val_labels) else None
         entry = save_checkpoint(
-            model, key=f"{name}-{_data_tag(config.data)}", model_name=name,
+            model, key=f"{name}-{dataset_tag(config.data)}", model_name=name,
             build={"width": config.width, "shortcut": config.shortcut, "num_classes": data.num_classes},
             classes=list(data.classes), val_error=val_error, config=asdict(config),
             steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir)
@@ -229,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="folder to save into (default: the torch hub cache)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(run=_cmd_weights_download)
+
+    classify = commands.add_parser("classify", help="top classes of images with a trained model")
+    classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG, PNG, WebP, BMP or GIF files")
+    classify.add_argument("--model", default=None,
+                          help="a checkpoint (see pretrained/manifest.json) or an ImageNet model with weights; "
+                               "default: the checkpoint with the lowest validation error")
+    classify.add_argument("--topk", type=int, default=5, help="how many classes to show (default 5)")
+    classify.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    classify.add_argument("--json", action="store_true", help="machine-readable output")
+    classify.set_defaults(run=_cmd_classify)
 
     training = commands.add_parser("train", help="train CIFAR plain/residual nets in lock-step (degradation lab)")
     training.add_argument("--models", default="plain20,plain56,resnet20,resnet56",

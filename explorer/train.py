@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from explorer.data import Augmentation, InMemoryData, augment, normalize
+from explorer.distributed import rank_and_world_size, sum_over_ranks
 from explorer.models import build_model, get_model_spec
 
 
@@ -164,6 +166,7 @@ class _Trainee:
                                  num_classes=num_classes).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, foreach=True)
+        self.forward: nn.Module = self.model  # DistributedDataParallel(model) under torchrun
         self.layers = [p for _, p in weighted_layers(self.model)]
         self.warming_up = get_model_spec(name).depth >= config.warmup_depth
         self.recent: deque[tuple[float, int]] = deque(maxlen=config.window)
@@ -183,13 +186,32 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
     ``data`` may live on any device; it is moved to ``device`` once. Models whose loss
     becomes NaN or infinite stop with a message while the others go on. Pass a dict as
     ``trained`` to receive the models (by name), e.g. to save them afterwards.
+
+    Inside a torch.distributed process group (``torchrun``, see explorer.distributed) the
+    models are wrapped in DistributedDataParallel and each rank trains on its own slice
+    of every global batch of ``config.batch_size`` images; losses and error counts are
+    summed over ranks, so every rank reports (and warms up on) the same numbers. Only
+    rank 0 measures the validation error.
     """
     check_config(config, data)
+    rank, world_size = rank_and_world_size()
+    if config.batch_size % world_size:
+        raise ValueError(f"The batch size ({config.batch_size}) must divide evenly over the "
+                         f"{world_size} processes.")
+    per_rank = config.batch_size // world_size
     device = torch.device(device)
     data = data.to(device)
     torch.manual_seed(config.seed)
+    # Every rank draws the same shuffled order (so the slices of a batch never overlap);
+    # augmentation draws its own stream per rank. One process keeps the single stream.
     generator = torch.Generator(device=device).manual_seed(config.seed)
+    augment_generator = (generator if world_size == 1 else
+                         torch.Generator(device=device).manual_seed(config.seed + 1 + rank))
     trainees = [_Trainee(name, config, data.num_classes, device) for name in config.models]
+    if world_size > 1:
+        for trainee in trainees:
+            trainee.forward = DistributedDataParallel(
+                trainee.model, device_ids=[device.index] if device.type == "cuda" else None)
     if trained is not None:
         trained.update({t.name: t.model for t in trainees})
     n_train = len(data.train_labels)
@@ -203,11 +225,11 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
             order = torch.randperm(n_train, generator=generator, device=device)
             cursor = 0
         step_start = time.perf_counter()
-        indices = order[cursor:cursor + config.batch_size]
+        indices = order[cursor + rank * per_rank:cursor + (rank + 1) * per_rank]
         cursor += config.batch_size
-        images = augment(data.train_images[indices], config.augmentation, generator)
+        images = augment(data.train_images[indices], config.augmentation, augment_generator)
         labels = data.train_labels[indices]
-        measure_val = step % config.val_every == 0 or step == config.steps
+        measure_val = rank == 0 and (step % config.val_every == 0 or step == config.steps)
         record_grads = step % config.grad_every == 0 or step == 1
         metrics = []
         for trainee in trainees:
@@ -218,11 +240,15 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
             lr = config.warmup_lr if trainee.warming_up else _lr_at(config, step)
             for group in trainee.optimizer.param_groups:
                 group["lr"] = lr
-            logits = trainee.model(images)
+            logits = trainee.forward(images)
             loss = F.cross_entropy(logits, labels)
             trainee.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            loss_value = loss.item()
+            wrong_here = (logits.argmax(1) != labels).sum()
+            loss_sum, wrong, seen = sum_over_ranks(
+                torch.stack([loss.detach() * len(labels), wrong_here.to(loss.dtype),
+                             torch.tensor(float(len(labels)), device=device)])).tolist()
+            loss_value = loss_sum / seen
             if not math.isfinite(loss_value):
                 trainee.stopped = (f"{trainee.name} stopped at step {step}: the loss became "
                                    f"{loss_value}. Try a lower learning rate.")
@@ -234,8 +260,7 @@ def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str
             if record_grads:
                 grads = tuple(torch.stack([p.grad.norm() for p in trainee.layers]).tolist())
             trainee.optimizer.step()
-            wrong = (logits.argmax(1) != labels).sum().item()
-            trainee.recent.append((wrong, len(labels)))
+            trainee.recent.append((round(wrong), round(seen)))
             train_error = trainee.train_error()
             if trainee.warming_up and train_error < config.warmup_until_error and len(trainee.recent) >= 10:
                 trainee.warming_up = False

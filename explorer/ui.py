@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from explorer import architecture, devices, weights
+from explorer.checkpoints import CheckpointError, best_checkpoints, trained_label
 from explorer.models import get_model_spec, list_models
 
 DEVICE_KEY = "device"
@@ -90,7 +91,12 @@ def zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
 
 
 def cifar_zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
-    """The §4.2 nets against Table 6 (option A shortcuts, 16/32/64 filters, 32×32 input)."""
+    """The §4.2 nets against Table 6 (option A shortcuts, 16/32/64 filters, 32×32 input),
+    with the validation error of this project's own checkpoints (from the manifest)."""
+    try:
+        trained = best_checkpoints()
+    except CheckpointError:
+        trained = {}  # a broken manifest must not take the architecture page down
     return [{
         "model": row.name,
         "depth": row.depth,
@@ -99,6 +105,7 @@ def cifar_zoo_table(rows: list[architecture.ZooRow]) -> list[dict]:
         "params (M, Table 6)": row.paper_params_m,
         "MMACs (32×32)": round(row.gmacs * 1e3, 1),
         "CIFAR-10 test error % (Table 6)": row.paper_top1_error,
+        "validation error here (pretrained/)": trained_label(trained.get(row.name)),
     } for row in rows]
 
 

@@ -15,3 +15,15 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EXPLORER_RUNS_DIR", str(root / "runs"))
     monkeypatch.setenv("EXPLORER_CACHE_DIR", str(root / "cache"))
     return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_streamlit_caches():
+    """AppTest sessions in one process share st.cache_resource, the lab's session-scoped job
+    slot included: clear it after each test so one test's training job never shows in the next
+    test's page (clearing also stops the job, through the slot's on_release)."""
+    yield
+    import sys
+
+    if "streamlit" in sys.modules:
+        sys.modules["streamlit"].cache_resource.clear()

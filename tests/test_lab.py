@@ -178,11 +178,10 @@ def test_a_new_run_or_a_closed_tab_stops_the_session_job():
 
 
 def test_checkpoint_keys_name_the_data_set(capsys, tmp_path):
-    from explorer.checkpoints import read_manifest
-    from explorer.cli import _data_tag
+    from explorer.checkpoints import dataset_tag, read_manifest
 
-    assert _data_tag("folder:../shared/data/cifar10/train") == "cifar10"
-    assert _data_tag("folder:/photos/pets/") == "pets" and _data_tag("synthetic:400") == "synthetic"
+    assert dataset_tag("folder:../shared/data/cifar10/train") == "cifar10"
+    assert dataset_tag("folder:/photos/pets/") == "pets" and dataset_tag("synthetic:400") == "synthetic"
     root = _folder(tmp_path, {"cats": 6, "dogs": 6})
     code = cli_main(["train", "--models", "resnet20", "--data", f"folder:{root}", "--steps", "2",
                      "--batch-size", "4", "--save-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "r.json")])
@@ -200,3 +199,30 @@ def test_runs_named_after_a_folder_are_saved_as_one_plain_file(tmp_path):
     snapshot = job.snapshot()
     assert snapshot.state == "finished" and snapshot.saved_to.parent == tmp_path
     assert snapshot.saved_to.name.endswith("-demo-folder_data_cifar10_train.json")
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkeypatch):
+    """A fresh clone replays the shipped CIFAR-10 runs (pretrained/runs) without training."""
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+    shipped = {path.stem: path for path in (SHIPPED / "runs").glob("*.json")}
+    assert "class-demo-cifar10" in shipped and any(name.startswith("paper-width-cifar10") for name in shipped)
+    at = open_lab()
+    assert set(shipped) <= set(at.multiselect[1].options)
+    at.multiselect[1].set_value(["class-demo-cifar10"]).run(timeout=120)
+    assert not at.exception
+    record = json.loads(shipped["class-demo-cifar10"].read_text())
+    assert record["finished"] and record["config"]["models"] == ["plain20", "plain56", "resnet20", "resnet56"]
+    traces = {trace["name"]: trace for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    for final in record["steps"][-1]["models"]:
+        train = traces[f"{final['name']} train"]
+        assert train["x"][-1] == record["config"]["steps"]
+        assert train["y"][-1] == pytest.approx(100 * final["train_error"])
+        assert traces[f"{final['name']} validation"]["y"][-1] == pytest.approx(100 * final["val_error"])
+    # Overlaying every shipped run draws each run's models under the run's name.
+    at.multiselect[1].set_value(sorted(shipped)).run(timeout=120)
+    names = {trace["name"] for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    for run in shipped:
+        assert f"{run}: resnet20 train" in names

@@ -1,0 +1,176 @@
+"""Classifiers from the manifest and from ImageNet weights; the classify CLI; the shipped models."""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from explorer.checkpoints import load_checkpoint, read_manifest, save_checkpoint
+from explorer.classify import (
+    ClassifierError,
+    checkpoint_model_input,
+    classifier_names,
+    default_classifier_name,
+    load_classifier,
+)
+from explorer.cli import main as cli_main
+from explorer.data import normalize
+from explorer.models import build_model
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+REAL_CIFAR10 = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10" / "train"
+
+
+def _save(name: str, val_error: float, width: int = 4, tag: str = "toy") -> None:
+    torch.manual_seed(0)
+    model = build_model(name, width=width, num_classes=10)
+    config = {"data": f"folder:/data/{tag}/train", "image_size": 16, "width": width}
+    save_checkpoint(model, key=f"{name}-{tag}", model_name=name,
+                    build={"width": width, "shortcut": "A", "num_classes": 10}, classes=CIFAR10_CLASSES,
+                    val_error=val_error, config=config, steps=100, wall_time_s=60.0, device="cpu")
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_checkpoints_are_listed_best_first_and_the_best_is_the_default():
+    assert default_classifier_name() is None and classifier_names() == []
+    _save("plain20", 0.30)
+    _save("resnet20", 0.20)
+    assert classifier_names() == ["resnet20-toy", "plain20-toy"]
+    assert default_classifier_name() == "resnet20-toy"
+
+
+def test_a_checkpoint_classifier_is_frozen_and_predicts_its_softmax():
+    _save("resnet20", 0.2)
+    classifier = load_classifier("resnet20")  # one checkpoint of that architecture: found by name
+    assert classifier.name == "resnet20-toy" and classifier.input_size == 16
+    assert not classifier.model.training
+    assert not any(p.requires_grad for p in classifier.model.parameters())
+    assert "resnet20 trained by this project on toy (10 classes, 100 steps, 1 min on cpu): 20.00%" \
+        in classifier.about
+    image = Image.new("RGB", (40, 30), (200, 30, 60))
+    predictions = classifier.predict([image, image.transpose(Image.Transpose.ROTATE_90)], topk=3)
+    assert [len(p) for p in predictions] == [3, 3]
+    pixels = torch.full((1, 3, 16, 16), 0, dtype=torch.uint8)
+    pixels[:, 0], pixels[:, 1], pixels[:, 2] = 200, 30, 60
+    expected = torch.softmax(classifier.model(normalize(pixels)), 1)[0]
+    top = expected.topk(3)
+    assert [p.label for p in predictions[0]] == [CIFAR10_CLASSES[i] for i in top.indices.tolist()]
+    assert [p.probability for p in predictions[0]] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_cifar_input_is_the_centred_square_shrunk():
+    image = Image.new("RGB", (64, 32), (255, 0, 0))
+    image.paste((0, 0, 255), (32, 0, 64, 32))  # right half blue; the centre square is half and half
+    pixels = checkpoint_model_input(16)(image)
+    assert pixels.shape == (3, 16, 16) and pixels.dtype == torch.uint8
+    assert pixels[:, :, :7].float().mean((1, 2)).tolist() == [255, 0, 0]
+    assert pixels[:, :, 9:].float().mean((1, 2)).tolist() == [0, 0, 255]
+
+
+def test_imagenet_classifier_uses_torchvision_preprocessing_and_labels():
+    folder = Path(os.environ["EXPLORER_PRETRAINED_DIR"])
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(build_model("resnet18").state_dict(), folder / "resnet18-f37072fd.pth")
+    assert classifier_names() == ["resnet18"] and default_classifier_name() == "resnet18"
+    classifier = load_classifier("resnet18")
+    assert classifier.input_size == 224 and len(classifier.classes) == 1000
+    assert classifier.classes[0] == "tench" and "ImageNet weights" in classifier.about
+    assert classifier.model_input(Image.new("RGB", (500, 300))).shape == (3, 224, 224)
+    assert classifier.model_input(Image.new("RGB", (1, 1))).shape == (3, 224, 224)
+    assert len(classifier.predict([Image.new("RGB", (300, 300), "white")], topk=5)[0]) == 5
+
+
+@pytest.mark.parametrize("name, message", [
+    ("resnet200", "Unknown model"),
+    ("plain56", "python -m explorer train --models plain56"),
+    ("resnet50", "python -m explorer weights download resnet50"),
+    ("plain18", "no published ImageNet weights"),
+])
+def test_unusable_classifiers_say_what_to_do(name, message):
+    with pytest.raises(ClassifierError, match=message):
+        load_classifier(name)
+
+
+def test_classify_cli_reports_each_file_and_keeps_going(tmp_path, capsys):
+    _save("resnet20", 0.2)
+    good = tmp_path / "red.png"
+    good.write_bytes(_png(Image.new("RGB", (32, 32), "red")))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    code = cli_main(["classify", str(good), str(broken), str(tmp_path / "missing.jpg"), "--json", "--topk", "3"])
+    captured = capsys.readouterr()
+    assert code == 2 and "2 of 3 images could not be read" in captured.err
+    report = json.loads(captured.out)
+    assert report["model"] == "resnet20-toy"
+    first, second, third = report["results"]
+    assert [p["label"] for p in first["predictions"]] and len(first["predictions"]) == 3
+    probabilities = [p["probability"] for p in first["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
+    assert "broken.png" in second["error"] and "missing.jpg" in third["error"]
+    assert "Traceback" not in captured.err
+
+
+def test_classify_cli_without_any_trained_model_says_how_to_get_one(capsys, tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(_png(Image.new("RGB", (8, 8))))
+    assert cli_main(["classify", str(image)]) == 2
+    assert "python -m explorer train --models resnet20" in capsys.readouterr().err
+
+
+# The shipped checkpoints: a fresh clone classifies offline with them.
+
+def test_shipped_checkpoints_verify_and_match_their_manifest(monkeypatch):
+    entries = read_manifest(SHIPPED)
+    assert {"resnet20-cifar10", "plain20-cifar10"} <= set(entries)
+    for key, entry in entries.items():
+        model, _ = load_checkpoint(key, folder=SHIPPED)  # sha256 and strict architecture
+        assert sum(p.numel() for p in model.parameters()) == entry.params
+        assert entry.classes == CIFAR10_CLASSES and entry.config["image_size"] == 32
+        assert 0 < entry.val_error < 0.9 and entry.steps == entry.config["steps"]
+    # The paper's Table 6 count for ResNet-20: 0.27M parameters.
+    assert round(entries["resnet20-cifar10"].params / 1e6, 2) == 0.27
+
+
+def test_classify_cli_works_offline_with_the_shipped_default(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+    image = tmp_path / "photo.png"
+    image.write_bytes(_png(Image.new("RGB", (64, 48), (90, 120, 200))))
+    assert cli_main(["classify", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resnet20-cifar10: resnet20 trained by this project on cifar10")
+    assert sum(label in out for label in CIFAR10_CLASSES) == 5
+
+
+@pytest.mark.skipif(not REAL_CIFAR10.is_dir(), reason="real CIFAR-10 is not beside the repo (../shared/data)")
+def test_shipped_validation_errors_are_reproduced_on_the_held_out_split(monkeypatch):
+    from explorer.data import load_data
+    from explorer.train import evaluate
+
+    entries = read_manifest(SHIPPED)
+    data = load_data(f"folder:{REAL_CIFAR10}", image_size=32, seed=0)
+    assert len(data.val_labels) == 5000  # §4.2's 45k/5k split
+    for key, entry in entries.items():
+        model, _ = load_checkpoint(key, folder=SHIPPED)
+        assert evaluate(model, data.val_images, data.val_labels) == pytest.approx(entry.val_error, abs=0.002)
+
+
+def test_models_cli_shows_each_architectures_best_checkpoint(capsys):
+    _save("resnet20", 0.25, tag="first")
+    _save("resnet20", 0.125, tag="second")
+    assert cli_main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["resnet20"]["checkpoint"] == "resnet20-second"
+    assert rows["resnet20"]["checkpoint_val_error"] == 0.125
+    assert rows["resnet20"]["trained_here"] == "12.5% (second, 100 steps)"
+    assert rows["plain20"]["checkpoint"] is None and rows["resnet50"]["trained_here"] is None
