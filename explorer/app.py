@@ -20,6 +20,7 @@ navigation = st.navigation([
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
     st.Page("../pages/degradation.py", title="Degradation lab", icon=":material/trending_down:"),
+    st.Page("../pages/inspect_image.py", title="Inspect an image", icon=":material/image_search:"),
 ])
 ui.device_picker()
 navigation.run()

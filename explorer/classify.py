@@ -6,8 +6,10 @@ and its class names, all read from where the weights came from: the checkpoint m
 weights' metadata. Nothing here is typed by hand.
 
 Classifiers are meant to be cached and shared (the app serves several sessions from one
-process), so the model is in eval mode with frozen parameters and nobody trains it; calls
-that hook into the model (Grad-CAM) take :attr:`Classifier.lock`.
+process), so the model is in eval mode with frozen parameters and nobody trains it. Every
+forward pass through a shared model takes :attr:`Classifier.lock`: Grad-CAM's hooks would
+otherwise record another session's activations (captum then fails, or worse, explains the
+wrong image), and the gradient-norm pass swaps parameters in for its duration.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 from explorer.checkpoints import CheckpointEntry, best_first, dataset_tag, load_checkpoint, read_manifest
 from explorer.data import normalize
 from explorer.images import to_uint8_tensor
-from explorer.models import get_model_spec, model_names
+from explorer.models import get_model_spec, list_models, model_names
 from explorer.weights import WeightsError, find_weights, get_instructions, load_pretrained
 
 
@@ -48,6 +50,7 @@ class Classifier:
     model_input: Callable[[Image.Image], torch.Tensor]  # RGB image -> uint8 (3, H, W), what the net sees
     to_model: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> the normalised float batch
     about: str  # one line for captions: what was trained on what, and how well it did
+    trained: bool = True  # False: an ImageNet architecture with random weights (no weights here)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -62,7 +65,9 @@ class Classifier:
     @torch.no_grad()
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Softmax over the classes, one row per image (on the CPU)."""
-        return torch.softmax(self.model(self.prepare(images)).float(), dim=1).cpu()
+        batch = self.prepare(images)
+        with self.lock:  # another session's Grad-CAM hooks would catch this forward pass
+            return torch.softmax(self.model(batch).float(), dim=1).cpu()
 
     def predict(self, images: Sequence[Image.Image], topk: int = 5) -> list[list[Prediction]]:
         """The ``topk`` most probable classes of each image, most probable first."""
@@ -95,6 +100,13 @@ def classifier_names() -> list[str]:
     return [entry.key for entry in checkpoints] + imagenet
 
 
+def untrained_classifier_names() -> list[str]:
+    """ImageNet models with published weights that are not on this machine: they can still
+    show feature maps and gradients, with random weights and a clear "untrained" label."""
+    return [spec.name for spec in list_models("imagenet")
+            if spec.weights is not None and find_weights(spec) is None]
+
+
 def default_classifier_name() -> str | None:
     """The checkpoint with the lowest validation error (shipped, so it works offline and
     out of the box), else the first ImageNet model with weights; None if nothing is trained."""
@@ -102,9 +114,10 @@ def default_classifier_name() -> str | None:
     return names[0] if names else None
 
 
-def load_classifier(name: str, device: torch.device | str = "cpu") -> Classifier:
+def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untrained: bool = False) -> Classifier:
     """A checkpoint key, a CIFAR architecture with one checkpoint ("resnet20"), or an
-    ImageNet model whose weights are on this machine."""
+    ImageNet model whose weights are on this machine (with ``allow_untrained``, also one
+    whose weights are missing: random weights, ``trained=False``)."""
     entries = read_manifest()
     matches = [entry for entry in entries.values() if entry.model == name]
     if name not in entries and len(matches) == 1:
@@ -130,18 +143,23 @@ def load_classifier(name: str, device: torch.device | str = "cpu") -> Classifier
     if spec.weights is None:
         raise ClassifierError(f"{name} has no published ImageNet weights, so it cannot classify.")
     model = spec.builder()
-    try:
-        load_pretrained(model, name)
-    except WeightsError as error:
-        raise ClassifierError(str(error)) from error
+    trained = not allow_untrained or find_weights(spec) is not None
+    if trained:
+        try:
+            load_pretrained(model, name)
+        except WeightsError as error:
+            raise ClassifierError(str(error)) from error
+        about = (f"{name} with torchvision's ImageNet weights ({spec.weights.name}): "
+                 f"{100 - spec.imagenet_top1:.2f}% top-1 error on ImageNet's validation set")
+    else:
+        about = (f"{name} UNTRAINED: random weights, so its predictions mean nothing "
+                 f"(ImageNet weights are not on this machine: {get_instructions(spec)})")
     preprocess = spec.weights.transforms()  # torchvision's own resize, crop and normalisation
     size = preprocess.crop_size[0]
     return _frozen(Classifier(
         name=name, model_name=name, model=model.to(device), classes=list(spec.weights.meta["categories"]),
         input_size=size, model_input=lambda image: imagenet_model_input(preprocess, image),
-        to_model=lambda batch: _imagenet_normalize(preprocess, batch),
-        about=(f"{name} with torchvision's ImageNet weights ({spec.weights.name}): "
-               f"{100 - spec.imagenet_top1:.2f}% top-1 error on ImageNet's validation set"),
+        to_model=lambda batch: _imagenet_normalize(preprocess, batch), about=about, trained=trained,
     ))
 
 
@@ -159,6 +177,20 @@ def _imagenet_normalize(preprocess, batch: torch.Tensor) -> torch.Tensor:
 def _frozen(classifier: Classifier) -> Classifier:
     classifier.model.eval().requires_grad_(False)
     return classifier
+
+
+def residual_twin(name: str) -> str | None:
+    """The checkpoint of the same depth trained on the same data, with shortcuts if ``name``
+    has none and without if it has: resnet20-cifar10 <-> plain20-cifar10 (§4.2's pairs)."""
+    entries = read_manifest()
+    entry = entries.get(name)
+    if entry is None:
+        return None
+    twin = entry.model.replace("resnet", "plain") if entry.model.startswith("resnet") else entry.model.replace("plain", "resnet")
+    tag = dataset_tag(entry.config["data"])
+    candidates = sorted((e for e in entries.values() if e.model == twin and dataset_tag(e.config["data"]) == tag),
+                        key=best_first)
+    return candidates[0].key if candidates and twin != entry.model else None
 
 
 def describe_checkpoint(entry: CheckpointEntry) -> str:

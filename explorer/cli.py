@@ -234,6 +234,52 @@ def _cmd_classify(args: argparse.Namespace) -> None:
         raise CommandError(f"{failed} of {len(results)} images could not be read (see above).")
 
 
+def _cmd_cam(args: argparse.Namespace) -> None:
+    import torch
+
+    from explorer.attribution import explain, layer_grad_cam, overlay, overlay_strip, upsample
+    from explorer.classify import ClassifierError, default_classifier_name, load_classifier, missing_classifier_message
+    from explorer.devices import pick_device
+    from explorer.images import ImageError, read_image_file
+
+    if args.out.suffix.lower() != ".png":
+        raise CommandError(f"--out must name a .png file, got {args.out}.")
+    name = args.model or default_classifier_name()
+    if name is None:
+        raise CommandError(missing_classifier_message())
+    try:
+        classifier = load_classifier(name, device=pick_device(args.device))
+        image = read_image_file(args.image)
+        explanation = explain(classifier, image, target=args.target, topk=1)
+    except (ClassifierError, ImageError) as error:
+        raise CommandError(str(error)) from error
+    seen = explanation.model_input
+    if args.layer is None:
+        panels = [(f"{c.stage} ({c.layer})", overlay(seen, c.upsampled)) for c in explanation.cams]
+    else:
+        modules = dict(classifier.model.named_modules())
+        if args.layer not in modules or not args.layer:
+            stages = ", ".join(c.layer for c in explanation.cams)
+            raise CommandError(f"{classifier.model_name} has no layer {args.layer!r}. Stage ends: {stages}; "
+                               f"any module name of the model works (e.g. {explanation.cams[-1].layer}.0).")
+        index = torch.tensor([classifier.classes.index(explanation.target)], device=classifier.device)
+        batch = classifier.to_model(seen.unsqueeze(0).to(classifier.device))
+        with classifier.lock:
+            cam = layer_grad_cam(classifier.model, batch, args.layer, index)
+        if cam.dim() != 4:
+            raise CommandError(f"{args.layer} does not output a feature map (its output has shape "
+                               f"{tuple(cam.shape)}); pick a conv layer, block or stage.")
+        panels = [(args.layer, overlay(seen, upsample(cam, tuple(seen.shape[-2:]))[0].cpu()))]
+    top = explanation.predictions[0]
+    panels.insert(0, (f"{top.label} {100 * top.probability:.0f}%", seen.cpu()))
+    try:
+        overlay_strip(panels).save(args.out)
+    except OSError as error:
+        raise CommandError(f"Could not write {args.out}: {error}") from error
+    print(f"{classifier.name}: top class {top.label} ({100 * top.probability:.1f}%); Grad-CAM for "
+          f"{explanation.target!r} at {', '.join(title for title, _ in panels[1:])} written to {args.out}")
+
+
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
     from dataclasses import asdict
 
@@ -302,6 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     classify.add_argument("--json", action="store_true", help="machine-readable output")
     classify.set_defaults(run=_cmd_classify)
+
+    cam = commands.add_parser("cam", help="Grad-CAM overlays of an image at the end of each stage (PNG)")
+    cam.add_argument("image", type=Path, metavar="IMAGE")
+    cam.add_argument("--model", default=None, help="as for classify; default: the best shipped checkpoint")
+    cam.add_argument("--layer", default=None, help="one module name (e.g. layer3.2); default: every stage end")
+    cam.add_argument("--target", default=None, help="the class to explain (default: the top prediction)")
+    cam.add_argument("--out", type=Path, required=True, metavar="FILE.png")
+    cam.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    cam.set_defaults(run=_cmd_cam)
 
     training = commands.add_parser("train", help="train CIFAR plain/residual nets in lock-step (degradation lab)")
     training.add_argument("--models", default="plain20,plain56,resnet20,resnet56",

@@ -94,3 +94,73 @@ def gradient_heatmap_figure(run, model: str) -> go.Figure:
     figure.update_layout(title=model, xaxis_title="iteration", yaxis_title="layer (1 = input side)",
                          height=360, margin=dict(t=40, b=10))
     return figure
+
+
+# --- the inspect page -------------------------------------------------------------------
+
+CAM_COLOURSCALE = "Jet"  # the usual Grad-CAM palette: red = most important
+
+
+def topk_figure(labels: Sequence[str], probabilities: Sequence[float], title: str = "") -> go.Figure:
+    """Top classes as horizontal bars, most probable on top, in percent."""
+    figure = go.Figure(go.Bar(x=[100 * p for p in probabilities][::-1], y=list(labels)[::-1], orientation="h",
+                              text=[f"{100 * p:.1f}%" for p in probabilities][::-1], textposition="auto",
+                              marker_color="#1f77b4"))
+    figure.update_layout(title=title, xaxis=dict(title="probability (%)", range=[0, 100]),
+                         height=60 + 32 * len(labels), margin=dict(t=40 if title else 10, b=10, l=10, r=10))
+    return figure
+
+
+def feature_maps_figure(maps, channels: Sequence[int], means: Sequence[float], columns: int = 8) -> go.Figure:
+    """A grid of one image's most active channels, each a heatmap with its own scale."""
+    from plotly.subplots import make_subplots
+
+    rows = max(1, -(-len(channels) // columns))
+    figure = make_subplots(rows=rows, cols=columns, horizontal_spacing=0.01, vertical_spacing=0.06,
+                           subplot_titles=[f"ch {c} · mean {m:.2f}" for c, m in zip(channels, means)])
+    for index, channel_map in enumerate(maps):
+        figure.add_trace(go.Heatmap(z=channel_map.tolist(), colorscale="Viridis", showscale=False,
+                                    hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"),
+                         row=index // columns + 1, col=index % columns + 1)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    figure.update_annotations(font_size=10)
+    figure.update_layout(height=40 + 130 * rows, margin=dict(t=30, b=0, l=0, r=0))
+    return figure
+
+
+def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: float = 0.5) -> go.Figure:
+    """The image the net sees, then one Grad-CAM overlay per stage, side by side.
+
+    ``image`` is uint8 (3, H, W); each cam is (H, W) in [0, 1], already upsampled.
+    """
+    from plotly.subplots import make_subplots
+
+    pixels = image.permute(1, 2, 0).tolist()
+    figure = make_subplots(rows=1, cols=len(cams) + 1, horizontal_spacing=0.01,
+                           subplot_titles=["what the net sees"] + [title for title, _ in cams])
+    figure.add_trace(go.Image(z=pixels), row=1, col=1)
+    for index, (title, cam) in enumerate(cams, start=2):
+        figure.add_trace(go.Image(z=pixels), row=1, col=index)
+        figure.add_trace(go.Heatmap(z=cam.tolist(), colorscale=CAM_COLOURSCALE, zmin=0, zmax=1, opacity=opacity,
+                                    showscale=index == len(cams) + 1, colorbar=dict(title="Grad-CAM", len=0.8),
+                                    hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}: %{{z:.2f}}<extra></extra>"),
+                         row=1, col=index)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(height=260, margin=dict(t=30, b=0, l=0, r=0))
+    return figure
+
+
+def gradient_norms_figure(series: Sequence[tuple[str, Sequence[tuple[str, float]]]]) -> go.Figure:
+    """‖∂score/∂W‖ per weighted layer, input (1) to output, one bar series per model (log scale)."""
+    figure = go.Figure()
+    for label, norms in series:
+        colour = "#d62728" if label.startswith("plain") else "#1f77b4"  # plain warm, residual cool, as in the lab
+        figure.add_bar(x=list(range(1, len(norms) + 1)), y=[norm for _, norm in norms], name=label,
+                       customdata=[name for name, _ in norms], marker_color=colour,
+                       hovertemplate=f"{label}<br>layer %{{x}}: %{{customdata}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>")
+    figure.update_layout(barmode="group", xaxis_title="weighted layer (1 = input side)",
+                         yaxis=dict(title="‖∂ class score / ∂W‖", type="log"), height=360,
+                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
+    return figure

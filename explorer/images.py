@@ -181,6 +181,15 @@ def read_image_file(path: str | Path) -> Image.Image:
     return read_image(data, name=path.name)
 
 
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+def sample_images() -> dict[str, Path]:
+    """The photos shipped with the app (one held-out CIFAR-10 validation image per class,
+    never trained on), so the inspect page always has something to show."""
+    return {path.stem: path for path in sorted(SAMPLES_DIR.glob("*.jpg"))}
+
+
 def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
     """The image as a ``(3, H, W)`` ``torch.uint8`` tensor, the layout torchvision transforms expect.
 

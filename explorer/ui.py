@@ -10,8 +10,8 @@ import streamlit as st
 import torch
 
 from explorer import architecture, devices, weights
-from explorer.checkpoints import CheckpointError, best_checkpoints, trained_label
-from explorer.models import get_model_spec, list_models
+from explorer.checkpoints import CheckpointError, best_checkpoints, dataset_tag, trained_label
+from explorer.models import get_model_spec, list_models, model_names
 
 DEVICE_KEY = "device"
 
@@ -129,6 +129,65 @@ def speed_table(rows: list) -> list[dict]:
         f"batch-{r.batch_size} throughput (img/s)": round(r.throughput, 1),
     } for r in rows]
 
+
+# --- inspect page -----------------------------------------------------------------------
+
+
+def classifier_choices() -> dict[str, str]:
+    """name -> label for the model picker: trained classifiers first (the best shipped
+    checkpoint is the default), then the ImageNet models whose weights are missing."""
+    from explorer.checkpoints import read_manifest
+    from explorer.classify import classifier_names, untrained_classifier_names
+
+    try:
+        entries, names = read_manifest(), classifier_names()
+    except CheckpointError as error:  # a broken manifest hides the checkpoints, not the page
+        st.error(f"The project's checkpoints are hidden: {error}")
+        entries, names = {}, [n for n in model_names("imagenet") if weights.find_weights(get_model_spec(n))]
+    choices = {}
+    for name in names:
+        entry = entries.get(name)
+        if entry is None:
+            choices[name] = f"{name} (ImageNet weights)"
+        else:
+            error = "" if entry.val_error is None else f", {100 * entry.val_error:.1f}% validation error"
+            choices[name] = f"{name} (trained here on {dataset_tag(entry.config['data'])}{error})"
+    for name in untrained_classifier_names():
+        choices[name] = f"{name} (untrained: no ImageNet weights here)"
+    return choices
+
+
+def _classifier_fingerprint(name: str) -> str:
+    """Changes when the files behind ``name`` change, so a retrained model is reloaded."""
+    from explorer.checkpoints import read_manifest
+
+    entry = read_manifest().get(name)
+    if entry is not None:
+        return entry.sha256
+    return str(weights.find_weights(get_model_spec(name)))
+
+
+def classifier(name: str):
+    """The shared, frozen classifier for ``name`` on the session's device."""
+    return _cached_classifier(name, str(current_device()), _classifier_fingerprint(name))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _cached_classifier(name: str, device: str, fingerprint: str):
+    from explorer.classify import load_classifier
+
+    return load_classifier(name, device=device, allow_untrained=True)
+
+
+@st.cache_resource(show_spinner="Tracing the model with torch.fx…", max_entries=16)
+def feature_extractor(name: str, device: str, fingerprint: str, point: str):
+    from explorer.features import feature_extractor as build
+
+    return build(_cached_classifier(name, device, fingerprint).model, [point])
+
+
+def extractor_for(name: str, point: str):
+    return feature_extractor(name, str(current_device()), _classifier_fingerprint(name), point)
 
 
 # --- degradation lab --------------------------------------------------------------------

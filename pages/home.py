@@ -35,5 +35,9 @@ st.page_link("../pages/degradation.py", label="Degradation lab", icon=":material
 st.markdown("Plain and residual CIFAR nets (§4.2) trained live, side by side on the same batches: "
             "watch plain-56 end up *worse* than plain-20 on training error within a minute, while "
             "shortcuts fix it; per-layer gradient norms; replay of recorded runs.")
+st.page_link("../pages/inspect_image.py", label="Inspect an image", icon=":material/image_search:")
+st.markdown("Upload photos (or use the samples): the top-5 classes of a trained ResNet, the feature "
+            "maps of any stage or block, Grad-CAM at the end of every stage, and the gradient reaching "
+            "each layer of a plain and a residual net of the same depth.")
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "
         "is the default order).", icon="💡")

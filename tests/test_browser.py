@@ -11,6 +11,7 @@ Set ``EXPLORER_SCREENSHOT_DIR`` to keep the screenshot of the Architecture page.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "explorer" / "app.py"
@@ -81,8 +83,10 @@ def app_url(tmp_path_factory):
     """The running app's base URL; the server is stopped when the module's tests end."""
     port = _free_port()
     # Like conftest's no_imagenet_weights (function-scoped, so not applied here): the app sees
-    # empty weight folders, as on a fresh clone.
+    # what a fresh clone has.
     weights_root = tmp_path_factory.mktemp("browser-weights")
+    # The shipped checkpoints and runs, without any ImageNet weight file a developer may have.
+    shutil.copytree(ROOT / "pretrained", weights_root / "pretrained", ignore=shutil.ignore_patterns("*.pth"))
     env = {**os.environ, "EXPLORER_PRETRAINED_DIR": str(weights_root / "pretrained"),
            "TORCH_HOME": str(weights_root / "torch"), "EXPLORER_RUNS_DIR": str(weights_root / "runs"),
            "EXPLORER_CACHE_DIR": str(weights_root / "cache")}
@@ -138,16 +142,23 @@ def _local_only(route) -> None:
         route.abort()
 
 
-def test_architecture_page_renders(app_url, tmp_path):
+@contextlib.contextmanager
+def _local_page(height: int):
+    """A fresh headless Chromium page that may reach only the local app (fonts, telemetry and
+    CDNs are refused), closed afterwards."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # Only the local app may be reached; anything else (fonts, telemetry, CDNs) is refused.
+            page = browser.new_page(viewport={"width": 1400, "height": height})
             page.route("**/*", _local_only)
-            _check_architecture_page(page, app_url, tmp_path)
+            yield page
         finally:
             browser.close()
+
+
+def test_architecture_page_renders(app_url, tmp_path):
+    with _local_page(1000) as page:
+        _check_architecture_page(page, app_url, tmp_path)
 
 
 def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
@@ -188,24 +199,43 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
 
 def test_degradation_lab_trains_and_stops_in_the_browser(app_url):
     """Start a small run from the real page, watch the progress move, then Stop it."""
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.route("**/*", _local_only)
-            page.goto(f"{app_url}/degradation", wait_until="domcontentloaded")
-            page.get_by_role("button", name="Start").wait_for(timeout=90_000)
-            dataset = page.get_by_role("textbox", name="Dataset")
-            dataset.fill("synthetic:600")
-            dataset.press("Enter")
-            _wait_until_idle(page)
-            page.get_by_role("button", name="Start").click()
-            progress = page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of"))
-            progress.first.wait_for(timeout=120_000)
-            page.get_by_role("button", name="Stop").click()
-            page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
-            exceptions = page.locator("[data-testid='stException']")
-            assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
-            assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
-        finally:
-            browser.close()
+    with _local_page(1400) as page:
+        page.goto(f"{app_url}/degradation", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Start").wait_for(timeout=90_000)
+        dataset = page.get_by_role("textbox", name="Dataset")
+        dataset.fill("synthetic:600")
+        dataset.press("Enter")
+        _wait_until_idle(page)
+        page.get_by_role("button", name="Start").click()
+        progress = page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of"))
+        progress.first.wait_for(timeout=120_000)
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
+        exceptions = page.locator("[data-testid='stException']")
+        assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
+        assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
+
+
+def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):
+    """The shipped CIFAR-10 model classifies the samples, then an uploaded photo, in a real browser."""
+    with _local_page(1800) as page:
+        page.goto(f"{app_url}/inspect_image", wait_until="domcontentloaded")
+        page.get_by_text("What the network thinks").first.wait_for(timeout=120_000)
+        page.get_by_text("Grad-CAM for").first.wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        body = page.locator("body")
+        sync_api.expect(body).to_contain_text("resnet20 trained by this project on cifar10", timeout=30_000)
+
+        photo = tmp_path / "my photo.png"
+        Image.open(ROOT / "explorer" / "samples" / "ship.jpg").resize((96, 96)).save(photo)
+        page.locator("input[type='file']").set_input_files(str(photo))
+        page.get_by_text("my photo.png: what the net sees").first.wait_for(timeout=120_000)
+        # The upload replaces the default samples once the rerun has finished.
+        page.get_by_text("sample: automobile: what the net sees").first.wait_for(state="detached", timeout=120_000)
+        _wait_until_idle(page)
+        exceptions = page.locator("[data-testid='stException']")
+        assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
+        assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # top-5, CAMs, feature maps
+        out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out_dir / "inspect.png"), full_page=True)

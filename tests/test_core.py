@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_MODULES = ["explorer.models", "explorer.architecture", "explorer.weights", "explorer.diagrams",
                 "explorer.speed", "explorer.figures", "explorer.devices", "explorer.cli", "explorer.data",
                 "explorer.train", "explorer.runs", "explorer.jobs", "explorer.checkpoints",
-                "explorer.distributed", "explorer.images", "explorer.classify"]
+                "explorer.distributed", "explorer.images", "explorer.classify", "explorer.attribution",
+                "explorer.features"]
 
 
 def test_importing_the_core_does_not_import_streamlit():

@@ -1,0 +1,346 @@
+"""Inspect an image: Grad-CAM, feature maps, gradient norms, the cam CLI and the page."""
+
+import io
+import json
+import random
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from captum.attr import LayerGradCam
+from PIL import Image
+from torch import nn
+
+from apptest_helpers import open_page
+from explorer.architecture import analyze
+from explorer.attribution import (class_gradient_norms, explain, grad_cams, gradient_norms, layer_grad_cam, overlay, stage_ends,
+                                  upsample)
+from explorer.classify import load_classifier, residual_twin
+from explorer.cli import main
+from explorer.features import (feature_extractor, feature_maps, feature_points, image_feature_map,
+                               most_active_channels)
+from explorer.images import sample_images
+from explorer.models import build_model, get_model_spec
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
+PAGE = "../pages/inspect_image.py"
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+
+
+def _png(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+# --- Grad-CAM ---------------------------------------------------------------------------------
+
+def _tiny_model() -> nn.Module:
+    """conv 1×1 (channel 0 = x, channel 1 = 5 - x), global average pool, linear."""
+    conv = nn.Conv2d(1, 2, 1)
+    linear = nn.Linear(2, 2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, 5.0]))
+        linear.weight.copy_(torch.tensor([[2.0, -1.0], [0.0, 1.0]]))
+        linear.bias.zero_()
+    return nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval().requires_grad_(False)
+
+
+def test_grad_cam_of_a_tiny_model_equals_the_hand_computation():
+    # A0 = [[1, 2], [3, 4]], A1 = 5 - A0. The score of class c is Σ_k w_ck · mean(A_k), so its
+    # gradient at every pixel of A_k is w_ck / 4 and Grad-CAM's weight α_k = w_ck / 4:
+    #   class 0: relu(0.5·A0 − 0.25·A1) = relu([[-0.5, 0.25], [1.0, 1.75]])
+    #   class 1: relu(0.25·A1)          = [[1.0, 0.75], [0.5, 0.25]]
+    model, x = _tiny_model(), torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    expected = {0: torch.tensor([[0.0, 0.25], [1.0, 1.75]]), 1: torch.tensor([[1.0, 0.75], [0.5, 0.25]])}
+    for target, cam in expected.items():
+        index = torch.tensor([target])
+        assert torch.allclose(grad_cams(model, x, ["0"], index)["0"][0, 0], cam)
+        assert torch.allclose(layer_grad_cam(model, x, "0", index)[0, 0], cam)
+
+
+def test_one_pass_grad_cams_equal_captum_layer_grad_cam_per_stage():
+    model = build_model("resnet20").eval().requires_grad_(False)
+    batch, target = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([3, 7])
+    layers = [layer for _, layer in stage_ends(model, get_model_spec("resnet20"))]
+    assert layers == ["layer1", "layer2", "layer3"]
+    together = grad_cams(model, batch, layers, target)
+    for layer in layers:
+        alone = LayerGradCam(model, model.get_submodule(layer)).attribute(batch, target=target, relu_attributions=True)
+        assert torch.allclose(together[layer], alone, atol=1e-6)
+
+
+def test_shipped_resnet_cams_are_non_negative_at_each_stages_resolution(shipped):
+    classifier = load_classifier("resnet20-cifar10")
+    explanation = explain(classifier, Image.open(sample_images()["cat"]))
+    assert [(c.stage, tuple(c.cam.shape)) for c in explanation.cams] == [
+        ("stage1", (32, 32)), ("stage2", (16, 16)), ("stage3", (8, 8))]  # Table 6: 32, 16, 8 (§4.2)
+    for stage in explanation.cams:
+        assert stage.cam.min() >= 0 and stage.cam.max() > 0
+        assert stage.upsampled.shape == (32, 32) and stage.upsampled.max() == pytest.approx(1.0)
+    assert explanation.target == explanation.predictions[0].label
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (48, 48), (0, 48), (48, 0)])
+def test_grad_cam_highlights_a_pasted_object_more_than_the_background(shipped, corner):
+    classifier = load_classifier("resnet20-cifar10")
+    canvas = Image.new("RGB", (96, 96))  # black, with a truck photo in one quarter
+    canvas.paste(Image.open(sample_images()["truck"]).convert("RGB").resize((48, 48)), corner)
+    cam = explain(classifier, canvas, target="truck").cams[-1].upsampled  # the last stage, 32×32
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[corner[1] // 3:corner[1] // 3 + 16, corner[0] // 3:corner[0] // 3 + 16] = True
+    assert cam[inside].mean() > 3 * cam[~inside].mean()
+    assert inside.flatten()[cam.flatten().argmax()]
+
+
+def test_upsampling_stretches_and_scales_each_map_to_one():
+    cam = torch.tensor([[[[0.0, 2.0], [4.0, 8.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])
+    stretched = upsample(cam, (4, 4))
+    assert stretched.shape == (2, 4, 4)
+    assert stretched[0].max() == 1.0 and stretched[0, 0, 0] == 0.0 and torch.all(stretched[1] == 1.0)
+
+
+def test_overlay_blends_the_palette_over_the_image():
+    image = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    cam = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    blended = overlay(image, cam, opacity=1.0)
+    assert blended.dtype == torch.uint8
+    assert blended[:, 0, 1].tolist() == [128, 0, 0]  # Jet's last colour: dark red
+    assert blended[:, 0, 0].tolist() == [0, 0, 131]  # Jet's first: dark blue
+    assert torch.equal(overlay(image, cam, opacity=0.0), image)
+
+
+# --- feature maps -----------------------------------------------------------------------------
+
+# Table 1 (ImageNet, 224×224 input) and §4.2 (CIFAR, 32×32): channels × size at each stage end.
+TABLE_1 = {
+    "resnet18": {"layer1": (64, 56), "layer2": (128, 28), "layer3": (256, 14), "layer4": (512, 7)},
+    "resnet50": {"layer1": (256, 56), "layer2": (512, 28), "layer3": (1024, 14), "layer4": (2048, 7)},
+    "resnet20": {"layer1": (16, 32), "layer2": (32, 16), "layer3": (64, 8)},
+}
+
+
+@pytest.mark.parametrize("name", list(TABLE_1))
+def test_feature_maps_have_the_shapes_table_1_predicts(name):
+    spec = get_model_spec(name)
+    model = build_model(name).eval().requires_grad_(False)
+    ends = [point.name for point in feature_points(model, spec) if "end of stage" in point.label]
+    stage_layers = [layer for _, layer in stage_ends(model, spec)]
+    assert [end.rsplit(".", 1)[0] for end in ends] == stage_layers
+    extractor = feature_extractor(model, ends)
+    maps = feature_maps(extractor, torch.randn(1, *spec.input_size))
+    sizes = {row.stage: row.output_size for row in analyze(name).stages}
+    for (stage, layer), end in zip(stage_ends(model, spec), ends):
+        channels, side = TABLE_1[name][layer]
+        assert maps[end].shape == (1, channels, side, side)
+        assert sizes[stage] == f"{side}×{side}"  # the architecture page's Table 1 says the same
+    assert extractor.get_submodule("conv1").weight is model.conv1.weight  # parameters are shared
+
+
+def test_feature_points_list_the_stem_then_every_block():
+    model = build_model("resnet20")
+    points = feature_points(model, get_model_spec("resnet20"))
+    assert points[0].name == "relu" and len(points) == 1 + 9  # 3 stages × 3 blocks (n = 3)
+    assert [p.name for p in points[1:4]] == ["layer1.0", "layer1.1", "layer1.2"]
+    assert points[3].label == "stage1 (layer1.2), end of stage"
+
+
+def test_most_active_channels_are_the_highest_means_in_order():
+    activation = torch.zeros(5, 2, 2)
+    for channel, value in enumerate([0.1, 3.0, -1.0, 2.0, 0.5]):
+        activation[channel] = value
+    top = most_active_channels(activation, 3)
+    assert top.channels == [1, 3, 4] and top.mean_activation == pytest.approx([3.0, 2.0, 0.5])
+    assert torch.equal(top.maps, activation[[1, 3, 4]])
+    with pytest.raises(ValueError, match="one image"):
+        most_active_channels(torch.zeros(1, 5, 2, 2))
+
+
+# --- gradient norms ---------------------------------------------------------------------------
+
+def test_gradient_norms_match_autograd_and_leave_the_model_untouched():
+    model = build_model("plain20").eval().requires_grad_(False)
+    parameters = list(model.parameters())
+    batch, target = torch.randn(1, 3, 32, 32), torch.tensor([2])
+    norms = gradient_norms(model, batch, target)
+
+    reference = build_model("plain20").eval()
+    reference.load_state_dict(model.state_dict())
+    reference(batch)[0, 2].backward()
+    expected = [(f"{name}", module.weight.grad.norm().item()) for name, module in reference.named_modules()
+                if isinstance(module, (nn.Conv2d, nn.Linear))]
+    assert [name for name, _ in norms] == [f"{name}.weight" for name, _ in expected]
+    assert [norm for _, norm in norms] == pytest.approx([norm for _, norm in expected], rel=1e-5)
+    assert len(norms) == 20  # plain-20: 19 conv layers and the fc layer
+    assert list(model.parameters()) == parameters and all(p.grad is None and not p.requires_grad for p in parameters)
+
+
+def test_shipped_twins_and_concurrent_sessions(shipped):
+    assert residual_twin("resnet20-cifar10") == "plain20-cifar10"
+    assert residual_twin("plain20-cifar10") == "resnet20-cifar10"
+    classifier = load_classifier("resnet20-cifar10")
+    before = {name: p.clone() for name, p in classifier.model.state_dict().items()}
+    image = Image.open(sample_images()["horse"]).convert("RGB")
+    failures = []
+
+    extractor = feature_extractor(classifier.model, ["layer2.1"])
+
+    def session():
+        try:  # what two students on the inspect page do at the same time
+            for _ in range(15):
+                explain(classifier, image)
+                class_gradient_norms(classifier, image, "horse")
+                image_feature_map(classifier, extractor, image, "layer2.1")
+                classifier.predict([image])
+        except Exception as error:  # noqa: BLE001 - any failure in a thread fails the test
+            failures.append(error)
+
+    threads = [threading.Thread(target=session) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert all(torch.equal(before[name], value) for name, value in classifier.model.state_dict().items())
+    assert all(isinstance(p, nn.Parameter) and not p.requires_grad for p in classifier.model.parameters())
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+def _png_declaring(width: int, height: int) -> bytes:
+    data = bytearray(_png(Image.new("L", (1, 1))))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _bad_inputs() -> dict[str, tuple[bytes, str | None]]:
+    """file name -> (bytes, None if it must be classified, else a phrase of its error)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    palette = Image.new("P", (8, 8))
+    palette.putpalette([255, 0, 0, 10, 20, 30])
+    frames = [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))]
+    jpeg = _png(Image.new("RGB", (64, 64), (200, 10, 10)), "JPEG")
+    return {
+        "empty.jpg": (b"", "empty"),
+        "random.png": (random.Random(0).randbytes(2000), "not an image"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "damaged"),
+        "huge.png": (_png_declaring(30000, 30000), "far too many pixels"),
+        "cmyk.jpg": (_png(Image.new("CMYK", (16, 16), (255, 0, 0, 0)), "JPEG"), None),
+        "sixteen.png": (_png(Image.new("I;16", (16, 16), 40000)), None),
+        "palette.png": (_png(palette, transparency=0), None),
+        "animated.gif": (_png(frames[0], "GIF", save_all=True, append_images=frames[1:]), None),
+        "rotated.jpg": (_png(Image.new("RGB", (40, 20)), "JPEG", exif=exif), None),
+        "dot.png": (_png(Image.new("RGB", (1, 1), (0, 255, 0))), None),
+        "strip.png": (_png(Image.new("RGB", (10000, 1))), "too narrow"),
+    }
+
+
+def test_classify_cli_handles_every_bad_input_per_file(shipped, tmp_path, capsys):
+    cases = _bad_inputs()
+    for name, (data, _) in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert main(["classify", *(str(tmp_path / name) for name in cases), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    results = {Path(r["file"]).name: r for r in json.loads(captured.out)["results"]}
+    assert list(results) == list(cases)
+    for name, (_, problem) in cases.items():
+        if problem is None:
+            assert len(results[name]["predictions"]) == 5, name
+            assert sum(p["probability"] for p in results[name]["predictions"]) <= 1.0 + 1e-6
+        else:
+            assert problem in results[name]["error"], (name, results[name]["error"])
+
+
+def test_cam_cli_writes_one_panel_per_stage(shipped, tmp_path, capsys):
+    out = tmp_path / "cam.png"
+    assert main(["cam", str(sample_images()["ship"]), "--out", str(out)]) == 0
+    strip = Image.open(out)
+    # The 32×32 input scaled ×7 (to at least 224 px), four panels (input + 3 stages), 6 px gaps, 18 px titles.
+    assert strip.size == (4 * 224 + 3 * 6, 224 + 18)
+    assert "stage1 (layer1), stage2 (layer2), stage3 (layer3)" in capsys.readouterr().out
+    assert main(["cam", str(sample_images()["ship"]), "--layer", "layer3.1", "--target", "truck",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * 224 + 6, 224 + 18)
+    assert "Grad-CAM for 'truck' at layer3.1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--layer", "layer9"], "has no layer 'layer9'"),
+    (["--layer", "fc"], "does not output a feature map"),
+    (["--target", "zebra"], "'zebra' is not one of resnet20-cifar10's classes: airplane"),
+    (["--model", "resnet50"], "weights"),
+])
+def test_cam_cli_explains_bad_settings(shipped, tmp_path, capsys, arguments, message):
+    out = tmp_path / "cam.png"
+    assert main(["cam", str(sample_images()["ship"]), "--out", str(out), *arguments]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cam_cli_refuses_a_broken_image_and_a_non_png_output(shipped, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert main(["cam", str(broken), "--out", str(tmp_path / "cam.png")]) == 2
+    assert "broken.png is not an image" in capsys.readouterr().err
+    assert main(["cam", str(sample_images()["ship"]), "--out", str(tmp_path / "cam.jpg")]) == 2
+    assert "must name a .png file" in capsys.readouterr().err
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def _charts(at) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _cam_panels(at) -> int:
+    cams = next(spec for spec in _charts(at) if any(t.get("type") == "image" for t in spec["data"]))
+    return sum(trace["type"] == "heatmap" for trace in cams["data"])
+
+
+def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
+    at = open_page(PAGE)
+    assert at.selectbox[0].value == "resnet20-cifar10"  # the shipped checkpoint is the default
+    assert "untrained" in at.selectbox[0].format_func("resnet50")  # no ImageNet weights in tests
+    image = Image.open(sample_images()["airplane"]).resize((64, 48))
+    at.file_uploader(key="uploads").upload("plane.png", _png(image), "image/png").run()
+    assert not at.exception and not at.error
+    assert at.multiselect[0].value == []  # an upload replaces the default samples
+    charts = _charts(at)
+    top5 = [spec for spec in charts if spec["data"][0]["type"] == "bar" and len(spec["data"]) == 1]
+    assert len(top5) == 1 and len(top5[0]["data"][0]["y"]) == 5
+    assert _cam_panels(at) == 3  # stage1..3 of the CIFAR net
+    assert any(sum(t["type"] == "heatmap" for t in spec["data"]) == 16 for spec in charts)  # feature maps
+    gradients = [spec for spec in charts if spec["layout"].get("barmode") == "group"]
+    assert [bar["name"] for bar in gradients[0]["data"]] == ["plain20-cifar10", "resnet20-cifar10"]
+
+
+def test_page_imagenet_resnet_shows_four_stage_cams(monkeypatch, tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(build_model("resnet18").state_dict(), hub / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    at = open_page(PAGE)
+    assert at.selectbox[0].value == "resnet18"  # no checkpoints here: the ImageNet model with weights
+    at.multiselect[0].set_value(["dog"]).run()
+    assert not at.exception and not at.error
+    assert _cam_panels(at) == 4  # conv2_x … conv5_x
+
+
+def test_page_broken_upload_shows_an_error_and_the_next_upload_works(shipped):
+    at = open_page(PAGE)
+    at.file_uploader(key="uploads").upload("broken.png", b"\x89PNG not really", "image/png").run()
+    assert not at.exception
+    assert "broken.png" in at.error[0].value and "not an image" in at.error[0].value
+    at.file_uploader(key="uploads").upload("cat.jpg", sample_images()["cat"].read_bytes(), "image/jpeg").run()
+    assert not at.exception and not at.error
+    assert _cam_panels(at) == 3
