@@ -21,6 +21,7 @@ navigation = st.navigation([
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
     st.Page("../pages/degradation.py", title="Degradation lab", icon=":material/trending_down:"),
     st.Page("../pages/inspect_image.py", title="Inspect an image", icon=":material/image_search:"),
+    st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/model_training:"),
 ])
 ui.device_picker()
 navigation.run()

@@ -46,6 +46,30 @@ class CheckpointEntry:
     steps: int
     wall_time_s: float
     device: str
+    # "trained": a registry architecture trained from scratch (``explorer train``);
+    # "finetuned": a backbone with a new head (``explorer finetune``), see :func:`build_entry_model`.
+    kind: str = "trained"
+
+
+FINETUNED_FOLDER = "finetuned"  # under pretrained/: the user's own fine-tuned models, not committed
+
+
+def finetuned_dir() -> Path:
+    return pretrained_dir() / FINETUNED_FOLDER
+
+
+def build_entry_model(entry: CheckpointEntry) -> nn.Module:
+    """The untrained architecture an entry's weights belong to."""
+    get_model_spec(entry.model)
+    if entry.kind == "trained":
+        return build_model(entry.model, **entry.build)
+    if entry.kind == "finetuned":
+        from explorer.models.heads import build_head, feature_width
+
+        model = build_model(entry.model, **entry.build["backbone_build"])
+        model.fc = build_head(entry.build["head"], feature_width(model), entry.build["num_classes"])
+        return model
+    raise CheckpointError(f"Checkpoint {entry.key!r} has an unknown kind {entry.kind!r}.")
 
 
 def dataset_tag(source: str) -> str:
@@ -99,7 +123,7 @@ def trained_label(entry: CheckpointEntry | None) -> str | None:
 
 def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict, classes: list,
                     val_error: float | None, config: dict, steps: int, wall_time_s: float,
-                    device: str, folder: Path | None = None) -> CheckpointEntry:
+                    device: str, folder: Path | None = None, kind: str = "trained") -> CheckpointEntry:
     """Write ``<key>.safetensors`` and its manifest entry (atomically, other entries kept)."""
     folder = folder or pretrained_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,7 +133,7 @@ def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict,
     entry = CheckpointEntry(
         key=key, file=file, sha256=sha256_of(folder / file), model=model_name, build=build,
         classes=list(classes), params=sum(p.numel() for p in model.parameters()), val_error=val_error,
-        config=config, steps=steps, wall_time_s=round(wall_time_s, 1), device=device,
+        config=config, steps=steps, wall_time_s=round(wall_time_s, 1), device=device, kind=kind,
     )
     entries = {k: e for k, e in read_manifest(folder).items() if k != key}
     entries[key] = entry
@@ -135,8 +159,10 @@ def load_checkpoint(key: str, folder: Path | None = None) -> tuple[nn.Module, Ch
     if sha256_of(path) != entry.sha256:
         raise CheckpointError(f"{path} does not match its sha256 in the manifest: the file was altered "
                               "or is from another version. Restore it (git checkout) or retrain it.")
-    get_model_spec(entry.model)
-    model = build_model(entry.model, **entry.build)
+    try:
+        model = build_entry_model(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"The manifest entry of {key!r} cannot build its model ({error}).") from error
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except (RuntimeError, SafetensorError) as error:

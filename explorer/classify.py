@@ -23,8 +23,9 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from explorer.checkpoints import CheckpointEntry, best_first, dataset_tag, load_checkpoint, read_manifest
-from explorer.data import normalize
+from explorer.checkpoints import (CheckpointEntry, best_first, dataset_tag, finetuned_dir, load_checkpoint,
+                                  read_manifest)
+from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
 from explorer.images import to_uint8_tensor
 from explorer.models import get_model_spec, list_models, model_names
 from explorer.weights import WeightsError, find_weights, get_instructions, load_pretrained
@@ -50,6 +51,8 @@ class Classifier:
     model_input: Callable[[Image.Image], torch.Tensor]  # RGB image -> uint8 (3, H, W), what the net sees
     to_model: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> the normalised float batch
     about: str  # one line for captions: what was trained on what, and how well it did
+    mean: tuple[float, float, float]  # the normalisation ``to_model`` applies, per channel in [0, 1]
+    std: tuple[float, float, float]
     trained: bool = True  # False: an ImageNet architecture with random weights (no weights here)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,11 +96,13 @@ def checkpoint_model_input(image_size: int) -> Callable[[Image.Image], torch.Ten
 
 
 def classifier_names() -> list[str]:
-    """What can classify on this machine: the checkpoints, best validation error first,
-    then the ImageNet models whose weights are present."""
+    """What can classify on this machine: the project's checkpoints, best validation error
+    first, then the ImageNet models whose weights are present, then the user's fine-tuned
+    models (pretrained/finetuned/), newest first."""
     checkpoints = sorted(read_manifest().values(), key=best_first)
     imagenet = [name for name in model_names("imagenet") if find_weights(get_model_spec(name)) is not None]
-    return [entry.key for entry in checkpoints] + imagenet
+    finetuned = [key for key in reversed(read_manifest(finetuned_dir())) if key not in read_manifest()]
+    return [entry.key for entry in checkpoints] + imagenet + finetuned
 
 
 def untrained_classifier_names() -> list[str]:
@@ -119,7 +124,7 @@ def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untr
     ImageNet model whose weights are on this machine (with ``allow_untrained``, also one
     whose weights are missing: random weights, ``trained=False``)."""
     entries = read_manifest()
-    matches = [entry for entry in entries.values() if entry.model == name]
+    matches = [entry for entry in entries.values() if entry.model == name and entry.kind == "trained"]
     if name not in entries and len(matches) == 1:
         name = matches[0].key
     if name in entries:
@@ -128,7 +133,17 @@ def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untr
             name=name, model_name=entry.model, model=model.to(device), classes=list(entry.classes),
             input_size=entry.config["image_size"],
             model_input=checkpoint_model_input(entry.config["image_size"]), to_model=normalize,
-            about=describe_checkpoint(entry),
+            about=describe_checkpoint(entry), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        ))
+    if name in read_manifest(finetuned_dir()):
+        model, entry = load_checkpoint(name, finetuned_dir())
+        preprocessing = entry.config["preprocessing"]
+        mean, std = tuple(preprocessing["mean"]), tuple(preprocessing["std"])
+        return _frozen(Classifier(
+            name=name, model_name=entry.model, model=model.to(device), classes=list(entry.classes),
+            input_size=preprocessing["input_size"],
+            model_input=finetuned_model_input(preprocessing["data_size"], preprocessing["input_size"]),
+            to_model=lambda batch: normalize(batch, mean, std), about=describe_finetuned(entry), mean=mean, std=std,
         ))
     if name in model_names("cifar"):
         trained = ", ".join(e.key for e in matches) or "none yet"
@@ -159,7 +174,8 @@ def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untr
     return _frozen(Classifier(
         name=name, model_name=name, model=model.to(device), classes=list(spec.weights.meta["categories"]),
         input_size=size, model_input=lambda image: imagenet_model_input(preprocess, image),
-        to_model=lambda batch: _imagenet_normalize(preprocess, batch), about=about, trained=trained,
+        to_model=lambda batch: normalize(batch, preprocess.mean, preprocess.std), about=about, trained=trained,
+        mean=tuple(preprocess.mean), std=tuple(preprocess.std),
     ))
 
 
@@ -170,13 +186,28 @@ def imagenet_model_input(preprocess, image: Image.Image) -> torch.Tensor:
     return TF.center_crop(pixels, preprocess.crop_size)
 
 
-def _imagenet_normalize(preprocess, batch: torch.Tensor) -> torch.Tensor:
-    return TF.normalize(batch.float() / 255, mean=preprocess.mean, std=preprocess.std)
+def finetuned_model_input(data_size: int, input_size: int) -> Callable[[Image.Image], torch.Tensor]:
+    """A fine-tuned model's input, made exactly as in training: the photo resized like the
+    folder it was trained on (``data_size``², bilinear), then upsampled to ``input_size``."""
+    def model_input(image: Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(folder_pixels(image.convert("RGB"), data_size).copy()).permute(2, 0, 1)
+        return upsample(pixels.unsqueeze(0), input_size)[0]
+    return model_input
 
 
 def _frozen(classifier: Classifier) -> Classifier:
     classifier.model.eval().requires_grad_(False)
     return classifier
+
+
+def describe_finetuned(entry: CheckpointEntry) -> str:
+    """One line from a fine-tuned model's manifest entry."""
+    config = entry.config
+    accuracy = "no validation accuracy recorded" if entry.val_error is None else (
+        f"{100 * (1 - entry.val_error):.1f}% validation accuracy")
+    return (f"{entry.model} backbone ({config['backbone']}) with a {entry.build['head']} head, fine-tuned "
+            f"({config['train']}) on {dataset_tag(config['data'])} ({len(entry.classes)} classes, "
+            f"{config['epochs']} epochs, {entry.wall_time_s:.0f} s on {entry.device}): {accuracy}")
 
 
 def residual_twin(name: str) -> str | None:

@@ -29,7 +29,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -600,6 +600,17 @@ def _write_cache(
             os.remove(temporary)
 
 
+def folder_pixels(image, image_size: int) -> np.ndarray:
+    """An upright RGB PIL image -> uint8 ``(image_size, image_size, 3)``, resized as every
+    folder data set is (bilinear, aspect ratio not kept): a photo classified by a model
+    fine-tuned on a folder goes through exactly this step too."""
+    from PIL import Image
+
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
 def _decode_image(path: str, image_size: int) -> np.ndarray:
     """One file -> uint8 ``(image_size, image_size, 3)``; every failure is a :class:`DataError`."""
     from PIL import Image, ImageOps
@@ -608,9 +619,7 @@ def _decode_image(path: str, image_size: int) -> np.ndarray:
         with Image.open(path) as opened:
             # Phone photos are often stored sideways with an EXIF "rotate me" flag.
             image = ImageOps.exif_transpose(opened).convert("RGB")
-        if image.size != (image_size, image_size):
-            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        return np.asarray(image)
+        return folder_pixels(image, image_size)
     except Image.DecompressionBombError as error:
         # Pillow's guard against images built to exhaust memory stays on (MAX_IMAGE_PIXELS).
         raise DataError(
@@ -707,21 +716,35 @@ def _check_batch(images: torch.Tensor) -> None:
         raise ValueError(f"Expected a uint8 batch of shape (B, 3, H, W), got {got}.")
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
+              std: Sequence[float] = CIFAR10_STD) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` in [0, 255] -> float32, per channel ``(x / 255 - mean) / std``.
 
-    The statistics are CIFAR-10's (:data:`CIFAR10_MEAN`, :data:`CIFAR10_STD`); the paper
-    subtracts the per-pixel mean (§4.2), the common modern recipe a per-channel mean and std.
-    They are used for every data set, so a model trained here sees inputs on one scale.
+    The default statistics are CIFAR-10's (:data:`CIFAR10_MEAN`, :data:`CIFAR10_STD`); the
+    paper subtracts the per-pixel mean (§4.2), the common modern recipe a per-channel mean
+    and std. They are used for every data set trained from scratch here, so a model sees
+    inputs on one scale; a fine-tuned backbone keeps the statistics it was trained with.
     """
     _check_batch(images)
-    mean = torch.tensor(CIFAR10_MEAN, device=images.device).view(3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, device=images.device).view(3, 1, 1)
+    mean = torch.tensor(mean, device=images.device).view(3, 1, 1)
+    std = torch.tensor(std, device=images.device).view(3, 1, 1)
     return images.to(torch.float32).div_(255).sub_(mean).div_(std)
 
 
+def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``(B, 3, h, w)`` -> uint8 ``(B, 3, size, size)``, bilinear: how transfer learning
+    feeds 32×32 CIFAR images to a network made for larger ones (the same at training and
+    at test time)."""
+    _check_batch(images)
+    if images.shape[-2:] == (size, size):
+        return images
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def augment(
-    images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator | None = None
+    images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator | None = None,
+    mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
 ) -> torch.Tensor:
     """Augment a uint8 batch ``(B, 3, H, W)`` and normalise it to float32 ``(B, 3, H, W)``.
 
@@ -731,8 +754,10 @@ def augment(
        i.e. shift the image by up to ``pad`` pixels; pixels shifted in are black, as with
        torchvision's ``RandomCrop(32, padding=4)`` on a uint8 image.
     2. Flip left-right with probability 1/2 (§4.2).
-    3. :func:`normalize`.
-    4. If ``erasing_p > 0``: torchvision's ``v2.RandomErasing``, one box per image.
+    3. :func:`normalize` with ``mean`` and ``std`` (CIFAR-10's unless a fine-tuned backbone
+       brings its own).
+    4. If ``erasing_p > 0``: torchvision's ``v2.RandomErasing``, one box per image
+       (:func:`random_erase`).
 
     Steps 1-2 are one gather over the whole batch, on the batch's device, with no Python loop.
     They draw their randomness from ``generator`` (which must live on the batch's device), so
@@ -762,18 +787,33 @@ def augment(
         index = torch.arange(batch, device=device).view(batch, 1, 1, 1)
         images = source[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
-    out = normalize(images)
+    return random_erase(normalize(images, mean, std), augmentation)
 
-    if augmentation.erasing_p > 0:
-        from torchvision.transforms import v2  # only needed when erasing is on
 
-        eraser = v2.RandomErasing(
-            p=augmentation.erasing_p,
-            scale=augmentation.erasing_scale,
-            ratio=augmentation.erasing_ratio,
-            value=augmentation.erasing_value,
-            inplace=True,  # `out` is a fresh tensor, so erasing in place is safe
-        )
-        for i in range(batch):
-            eraser(out[i])
-    return out
+def random_erase(normalized: torch.Tensor, augmentation: Augmentation) -> torch.Tensor:
+    """torchvision's ``v2.RandomErasing`` with the augmentation's knobs, on a normalised
+    float batch, in place, one independent box per image (v2 applied to a whole batch would
+    erase the same box everywhere). Used in training (lab, fine-tuning) and by the preview."""
+    if augmentation.erasing_p <= 0:
+        return normalized
+    from torchvision.transforms import v2  # only needed when erasing is on
+
+    eraser = v2.RandomErasing(
+        p=augmentation.erasing_p,
+        scale=augmentation.erasing_scale,
+        ratio=augmentation.erasing_ratio,
+        value=augmentation.erasing_value,
+        inplace=True,  # callers pass a fresh tensor, so erasing in place is safe
+    )
+    for i in range(normalized.shape[0]):
+        eraser(normalized[i])
+    return normalized
+
+
+def denormalize(normalized: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
+                std: Sequence[float] = CIFAR10_STD) -> torch.Tensor:
+    """The inverse of :func:`normalize`, for showing what a network was fed: uint8, clamped
+    (random erasing's noise lies partly outside the image range)."""
+    mean = torch.tensor(mean, device=normalized.device).view(3, 1, 1)
+    std = torch.tensor(std, device=normalized.device).view(3, 1, 1)
+    return (normalized * std + mean).mul_(255).round_().clamp_(0, 255).to(torch.uint8)

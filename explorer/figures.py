@@ -164,3 +164,19 @@ def gradient_norms_figure(series: Sequence[tuple[str, Sequence[tuple[str, float]
                          yaxis=dict(title="‖∂ class score / ∂W‖", type="log"), height=360,
                          margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
     return figure
+
+
+# --- transfer learning ----------------------------------------------------------------------
+
+
+def finetune_curves_figure(history: Sequence[dict]) -> go.Figure:
+    """Training accuracy (bold) and validation accuracy (dashed) after each epoch, in percent."""
+    epochs = [row["epoch"] for row in history]
+    figure = go.Figure()
+    figure.add_scatter(x=epochs, y=[100 * row["train_accuracy"] for row in history], name="train",
+                       mode="lines+markers", line=dict(color="#1f77b4", width=3))
+    figure.add_scatter(x=epochs, y=[100 * row["val_accuracy"] for row in history], name="validation",
+                       mode="lines+markers", line=dict(color="#1f77b4", width=1.5, dash="dash"))
+    figure.update_layout(xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="accuracy (%)", range=[0, 100]),
+                         height=320, margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
+    return figure

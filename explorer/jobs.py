@@ -19,6 +19,7 @@ import torch
 from explorer.data import load_data
 from explorer.runs import RunRecord, new_record, save_run
 from explorer.train import TrainConfig, check_config, layer_names, train
+from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,17 @@ class JobSnapshot:
         return last["elapsed_s"] / last["step"] * (self.total_steps - last["step"])
 
 
-class TrainingJob:
-    def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
-                 save_dir: Path | None = None, loader: Callable = load_data):
-        check_config(config)  # bad settings fail here, in the caller, not in the thread
-        self.config = config
-        self.device = torch.device(device)
-        self.save_dir = save_dir
-        self._loader = loader
+class BackgroundJob:
+    """A worker thread with a stop flag, a lock for what it shares, a state and an error."""
+
+    def __init__(self, name: str):
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._record = new_record(name, config, self.device, layer_names(config))
         self._state = "loading data"
         self._error: str | None = None
-        self._saved_to: Path | None = None
-        self._thread = threading.Thread(target=self._run, name=f"train-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "TrainingJob":
+    def start(self):
         self._thread.start()
         return self
 
@@ -70,6 +65,28 @@ class TrainingJob:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, error: Exception) -> None:
+        """Record an error for the UI: the thread must never die silently."""
+        with self._lock:
+            self._state = "failed"
+            self._error = str(error) or type(error).__name__
+
+
+class TrainingJob(BackgroundJob):
+    def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
+                 save_dir: Path | None = None, loader: Callable = load_data):
+        check_config(config)  # bad settings fail here, in the caller, not in the thread
+        super().__init__(f"train-{name}")
+        self.config = config
+        self.device = torch.device(device)
+        self.save_dir = save_dir
+        self._loader = loader
+        self._record = new_record(name, config, self.device, layer_names(config))
+        self._saved_to: Path | None = None
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy for a reader. Step entries are never changed once appended, so
@@ -92,10 +109,8 @@ class TrainingJob:
             with self._lock:
                 self._state = "stopped" if self._stop.is_set() else "finished"
                 self._record.finished = self._state == "finished"
-        except Exception as error:  # shown to the user; the thread must never die silently
-            with self._lock:
-                self._state = "failed"
-                self._error = str(error) or type(error).__name__
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            self._fail(error)
         finally:
             if self.save_dir is not None and self._record.steps:
                 # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
@@ -106,3 +121,48 @@ class TrainingJob:
                         self._saved_to = save_run(self._record, path)
                     except OSError as error:
                         self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"
+
+
+@dataclass(frozen=True)
+class FinetuneSnapshot:
+    state: str  # "loading data", "features", "training", "finished", "stopped", "failed"
+    last: FinetuneStep | None
+    history: list[dict]  # per finished epoch: train and validation accuracy
+    result: FinetuneResult | None
+    error: str | None
+
+
+class FinetuneJob(BackgroundJob):
+    """A fine-tuning run for the transfer-learning page; the trained model is in the
+    snapshot's ``result`` once finished, for the page to save."""
+
+    def __init__(self, config: FinetuneConfig, *, device: torch.device | str, loader: Callable = load_data):
+        check_finetune_config(config)
+        super().__init__(f"finetune-{config.backbone}")
+        self.config = config
+        self.device = torch.device(device)
+        self._loader = loader
+        self._last: FinetuneStep | None = None
+        self._history: list[dict] = []
+        self._result: FinetuneResult | None = None
+
+    def snapshot(self) -> FinetuneSnapshot:
+        with self._lock:
+            return FinetuneSnapshot(self._state, self._last, list(self._history), self._result, self._error)
+
+    def _run(self) -> None:
+        try:
+            data = self._loader(self.config.data, image_size=self.config.data_size,
+                                val_size=self.config.val_size, seed=self.config.seed)
+            run = Finetuning(self.config, data, self.device)
+            for step in run.steps(self._stop):
+                with self._lock:
+                    self._state, self._last = step.phase, step
+                    if step.val_accuracy is not None:
+                        self._history.append({"epoch": round(step.epoch), "train_accuracy": step.train_accuracy,
+                                              "val_accuracy": step.val_accuracy})
+            with self._lock:
+                self._result = run.result
+                self._state = "stopped" if self._stop.is_set() else "finished"
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            self._fail(error)

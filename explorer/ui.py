@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from explorer import architecture, devices, weights
-from explorer.checkpoints import CheckpointError, best_checkpoints, dataset_tag, trained_label
+from explorer.checkpoints import CheckpointError, best_checkpoints, dataset_tag, finetuned_dir, trained_label
 from explorer.models import get_model_spec, list_models, model_names
 
 DEVICE_KEY = "device"
@@ -140,7 +140,7 @@ def classifier_choices() -> dict[str, str]:
     from explorer.classify import classifier_names, untrained_classifier_names
 
     try:
-        entries, names = read_manifest(), classifier_names()
+        entries, names = {**read_manifest(finetuned_dir()), **read_manifest()}, classifier_names()
     except CheckpointError as error:  # a broken manifest hides the checkpoints, not the page
         st.error(f"The project's checkpoints are hidden: {error}")
         entries, names = {}, [n for n in model_names("imagenet") if weights.find_weights(get_model_spec(n))]
@@ -149,6 +149,9 @@ def classifier_choices() -> dict[str, str]:
         entry = entries.get(name)
         if entry is None:
             choices[name] = f"{name} (ImageNet weights)"
+        elif entry.kind == "finetuned":
+            accuracy = "" if entry.val_error is None else f", {100 * (1 - entry.val_error):.1f}% validation accuracy"
+            choices[name] = f"{name} (fine-tuned here on {dataset_tag(entry.config['data'])}{accuracy})"
         else:
             error = "" if entry.val_error is None else f", {100 * entry.val_error:.1f}% validation error"
             choices[name] = f"{name} (trained here on {dataset_tag(entry.config['data'])}{error})"
@@ -157,11 +160,21 @@ def classifier_choices() -> dict[str, str]:
     return choices
 
 
+def shipped_checkpoints() -> set[str]:
+    """Keys of the project's own checkpoints (pretrained/manifest.json); empty if unreadable."""
+    from explorer.checkpoints import read_manifest
+
+    try:
+        return set(read_manifest())
+    except CheckpointError:
+        return set()
+
+
 def _classifier_fingerprint(name: str) -> str:
     """Changes when the files behind ``name`` change, so a retrained model is reloaded."""
     from explorer.checkpoints import read_manifest
 
-    entry = read_manifest().get(name)
+    entry = read_manifest().get(name) or read_manifest(finetuned_dir()).get(name)
     if entry is not None:
         return entry.sha256
     return str(weights.find_weights(get_model_spec(name)))
@@ -208,6 +221,24 @@ class JobSlot:
             self.job.stop()
 
 
+def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False) -> bool:
+    """Start and Stop buttons for the session's background job. ``make_job`` builds the job
+    (a ValueError, i.e. a bad setting, is shown to the user); True when a job was started."""
+    start, stop = st.columns([1, 5])
+    started = False
+    if start.button(label, type="primary", disabled=disabled):
+        try:
+            job = make_job()
+            devices.leave_one_core_for_the_ui()
+            slot.replace(job.start())
+            started = True
+        except ValueError as error:
+            st.error(str(error))
+    if stop.button("Stop", disabled=slot.job is None or not slot.job.running):
+        slot.job.stop()
+    return started
+
+
 @st.cache_resource(scope="session", on_release=JobSlot.release)
 def lab_job_slot() -> JobSlot:
     return JobSlot()
@@ -250,3 +281,43 @@ def run_downloads(record, figure) -> None:
     html_column.download_button("Chart as HTML", figure.to_html(include_plotlyjs="cdn"),
                                 f"{record.name}.html", "text/html")
     st.caption("For a PNG, use the camera icon in the chart's toolbar.")
+
+
+@st.cache_resource(scope="session", on_release=JobSlot.release)
+def finetune_job_slot() -> JobSlot:
+    return JobSlot()
+
+
+# --- shared widgets -----------------------------------------------------------------------
+
+
+def erasing_controls(key: str, default_p: float = 0.0):
+    """Random erasing's knobs (torchvision.transforms.v2.RandomErasing, Zhong et al. 2017):
+    the same Augmentation fields in the lab, the fine-tuning page and the preview."""
+    from explorer.data import Augmentation
+
+    p = st.slider("Random erasing probability", 0.0, 1.0, default_p, 0.05, key=f"{key}-p",
+                  help="Blank out one random rectangle of each training image with this probability. "
+                       "0 is the paper's recipe.")
+    with st.expander("Random erasing: box size, shape and fill", expanded=False):
+        scale = st.slider("Box area (fraction of the image)", 0.01, 1.0, (0.02, 0.33), 0.01, key=f"{key}-scale")
+        ratio = st.slider("Box aspect ratio (height / width)", 0.1, 10.0, (0.3, 3.3), 0.1, key=f"{key}-ratio")
+        fill = st.radio("Fill", ["mean colour (0 after normalisation)", "random pixels"], horizontal=True,
+                        key=f"{key}-fill")
+    return Augmentation(erasing_p=p, erasing_scale=scale, erasing_ratio=ratio,
+                        erasing_value="random" if fill.startswith("random") else 0.0)
+
+
+def _remove_folder(path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@st.cache_resource(scope="session", on_release=_remove_folder)
+def session_upload_dir():
+    """This session's own temporary folder for unpacked uploads, deleted when the tab closes."""
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="resnet-explorer-uploads-"))

@@ -1,8 +1,6 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.data import Augmentation
-from explorer.devices import leave_one_core_for_the_ui
 from explorer.jobs import TrainingJob
 from explorer.models import model_names
 from explorer.runs import RunError, list_runs, load_run, user_runs_dir
@@ -24,24 +22,14 @@ data = left.text_input("Dataset", "synthetic", help="`synthetic` (generated, ins
 shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True,
                        help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
 steps = left.number_input("Steps", 1, 64_000, preset(chosen_preset).steps, step=100)
-erasing = right.slider("Random erasing probability", 0.0, 1.0, 0.0, 0.05,
-                       help="Zhong et al. 2017, torchvision.transforms.v2.RandomErasing: blank out a random "
-                            "rectangle of each training image with this probability. 0 is the paper's recipe.")
+with right:
+    augmentation = ui.erasing_controls("lab")
 
 slot = ui.lab_job_slot()
-start, stop = st.columns([1, 5])
-if start.button("Start", type="primary"):
-    try:
-        config = preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps),
-                        augmentation=Augmentation(erasing_p=erasing))
-        job = TrainingJob(config, device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}",
-                          save_dir=user_runs_dir())
-        leave_one_core_for_the_ui()
-        slot.replace(job.start())
-    except ValueError as error:
-        st.error(str(error))
-if stop.button("Stop", disabled=slot.job is None or not slot.job.running):
-    slot.job.stop()
+ui.start_stop_controls(slot, "Start", lambda: TrainingJob(
+    preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps),
+           augmentation=augmentation),
+    device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}", save_dir=user_runs_dir()))
 
 
 @st.fragment(run_every=0.5)

@@ -39,5 +39,9 @@ st.page_link("../pages/inspect_image.py", label="Inspect an image", icon=":mater
 st.markdown("Upload photos (or use the samples): the top-5 classes of a trained ResNet, the feature "
             "maps of any stage or block, Grad-CAM at the end of every stage, and the gradient reaching "
             "each layer of a plain and a residual net of the same depth.")
+st.page_link("../pages/transfer.py", label="Transfer learning", icon=":material/model_training:")
+st.markdown("Fine-tune a trained ResNet on new images (CIFAR-10, a folder, or a zip you upload): a new "
+            "head on frozen, cached features trains in seconds; save it, reload it and classify a photo. "
+            "Plus a preview of random-erasing augmentation.")
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "
         "is the default order).", icon="💡")

@@ -10,7 +10,8 @@ from explorer.devices import available_devices
 from explorer.models import list_models
 from explorer.weights import weights_filename
 
-PAGES = ["../pages/home.py", "../pages/architecture.py", "../pages/degradation.py", "../pages/inspect_image.py"]
+PAGES = ["../pages/home.py", "../pages/architecture.py", "../pages/degradation.py", "../pages/inspect_image.py",
+         "../pages/transfer.py"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -15,7 +15,7 @@ CORE_MODULES = ["explorer.models", "explorer.architecture", "explorer.weights", 
                 "explorer.speed", "explorer.figures", "explorer.devices", "explorer.cli", "explorer.data",
                 "explorer.train", "explorer.runs", "explorer.jobs", "explorer.checkpoints",
                 "explorer.distributed", "explorer.images", "explorer.classify", "explorer.attribution",
-                "explorer.features"]
+                "explorer.features", "explorer.transfer", "explorer.archives", "explorer.models.heads"]
 
 
 def test_importing_the_core_does_not_import_streamlit():

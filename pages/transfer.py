@@ -1,0 +1,175 @@
+from dataclasses import replace
+
+import streamlit as st
+import torch
+
+from explorer import figures, ui
+from explorer.archives import ArchiveError, unpack_class_zip
+from explorer.checkpoints import finetuned_dir
+from explorer.classify import ClassifierError
+from explorer.images import ImageError, read_image, read_image_file, sample_images, to_uint8_tensor
+from explorer.jobs import FinetuneJob
+from explorer.models.heads import HEADS
+from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation, erasing_preview,
+                               save_finetuned, suggested_key)
+
+st.title("Transfer learning")
+st.caption("Take a trained ResNet without its classifier, put a small head on top and train it on new "
+           "images: the features the backbone learnt on one data set carry over to another.")
+finetune_tab, erasing_tab = st.tabs(["Fine-tune a backbone", "Random erasing preview"])
+
+with erasing_tab:
+    st.caption("Random erasing (Zhong et al. 2017) blanks out a random rectangle of a training image, so "
+               "the network cannot rely on any one part of an object. This is "
+               "`torchvision.transforms.v2.RandomErasing` exactly as the lab and fine-tuning apply it, "
+               "after normalisation: each press of the button draws new boxes.")
+    preview_augmentation = ui.erasing_controls("preview", default_p=1.0)
+    st.button("Draw new boxes")
+    samples = sample_images()
+    originals = torch.stack([to_uint8_tensor(read_image_file(path)) for path in samples.values()])
+    erased = erasing_preview(originals, preview_augmentation)
+    for title, batch in (("Before", originals), ("After random erasing", erased)):
+        st.markdown(f"**{title}**")
+        st.image([image.permute(1, 2, 0).numpy() for image in batch], caption=list(samples), width=72)
+
+with finetune_tab:
+    choices = ui.classifier_choices()
+    backbones = backbone_names()
+    if not backbones:
+        st.error("No backbone with trained weights here: the shipped checkpoints are missing from "
+                 "pretrained/ and no ImageNet weights were found (`python -m explorer weights download resnet50`).")
+        st.stop()
+    left, right = st.columns(2)
+    backbone = left.selectbox("Backbone", backbones, format_func=lambda name: choices.get(name, name),
+                              help="ImageNet ResNets when their weights are here, else the project's CIFAR-10 models.")
+    imagenet_backbone = backbone not in ui.shipped_checkpoints()
+    sources = ["Synthetic (generated, instant)", "CIFAR-10", "Folder on this machine", "Zip of class folders"]
+    source = right.radio("Data set", sources)
+    data = "synthetic:2000"
+    if source == sources[1]:
+        data = right.text_input("CIFAR-10 source", "cifar10",
+                                help="`cifar10` downloads it with torchvision; offline, give the folder of JPEGs, "
+                                     "e.g. `folder:../shared/data/cifar10/train`.").strip()
+    elif source == sources[2]:
+        folder = right.text_input("Folder with one sub-folder per class", "../shared/data/cifar10/train")
+        data = f"folder:{folder.strip()}"
+    elif source == sources[3]:
+        upload = right.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
+                                     key="finetune_zip", max_upload_size=200)
+        data = None
+        if upload is not None:
+            unpacked = st.session_state.get("unpacked_zip")
+            if unpacked is None or unpacked[0] != upload.file_id:
+                try:
+                    unpacked = (upload.file_id, unpack_class_zip(upload.getvalue(), ui.session_upload_dir()), None)
+                except ArchiveError as error:
+                    unpacked = (upload.file_id, None, str(error))
+                st.session_state["unpacked_zip"] = unpacked
+            _, archive, problem = unpacked
+            if problem:
+                right.error(f"**{upload.name}**: {problem}")
+            else:
+                ignored = f"; {len(archive.ignored)} other files ignored" if archive.ignored else ""
+                right.success(f"{archive.images:,} images in {len(archive.classes)} classes "
+                              f"({', '.join(archive.classes[:8])}{'…' if len(archive.classes) > 8 else ''}){ignored}.")
+                data = f"folder:{archive.root}"
+
+    upsample = left.select_slider("Upsampling factor", [1, 2, 3, 4, 5, 6, 7], 7 if imagenet_backbone else 1,
+                                  help="Images are decoded at 32×32 and enlarged by this factor: ImageNet "
+                                       "backbones expect 224×224 (factor 7); the CIFAR models 32×32 (factor 1).")
+    left.caption(f"The backbone sees {32 * upsample}×{32 * upsample} images.")
+    train = left.radio("What to train", TRAIN_CHOICES, horizontal=True,
+                       help="head: the backbone stays frozen (fast, features cached). last stage: also the "
+                            "backbone's last stage. all: every layer (slowest).")
+    head = right.radio("Head", HEADS, horizontal=True, format_func={
+        "linear": "linear (one fc layer, as the paper)",
+        "seed": "BN-Dense-Dropout (the usual notebook's)"}.get)
+    epochs = right.number_input("Epochs", 1, 200, 5)
+    with st.expander("More settings"):
+        columns = st.columns(3)
+        batch_size = columns[0].number_input("Batch size", 1, 1024, 128)
+        lr = columns[1].number_input("Learning rate (Adam)", 1e-6, 1.0, 1e-2, format="%.4f")
+        limit = columns[2].number_input("Training images (0 = all)", 0, 1_000_000, 0, step=1000,
+                                        help="A quicker demo on a large data set: a random subset of this size.")
+        cache = st.checkbox("Cache the backbone's features when only the head trains", True)
+        # Only random erasing here: the lab's crop and flip are for training from scratch (§4.2).
+        augmentation = replace(ui.erasing_controls("finetune"), pad=0, flip=False)
+
+    config = FinetuneConfig(backbone=backbone, data=data or "", upsample=upsample, train=train, head=head,
+                            epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), cache_features=cache,
+                            augmentation=augmentation, train_limit=int(limit) or None)
+    st.caption(cache_explanation(config))
+
+    slot = ui.finetune_job_slot()
+    if ui.start_stop_controls(slot, "Start fine-tuning", lambda: FinetuneJob(config, device=ui.current_device()),
+                              disabled=data is None):
+        st.session_state.pop("saved_finetune", None)
+
+    @st.fragment(run_every=0.5)
+    def live_view():
+        job = slot.job
+        if job is None:
+            st.info("Choose a backbone and a data set, then press **Start fine-tuning**.")
+            return
+        snapshot = job.snapshot()
+        last = snapshot.last
+        if snapshot.state == "loading data":
+            st.progress(0.0, text="loading the data set…")
+        elif last is not None:
+            what = "computing the backbone's features" if last.phase == "features" else "training"
+            unit = "images" if last.phase == "features" else "steps"
+            text = f"{snapshot.state if snapshot.state in ('finished', 'stopped') else what}: {last.done:,} of {last.total:,} {unit}"
+            if last.phase == "training":
+                text += f" · epoch {last.epoch:.1f} of {job.config.epochs}"
+            if last.eta_s is not None and job.running:
+                text += f" · about {last.eta_s:,.0f} s left"
+            st.progress(last.done / last.total, text=text)
+        if snapshot.error:
+            st.error(f"Fine-tuning failed: {snapshot.error}")
+        if snapshot.history:
+            st.plotly_chart(figures.finetune_curves_figure(snapshot.history), width="stretch", key="finetune_curves")
+        if not job.running and st.session_state.get("finetune_rendered") is not job:
+            st.session_state["finetune_rendered"] = job
+            st.rerun()  # once, so the save section below appears
+
+    live_view()
+
+    snapshot = slot.job.snapshot() if slot.job is not None and not slot.job.running else None
+    result = snapshot.result if snapshot is not None else None
+    if result is not None and result.epochs_done:
+        st.subheader("Save, reload and classify")
+        st.caption(f"Validation accuracy after {result.epochs_done} epochs: **{100 * result.val_accuracy:.1f}%** "
+                   f"({result.wall_time_s:.0f} s on {result.device}). Saved models are safetensors with a manifest "
+                   f"entry in `{finetuned_dir()}`; they appear on the inspect page too.")
+        key = st.text_input("Name", suggested_key(slot.job.config))
+        if st.button("Save"):
+            try:
+                entry = save_finetuned(result, slot.job.config, key)
+                st.session_state["saved_finetune"] = entry.key
+            except (ValueError, OSError) as error:
+                st.error(f"Not saved: {error}")
+    elif snapshot is not None and snapshot.state == "stopped":
+        st.warning("Stopped before the first epoch ended: nothing to save.")
+
+    saved = st.session_state.get("saved_finetune")
+    if saved is not None:
+        st.success(f"Saved as **{saved}**. Reloaded from disk (hash and architecture checked) to classify below.")
+        try:
+            classifier = ui.classifier(saved)
+        except (ClassifierError, ValueError) as error:
+            st.error(f"{saved} cannot be reloaded: {error}")
+            st.stop()
+        photo = st.file_uploader("A photo to classify", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"],
+                                 key="finetune_photo")
+        try:
+            image = read_image(photo.getvalue(), photo.name) if photo else read_image_file(sample_images()["cat"])
+        except ImageError as error:
+            st.error(str(error))
+            st.stop()
+        top = classifier.predict([image], topk=5)[0]
+        left, right = st.columns([1, 3])
+        left.image(classifier.model_input(image).permute(1, 2, 0).numpy(), width=160,
+                   caption=f"{photo.name if photo else 'a sample'}: what the fine-tuned model sees "
+                           f"({classifier.input_size}×{classifier.input_size}, the training preprocessing)")
+        right.plotly_chart(figures.topk_figure([p.label for p in top], [p.probability for p in top]),
+                           width="stretch", key="finetune_top5")
