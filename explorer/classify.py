@@ -23,7 +23,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from explorer.checkpoints import (CheckpointEntry, best_first, dataset_tag, finetuned_dir, load_checkpoint,
+from explorer.checkpoints import (CheckpointEntry, CheckpointError, best_first, dataset_tag, finetuned_dir, load_checkpoint,
                                   read_manifest)
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
 from explorer.images import to_uint8_tensor
@@ -213,7 +213,10 @@ def describe_finetuned(entry: CheckpointEntry) -> str:
 def residual_twin(name: str) -> str | None:
     """The checkpoint of the same depth trained on the same data, with shortcuts if ``name``
     has none and without if it has: resnet20-cifar10 <-> plain20-cifar10 (§4.2's pairs)."""
-    entries = read_manifest()
+    try:
+        entries = read_manifest()
+    except CheckpointError:  # a broken manifest: no twin, the caller shows its own model only
+        return None
     entry = entries.get(name)
     if entry is None:
         return None

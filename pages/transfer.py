@@ -5,7 +5,7 @@ import torch
 
 from explorer import figures, ui
 from explorer.archives import ArchiveError, unpack_class_zip
-from explorer.checkpoints import finetuned_dir
+from explorer.checkpoints import CheckpointError, finetuned_dir
 from explorer.classify import ClassifierError
 from explorer.images import ImageError, read_image, read_image_file, sample_images, to_uint8_tensor
 from explorer.jobs import FinetuneJob
@@ -34,7 +34,11 @@ with erasing_tab:
 
 with finetune_tab:
     choices = ui.classifier_choices()
-    backbones = backbone_names()
+    try:
+        backbones = backbone_names()
+    except CheckpointError as error:
+        st.error(f"The project's checkpoints cannot be read: {error}")
+        st.stop()
     if not backbones:
         st.error("No backbone with trained weights here: the shipped checkpoints are missing from "
                  "pretrained/ and no ImageNet weights were found (`python -m explorer weights download resnet50`).")

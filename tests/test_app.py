@@ -75,3 +75,14 @@ def test_speed_button_loads_every_depth_and_labels_them_untrained():
     assert list(speed["model"]) == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
     assert set(speed["weights"]) == {"untrained (random init)"}
     assert (speed["batch-1 latency (ms)"] > 0).all()
+
+
+@pytest.mark.parametrize("page", ["../pages/inspect_image.py", "../pages/transfer.py", "../pages/architecture.py"])
+def test_a_broken_manifest_is_reported_not_raised(page, no_imagenet_weights):
+    folder = no_imagenet_weights / "pretrained"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text("{not json")
+    at = open_page(page)
+    assert not at.exception
+    if page != "../pages/architecture.py":
+        assert any("manifest.json" in error.value for error in at.error)
