@@ -257,6 +257,8 @@ class Finetuning:
                 if stop is not None and stop.is_set():
                     break
                 index = order[start:start + config.batch_size]
+                if len(index) == 1 and len(order) > 1:
+                    continue  # a last batch of one image: BatchNorm (the seed head's) cannot train on it
                 labels = train_labels[index].to(device)
                 logits = forward(batch_inputs(train_x[index]))
                 loss = F.cross_entropy(logits, labels)  # logits + class indices: softmax inside

@@ -32,8 +32,8 @@ def pretrained(tmp_path, monkeypatch):
     """A copy of the shipped checkpoints, so fine-tuned models are saved under tmp_path."""
     folder = tmp_path / "pretrained"
     folder.mkdir()
-    for name in ("manifest.json", "resnet20-cifar10.safetensors", "plain20-cifar10.safetensors"):
-        shutil.copy(SHIPPED / name, folder / name)
+    for path in [SHIPPED / "manifest.json", *SHIPPED.glob("*.safetensors")]:
+        shutil.copy(path, folder / path.name)
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(folder))
     return folder
 
@@ -50,7 +50,8 @@ def _config(**overrides) -> FinetuneConfig:
 # --- fine-tuning ------------------------------------------------------------------------------
 
 def test_offline_the_default_backbone_is_the_best_shipped_model(pretrained):
-    assert backbone_names() == ["resnet20-cifar10", "plain20-cifar10"]
+    # Best validation error first: the shipped ResNet-20 (16.3%), then plain-20, ResNet-56, plain-56.
+    assert backbone_names() == ["resnet20-cifar10", "plain20-cifar10", "resnet56-cifar10", "plain56-cifar10"]
     assert default_backbone_name() == "resnet20-cifar10"
 
 
@@ -99,6 +100,11 @@ def test_last_stage_training_changes_only_the_last_stage_and_the_head(pretrained
         changed = not torch.equal(value, after[name])
         assert changed == name.startswith("layer3."), name  # weights and BN statistics of the last stage only
     assert after["fc.1.weight"].shape == (256, 64)  # BN(64) -> Linear(64, 256) -> … (the seed head)
+
+
+def test_a_last_batch_of_one_image_does_not_break_the_batchnorm_head(pretrained, synthetic):
+    result = finetune(_config(epochs=1, head="seed", train_limit=129, batch_size=128), synthetic)
+    assert result.epochs_done == 1 and result.steps == 1
 
 
 def test_upsampled_preprocessing_is_the_same_for_training_and_a_photo(pretrained, synthetic):
