@@ -15,13 +15,7 @@ from explorer import ui  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 
-# Paths are relative to this file's folder, as st.Page resolves them.
-navigation = st.navigation([
-    st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
-    st.Page("../pages/degradation.py", title="Degradation lab", icon=":material/trending_down:"),
-    st.Page("../pages/inspect_image.py", title="Inspect an image", icon=":material/image_search:"),
-    st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/model_training:"),
-])
+navigation = st.navigation([st.Page(page.path, title=page.title, icon=page.icon, default=index == 0)
+                            for index, page in enumerate(ui.PAGES)])
 ui.device_picker()
 navigation.run()

@@ -137,6 +137,14 @@ def class_gradient_norms(classifier: Classifier, image: Image.Image, target: str
         return gradient_norms(classifier.model, batch, index)
 
 
+def compare_gradient_norms(classifiers: Sequence[Classifier], image: Image.Image,
+                           target: str) -> list[tuple[str, list[tuple[str, float]]]]:
+    """:func:`class_gradient_norms` of each classifier (e.g. a plain net and its residual
+    twin), plain nets first as in the paper's figures."""
+    series = [(c.name, class_gradient_norms(c, image, target)) for c in classifiers]
+    return sorted(series, key=lambda item: not item[0].startswith("plain"))
+
+
 def overlay(image: Tensor, cam: Tensor, opacity: float = 0.5) -> Tensor:
     """uint8 (3, H, W): ``cam`` (H, W, in [0, 1]) coloured with the Grad-CAM palette over ``image``."""
     palette = torch.tensor([[int(v) for v in colour[4:-1].split(",")]

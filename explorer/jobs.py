@@ -131,6 +131,25 @@ class FinetuneSnapshot:
     result: FinetuneResult | None
     error: str | None
 
+    @property
+    def fraction(self) -> float:
+        return self.last.done / self.last.total if self.last is not None else 0.0
+
+    def progress_text(self, epochs: int, running: bool) -> str:
+        """"training: 300 of 1,760 steps · epoch 1.7 of 5 · about 12 s left", for a progress bar."""
+        last = self.last
+        if last is None:
+            return "loading the data set…"
+        what = "computing the backbone's features" if last.phase == "features" else "training"
+        unit = "images" if last.phase == "features" else "steps"
+        state = self.state if self.state in ("finished", "stopped", "failed") else what
+        text = f"{state}: {last.done:,} of {last.total:,} {unit}"
+        if last.phase == "training":
+            text += f" · epoch {last.epoch:.1f} of {epochs}"
+        if last.eta_s is not None and running:
+            text += f" · about {last.eta_s:,.0f} s left"
+        return text
+
 
 class FinetuneJob(BackgroundJob):
     """A fine-tuning run for the transfer-learning page; the trained model is in the

@@ -330,3 +330,12 @@ def save_finetuned(result: FinetuneResult, config: FinetuneConfig, key: str, fol
 def erasing_preview(images: torch.Tensor, augmentation: Augmentation) -> torch.Tensor:
     """What random erasing does to a uint8 batch, as the network is fed it, back in uint8."""
     return denormalize(random_erase(normalize(images), augmentation))
+
+
+def erasing_preview_of_samples(augmentation: Augmentation) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The shipped sample photos before and after :func:`erasing_preview` (names, before, after)."""
+    from explorer.images import read_image_file, sample_images, to_uint8_tensor
+
+    samples = sample_images()
+    originals = torch.stack([to_uint8_tensor(read_image_file(path)) for path in samples.values()])
+    return list(samples), originals, erasing_preview(originals, augmentation)

@@ -6,6 +6,8 @@ dataclasses) and computed on the meta device; nothing here trains or mutates a m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 import torch
 
@@ -14,6 +16,36 @@ from explorer.checkpoints import CheckpointError, best_checkpoints, dataset_tag,
 from explorer.models import get_model_spec, list_models, model_names
 
 DEVICE_KEY = "device"
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    path: str  # relative to explorer/, as st.Page resolves it
+    title: str
+    icon: str
+    summary: str  # the home page's line about it
+
+
+# The navigation (app.py) and the home page's list, in one place.
+PAGES = (
+    PageInfo("../pages/home.py", "Home", ":material/home:", ""),
+    PageInfo("../pages/architecture.py", "Architecture", ":material/account_tree:",
+             "The paper's Table 1 regenerated from live PyTorch models; parameters and multiply-adds "
+             "of ResNet-18…152, their plain counterparts and VGG-19 (Fig. 3); block diagrams drawn "
+             "from the real modules; load and time every depth on this machine."),
+    PageInfo("../pages/degradation.py", "Degradation lab", ":material/trending_down:",
+             "Plain and residual CIFAR nets (§4.2) trained live, side by side on the same batches: "
+             "watch plain-56 end up *worse* than plain-20 on training error within a minute, while "
+             "shortcuts fix it; per-layer gradient norms; replay of recorded runs."),
+    PageInfo("../pages/inspect_image.py", "Inspect an image", ":material/image_search:",
+             "Upload photos (or use the samples): the top-5 classes of a trained ResNet, the feature "
+             "maps of any stage or block, Grad-CAM at the end of every stage, and the gradient reaching "
+             "each layer of a plain and a residual net of the same depth."),
+    PageInfo("../pages/transfer.py", "Transfer learning", ":material/model_training:",
+             "Fine-tune a trained ResNet on new images (CIFAR-10, a folder, or a zip you upload): a new "
+             "head on frozen, cached features trains in seconds; save it, reload it and classify a photo. "
+             "Plus a preview of random-erasing augmentation."),
+)
 
 
 def device_picker() -> None:
@@ -321,3 +353,80 @@ def session_upload_dir():
     from pathlib import Path
 
     return Path(tempfile.mkdtemp(prefix="resnet-explorer-uploads-"))
+
+
+# --- images and predictions (inspect and transfer pages) ---------------------------------------
+
+
+def read_uploads(uploads) -> dict:
+    """name -> RGB image for each upload that reads; the others get a clear error and are skipped."""
+    from explorer.images import ImageError, read_image
+
+    images = {}
+    for upload in uploads or []:
+        try:
+            images[upload.name] = read_image(upload.getvalue(), name=upload.name)
+        except ImageError as error:
+            st.error(f"**{upload.name}** was skipped: {error}")
+    return images
+
+
+def prediction_card(classifier, image, label: str, predictions, key: str) -> None:
+    """The input the model sees (its own preprocessing) and its top classes as bars."""
+    from explorer import figures
+
+    st.image(classifier.model_input(image).permute(1, 2, 0).numpy(), caption=f"{label}: what the net sees", width=160)
+    st.plotly_chart(figures.topk_figure([p.label for p in predictions], [p.probability for p in predictions]),
+                    width="stretch", key=key)
+
+
+def twin_classifiers(name: str) -> list:
+    """The classifier for ``name`` and, for a shipped CIFAR net, its plain/residual twin of the
+    same depth (§4.2's pairs); a twin that cannot load is reported and left out."""
+    from explorer.classify import ClassifierError, residual_twin
+
+    found = [classifier(name)]
+    twin = residual_twin(name)
+    if twin is not None:
+        try:
+            found.append(classifier(twin))
+        except (ClassifierError, ValueError) as error:
+            st.warning(f"The twin {twin} cannot be loaded: {error}")
+    return found
+
+
+def dataset_picker(container) -> str | None:
+    """The fine-tuning data source: synthetic, CIFAR-10, a folder, or an uploaded zip of class
+    folders (unpacked once per upload into the session's own folder). None until usable."""
+    from explorer.archives import ArchiveError, unpack_class_zip
+
+    sources = ["Synthetic (generated, instant)", "CIFAR-10", "Folder on this machine", "Zip of class folders"]
+    source = container.radio("Data set", sources)
+    if source == sources[0]:
+        return "synthetic:2000"
+    if source == sources[1]:
+        return container.text_input("CIFAR-10 source", "cifar10",
+                                    help="`cifar10` downloads it with torchvision; offline, give the folder of "
+                                         "JPEGs, e.g. `folder:../shared/data/cifar10/train`.").strip()
+    if source == sources[2]:
+        return f"folder:{container.text_input('Folder with one sub-folder per class', '../shared/data/cifar10/train').strip()}"
+    upload = container.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
+                                     key="finetune_zip", max_upload_size=200)
+    if upload is None:
+        return None
+    unpacked = st.session_state.get("unpacked_zip")
+    if unpacked is None or unpacked[0] != upload.file_id:
+        try:
+            unpacked = (upload.file_id, unpack_class_zip(upload.getvalue(), session_upload_dir()), None)
+        except ArchiveError as error:
+            unpacked = (upload.file_id, None, str(error))
+        st.session_state["unpacked_zip"] = unpacked
+    _, archive, problem = unpacked
+    if problem:
+        container.error(f"**{upload.name}**: {problem}")
+        return None
+    ignored = f"; {len(archive.ignored)} other files ignored" if archive.ignored else ""
+    more = "…" if len(archive.classes) > 8 else ""
+    container.success(f"{archive.images:,} images in {len(archive.classes)} classes "
+                      f"({', '.join(archive.classes[:8])}{more}){ignored}.")
+    return f"folder:{archive.root}"

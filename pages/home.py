@@ -1,5 +1,7 @@
 import streamlit as st
 
+from explorer import ui
+
 st.title("ResNet Explorer")
 st.caption("An interactive companion to He, Zhang, Ren and Sun, *Deep Residual Learning for "
            "Image Recognition* (CVPR 2016, arXiv:1512.03385).")
@@ -27,21 +29,8 @@ with right:
                "$W_s x$ (Eq. 2) or zero-pads the extra channels (option A).")
 
 st.markdown("### What each page shows")
-st.page_link("../pages/architecture.py", label="Architecture", icon=":material/account_tree:")
-st.markdown("The paper's Table 1 regenerated from live PyTorch models; parameters and multiply-adds "
-            "of ResNet-18…152, their plain counterparts and VGG-19 (Fig. 3); block diagrams drawn "
-            "from the real modules; load and time every depth on this machine.")
-st.page_link("../pages/degradation.py", label="Degradation lab", icon=":material/trending_down:")
-st.markdown("Plain and residual CIFAR nets (§4.2) trained live, side by side on the same batches: "
-            "watch plain-56 end up *worse* than plain-20 on training error within a minute, while "
-            "shortcuts fix it; per-layer gradient norms; replay of recorded runs.")
-st.page_link("../pages/inspect_image.py", label="Inspect an image", icon=":material/image_search:")
-st.markdown("Upload photos (or use the samples): the top-5 classes of a trained ResNet, the feature "
-            "maps of any stage or block, Grad-CAM at the end of every stage, and the gradient reaching "
-            "each layer of a plain and a residual net of the same depth.")
-st.page_link("../pages/transfer.py", label="Transfer learning", icon=":material/model_training:")
-st.markdown("Fine-tune a trained ResNet on new images (CIFAR-10, a folder, or a zip you upload): a new "
-            "head on frozen, cached features trains in seconds; save it, reload it and classify a photo. "
-            "Plus a preview of random-erasing augmentation.")
+for page in ui.PAGES[1:]:
+    st.page_link(page.path, label=page.title, icon=page.icon)
+    st.markdown(page.summary)
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "
         "is the default order).", icon="💡")

@@ -1,10 +1,10 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.attribution import class_gradient_norms, explain
-from explorer.classify import ClassifierError, residual_twin
+from explorer.attribution import compare_gradient_norms, explain
+from explorer.classify import ClassifierError
 from explorer.features import feature_points, image_feature_map, most_active_channels
-from explorer.images import ALLOWED_FORMATS, MAX_FILE_BYTES, ImageError, read_image, read_image_file, sample_images
+from explorer.images import ALLOWED_FORMATS, MAX_FILE_BYTES, read_image_file, sample_images
 from explorer.models import get_model_spec
 
 st.title("Inspect an image")
@@ -34,12 +34,7 @@ samples = sample_images()
 picked = st.multiselect("Sample images", list(samples), default=[] if uploads else list(samples)[:4],
                         help="Shipped with the app, so the page is never empty.")
 
-images = {}
-for upload in uploads or []:
-    try:
-        images[upload.name] = read_image(upload.getvalue(), name=upload.name)
-    except ImageError as error:
-        st.error(f"**{upload.name}** was skipped: {error}")
+images = ui.read_uploads(uploads)
 for sample in picked:
     images[f"sample: {sample}"] = read_image_file(samples[sample])
 if not images:
@@ -56,11 +51,8 @@ predictions = classifier.predict([images[n] for n in names], topk=5)
 for row in range(0, len(names), 4):
     for column, image_name in zip(st.columns(4), names[row:row + 4]):
         with column:
-            seen = classifier.model_input(images[image_name]).permute(1, 2, 0).numpy()
-            st.image(seen, caption=f"{image_name}: what the net sees", width=160)
-            top = predictions[names.index(image_name)]
-            st.plotly_chart(figures.topk_figure([p.label for p in top], [p.probability for p in top]),
-                            width="stretch", key=f"top5-{image_name}")
+            ui.prediction_card(classifier, images[image_name], image_name, predictions[names.index(image_name)],
+                               key=f"top5-{image_name}")
 
 st.subheader("A closer look")
 focus = st.selectbox("Image", names)
@@ -98,18 +90,11 @@ with features_tab:
                f"the {len(top.channels)} with the highest mean activation for this image, each on its own colour scale.")
 
 with gradients_tab:
-    twin = residual_twin(name)
-    series = [(classifier.name, class_gradient_norms(classifier, image, target))]
-    if twin is not None:
-        try:
-            twin_classifier = ui.classifier(twin)
-            series.append((twin_classifier.name, class_gradient_norms(twin_classifier, image, target)))
-        except (ClassifierError, ValueError) as error:
-            st.warning(f"The twin {twin} cannot be loaded: {error}")
-    series.sort(key=lambda item: not item[0].startswith("plain"))  # plain first, as in the paper's figures
+    twins = ui.twin_classifiers(name)
+    series = compare_gradient_norms(twins, image, target)
     st.plotly_chart(figures.gradient_norms_figure(series), width="stretch", key="gradient_norms")
     st.caption("‖∂ score / ∂W‖ of every conv and fc layer for this image's **" + target + "** score, input "
                "side on the left (log scale). The paper (§4.1) argues that with BatchNorm the plain nets' "
                "gradients do not vanish either: the degradation problem is about optimisation, not lost signal."
-               + ("" if twin else " The plain and residual twins of one depth appear side by side for the "
+               + ("" if len(twins) > 1 else " The plain and residual twins of one depth appear side by side for the "
                   "project's CIFAR checkpoints."))

@@ -1,17 +1,15 @@
 from dataclasses import replace
 
 import streamlit as st
-import torch
 
 from explorer import figures, ui
-from explorer.archives import ArchiveError, unpack_class_zip
 from explorer.checkpoints import CheckpointError, finetuned_dir
 from explorer.classify import ClassifierError
-from explorer.images import ImageError, read_image, read_image_file, sample_images, to_uint8_tensor
+from explorer.images import ImageError, read_image, read_image_file, sample_images
 from explorer.jobs import FinetuneJob
 from explorer.models.heads import HEADS
-from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation, erasing_preview,
-                               save_finetuned, suggested_key)
+from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation,
+                               erasing_preview_of_samples, save_finetuned, suggested_key)
 
 st.title("Transfer learning")
 st.caption("Take a trained ResNet without its classifier, put a small head on top and train it on new "
@@ -25,12 +23,10 @@ with erasing_tab:
                "after normalisation: each press of the button draws new boxes.")
     preview_augmentation = ui.erasing_controls("preview", default_p=1.0)
     st.button("Draw new boxes")
-    samples = sample_images()
-    originals = torch.stack([to_uint8_tensor(read_image_file(path)) for path in samples.values()])
-    erased = erasing_preview(originals, preview_augmentation)
+    names, originals, erased = erasing_preview_of_samples(preview_augmentation)
     for title, batch in (("Before", originals), ("After random erasing", erased)):
         st.markdown(f"**{title}**")
-        st.image([image.permute(1, 2, 0).numpy() for image in batch], caption=list(samples), width=72)
+        st.image([image.permute(1, 2, 0).numpy() for image in batch], caption=names, width=72)
 
 with finetune_tab:
     choices = ui.classifier_choices()
@@ -47,36 +43,7 @@ with finetune_tab:
     backbone = left.selectbox("Backbone", backbones, format_func=lambda name: choices.get(name, name),
                               help="ImageNet ResNets when their weights are here, else the project's CIFAR-10 models.")
     imagenet_backbone = backbone not in ui.shipped_checkpoints()
-    sources = ["Synthetic (generated, instant)", "CIFAR-10", "Folder on this machine", "Zip of class folders"]
-    source = right.radio("Data set", sources)
-    data = "synthetic:2000"
-    if source == sources[1]:
-        data = right.text_input("CIFAR-10 source", "cifar10",
-                                help="`cifar10` downloads it with torchvision; offline, give the folder of JPEGs, "
-                                     "e.g. `folder:../shared/data/cifar10/train`.").strip()
-    elif source == sources[2]:
-        folder = right.text_input("Folder with one sub-folder per class", "../shared/data/cifar10/train")
-        data = f"folder:{folder.strip()}"
-    elif source == sources[3]:
-        upload = right.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
-                                     key="finetune_zip", max_upload_size=200)
-        data = None
-        if upload is not None:
-            unpacked = st.session_state.get("unpacked_zip")
-            if unpacked is None or unpacked[0] != upload.file_id:
-                try:
-                    unpacked = (upload.file_id, unpack_class_zip(upload.getvalue(), ui.session_upload_dir()), None)
-                except ArchiveError as error:
-                    unpacked = (upload.file_id, None, str(error))
-                st.session_state["unpacked_zip"] = unpacked
-            _, archive, problem = unpacked
-            if problem:
-                right.error(f"**{upload.name}**: {problem}")
-            else:
-                ignored = f"; {len(archive.ignored)} other files ignored" if archive.ignored else ""
-                right.success(f"{archive.images:,} images in {len(archive.classes)} classes "
-                              f"({', '.join(archive.classes[:8])}{'…' if len(archive.classes) > 8 else ''}){ignored}.")
-                data = f"folder:{archive.root}"
+    data = ui.dataset_picker(right)
 
     upsample = left.select_slider("Upsampling factor", [1, 2, 3, 4, 5, 6, 7], 7 if imagenet_backbone else 1,
                                   help="Images are decoded at 32×32 and enlarged by this factor: ImageNet "
@@ -116,18 +83,8 @@ with finetune_tab:
             st.info("Choose a backbone and a data set, then press **Start fine-tuning**.")
             return
         snapshot = job.snapshot()
-        last = snapshot.last
-        if snapshot.state == "loading data":
-            st.progress(0.0, text="loading the data set…")
-        elif last is not None:
-            what = "computing the backbone's features" if last.phase == "features" else "training"
-            unit = "images" if last.phase == "features" else "steps"
-            text = f"{snapshot.state if snapshot.state in ('finished', 'stopped') else what}: {last.done:,} of {last.total:,} {unit}"
-            if last.phase == "training":
-                text += f" · epoch {last.epoch:.1f} of {job.config.epochs}"
-            if last.eta_s is not None and job.running:
-                text += f" · about {last.eta_s:,.0f} s left"
-            st.progress(last.done / last.total, text=text)
+        if snapshot.state == "loading data" or snapshot.last is not None:
+            st.progress(snapshot.fraction, text=snapshot.progress_text(job.config.epochs, running=job.running))
         if snapshot.error:
             st.error(f"Fine-tuning failed: {snapshot.error}")
         if snapshot.history:
@@ -170,10 +127,5 @@ with finetune_tab:
         except ImageError as error:
             st.error(str(error))
             st.stop()
-        top = classifier.predict([image], topk=5)[0]
-        left, right = st.columns([1, 3])
-        left.image(classifier.model_input(image).permute(1, 2, 0).numpy(), width=160,
-                   caption=f"{photo.name if photo else 'a sample'}: what the fine-tuned model sees "
-                           f"({classifier.input_size}×{classifier.input_size}, the training preprocessing)")
-        right.plotly_chart(figures.topk_figure([p.label for p in top], [p.probability for p in top]),
-                           width="stretch", key="finetune_top5")
+        label = f"{photo.name if photo else 'a sample'} ({classifier.input_size}×{classifier.input_size}, the training preprocessing)"
+        ui.prediction_card(classifier, image, label, classifier.predict([image], topk=5)[0], key="finetune_top5")
