@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from explorer.data import CIFAR10_MEAN, CIFAR10_STD, load_data
+from explorer.data import CIFAR10_MEAN, CIFAR10_STD
 from explorer.devices import pick_device
 from explorer.models import build_model
-from explorer.train import preset, train
+from explorer.train import load_training_data, preset, train
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 
@@ -114,7 +114,7 @@ def main() -> None:
     config = preset(args.preset, data=args.data, models=("plain20", "plain56", "resnet20", "resnet56"), **overrides)
     device = pick_device(args.device)
     start = time.perf_counter()
-    data = load_data(config.data, image_size=config.image_size, val_size=config.val_size, seed=config.seed)
+    data = load_training_data(config)
     print(f"data {config.data}: {len(data.train_labels)} train / {len(data.val_labels)} val at "
           f"{config.image_size}px, loaded in {time.perf_counter() - start:.1f} s; device {device}, "
           f"{torch.get_num_threads()} threads")

@@ -7,6 +7,11 @@ Cost convention: multiply-accumulates (MACs), counted by ``torch.utils.flop_coun
 (convolutions, linear layers and matrix products). This is what the paper calls FLOPs
 ("3.6 billion FLOPs (multiply-adds)", §3.3). BatchNorm, ReLU, pooling and the shortcut
 additions are not counted, in the paper or here.
+
+``FlopCounterMode`` installs process-wide module hooks while it counts, so a server with
+other threads calls :func:`analyze`, :func:`zoo_rows` and :func:`paper_table` through
+:func:`explorer.isolation.run_isolated` (the architecture page does); the CLI and the tests
+call them directly.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.models import ModelSpec, build_model, get_model_spec
+from explorer.models import ModelSpec, build_model, get_model_spec, list_models
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,11 @@ def zoo_row(name: str) -> ZooRow:
         paper_params_m=spec.paper.params_m if spec.paper else None,
         summary=spec.summary,
     )
+
+
+def zoo_rows(family: str | None = None) -> list[ZooRow]:
+    """:func:`zoo_row` of every registered model (of one family), in registration order."""
+    return [zoo_row(spec.name) for spec in list_models(family)]
 
 
 def paper_table(names: list[str]) -> dict[str, list[str]]:

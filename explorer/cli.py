@@ -122,26 +122,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from explorer.distributed import launch_from_environment
     from explorer.distributed import start as start_distributed
     from explorer.distributed import stop as stop_distributed
-    from explorer.train import check_config, preset
+    from explorer.train import check_config
 
-    overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
-                 "shortcut": args.shortcut}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    for option in ("batch_size", "width", "image_size"):
-        if getattr(args, option) is not None:
-            overrides[option] = getattr(args, option)
-    if args.erasing:
-        from explorer.data import Augmentation
-
-        overrides["augmentation"] = Augmentation(erasing_p=args.erasing)
-    config = preset(args.preset, **overrides)
+    saved = None
+    if args.resume is not None:
+        config, saved = _resumed_config(args)
+    else:
+        config = _config_from_args(args)
     check_config(config)
     launch = launch_from_environment()  # set by torchrun
     if launch is None:
-        device = pick_device(args.device)
-        _train_and_save(args, config, device)
+        _train_and_save(args, config, pick_device(args.device), saved=saved)
         return
+    if args.state is not None or saved is not None:
+        raise CommandError("--state and --resume work in one process; run without torchrun to keep a state.")
     if config.batch_size % launch.world_size:  # refuse before any process waits on another
         raise CommandError(f"The batch size ({config.batch_size}) must divide evenly over the "
                            f"{launch.world_size} processes.")
@@ -155,46 +149,154 @@ def _cmd_train(args: argparse.Namespace) -> None:
         stop_distributed()
 
 
-def _train_and_save(args: argparse.Namespace, config, device, main: bool = True) -> None:
-    """Train; the main process (rank 0 under torchrun) reports, records and saves."""
+def _config_from_args(args: argparse.Namespace):
+    from explorer.train import preset
+
+    overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
+                 "shortcut": args.shortcut, "seed": args.seed, "repeat": args.repeat}
+    for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr", "amp",
+                   "weight_decay", "warmup_steps", "val_every", "train_limit", "model_threads"):
+        if getattr(args, option) is not None:
+            overrides[option] = getattr(args, option)
+    for switch in ("nesterov", "compile"):
+        if getattr(args, switch):
+            overrides[switch] = True
+    if args.classes:
+        overrides["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
+    if args.no_channels_last:
+        overrides["channels_last"] = False
+    if args.erasing:
+        from explorer.data import Augmentation
+
+        overrides["augmentation"] = Augmentation(erasing_p=args.erasing)
+    return preset(args.preset, **overrides)
+
+
+def _resumed_config(args: argparse.Namespace):
+    """The config saved in ``--resume DIR``, with ``--steps`` extending the run: the schedule
+    keeps its length (and the rate its last value after it), nothing done is moved."""
+    from dataclasses import replace
+
+    from explorer.state import load_state
+
+    saved = load_state(args.resume)
+    config = saved.config
+    if args.steps is not None and args.steps != config.steps:
+        if args.steps < saved.step:
+            raise CommandError(f"{args.resume} is already at step {saved.step:,}; --steps must be at least that.")
+        config = replace(config, steps=args.steps, schedule_steps=config.schedule_length)
+    return config, saved
+
+
+class _GracefulStop:
+    """The first Ctrl-C (or SIGTERM) stops at the end of the current step, so the state
+    written then is a whole step; a second one interrupts at once."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.event = threading.Event()
+        self._signal = signal
+        self._previous = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+
+    def _handle(self, number, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        print("\nstopping after this step (again to interrupt at once)", file=sys.stderr)
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            self._signal.signal(number, handler)
+
+
+def _train_and_save(args: argparse.Namespace, config, device, main: bool = True, saved=None) -> None:
+    """Train (or continue ``saved``); the main process (rank 0 under torchrun) reports,
+    records, keeps the resumable state and saves."""
+    import threading
     import time
 
-    from explorer.data import DataError, load_data
+    from explorer.data import DataError
     from explorer.runs import new_record, save_run
-    from explorer.train import layer_names, train
+    from explorer.state import restore, save_state, state_path
+    from explorer.train import Training, intra_op_threads, layer_names, load_training_data
 
+    state_dir = args.resume if saved is not None else args.state
+    if saved is None and state_dir is not None and state_path(state_dir).exists():
+        raise CommandError(f"{state_dir} already holds a training state: continue it with --resume {state_dir}, "
+                           "or give another folder.")
+    out = args.out or Path(saved.out if saved is not None and saved.out else "run.json")
     if main:
         print(f"loading {config.data} ({config.image_size}×{config.image_size}) …", file=sys.stderr)
     try:
-        data = load_data(config.data, image_size=config.image_size, val_size=config.val_size, seed=config.seed)
+        data = load_training_data(config)
     except DataError as error:
         raise CommandError(str(error)) from error
-    record = new_record(args.out.stem, config, device, layer_names(config))
-    started = time.perf_counter()
-    trained = {}
+    if config.model_threads > 1 and device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(intra_op_threads(config))
+    training = Training(config, data, device=device)
+    if saved is not None:
+        restore(saved, training)
+        record = saved.record
+        record.config, record.finished = asdict(config), False
+        if main:
+            print(f"resuming {state_dir} at step {training.step:,} of {config.steps:,}", file=sys.stderr)
+    else:
+        record = new_record(out.stem, config, device, layer_names(config))
+    stop = _GracefulStop() if main and threading.current_thread() is threading.main_thread() else None
+    last_state = time.monotonic()
+
+    def keep_state() -> None:
+        nonlocal last_state
+        if main and state_dir is not None:
+            save_state(state_dir, training, record, str(out))
+            last_state = time.monotonic()
+
+    started = time.perf_counter() - training.elapsed_s
     try:
-        for step in train(config, data, device=device, trained=trained):
+        for step in training.steps(stop.event if stop else None):
             record.append(step)
             if main and (step.step % max(1, config.steps // 100) == 0 or step.step == config.steps):
                 _progress_line(step, config.steps, time.perf_counter() - started)
-        record.finished = True
+            due = (step.step % args.state_every == 0 if args.state_every
+                   else time.monotonic() - last_state >= STATE_EVERY_S)
+            if due and step.step < config.steps:
+                keep_state()
+        record.finished = training.step >= config.steps
+        if not record.finished and main:
+            print("\nstopped: saving the steps so far", file=sys.stderr)
     except KeyboardInterrupt:
         if main:
             print("\ninterrupted: saving the steps so far", file=sys.stderr)
     finally:
+        if stop is not None:
+            stop.restore()
         if main:
             print(file=sys.stderr)
         if main and record.steps:
-            save_run(record, args.out)
-            print(f"saved {args.out}", file=sys.stderr)
+            save_run(record, out)
+            print(f"saved {out}", file=sys.stderr)
+        if main and state_dir is not None and training.step > 0:
+            keep_state()  # at the end, at Stop and at Ctrl-C: a whole step, never half of one
+            print(f"training state at step {training.step:,}: {state_path(state_dir)} "
+                  f"(continue with: python -m explorer train --resume {state_dir})", file=sys.stderr)
     if not main:
         return
     if args.save_dir is not None and record.finished:
-        _save_trained(args, config, data, trained, record, device, time.perf_counter() - started)
+        _save_trained(args, config, data, training.models, record, device, time.perf_counter() - started)
     last = record.steps[-1]["models"] if record.steps else []
     for metrics in last:
         val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
-        print(f"{metrics['name']}: training error {100 * metrics['train_error']:.1f}%{val}")
+        seed = f" (seed {metrics.get('seed', 0)})" if config.repeat > 1 else ""
+        print(f"{metrics['name']}{seed}: training error {100 * metrics['train_error']:.1f}%{val}")
+
+
+STATE_EVERY_S = 300  # without --state-every, the state is written about every 5 minutes
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
@@ -440,20 +542,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train CIFAR plain/residual nets in lock-step (degradation lab)")
     training.add_argument("--models", default="plain20,plain56,resnet20,resnet56",
-                          help="comma-separated CIFAR nets (plain20…110, resnet20…110)")
+                          help="comma-separated CIFAR nets (default: plain20,plain56,resnet20,resnet56)")
     training.add_argument("--data", default="synthetic", help="synthetic, cifar10 or folder:PATH")
     training.add_argument("--preset", default="demo", choices=["demo", "paper"])
-    training.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    training.add_argument("--steps", type=int, default=None,
+                          help="override the preset's step count (with --resume: extend the run to N steps)")
     training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    training.add_argument("--lr", type=float, default=None, help="override the preset's learning rate (0.1)")
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
     training.add_argument("--erasing", type=float, default=0.0, metavar="P",
-                          help="random-erasing probability per training image (default 0, as the paper)")
+                          help="random-erasing probability (0 = off, the paper's recipe)")
+    training.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    training.add_argument("--repeat", type=int, default=1, metavar="K",
+                          help="train every model with seeds SEED…SEED+K−1, in lock-step (default 1)")
+    training.add_argument("--schedule", default=None, choices=["steps", "cosine", "onecycle"],
+                          help="learning-rate schedule: steps (§4.2, ÷10 at 50%% and 75%%), cosine or onecycle")
+    training.add_argument("--label-smoothing", type=float, default=None, help="e.g. 0.1 (default 0: the paper)")
+    training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the paper: plain momentum)")
+    training.add_argument("--weight-decay", type=float, default=None, help="override the preset's 1e-4 (§4.2)")
+    training.add_argument("--warmup-steps", type=int, default=None, help="ramp the rate up linearly over N steps")
+    training.add_argument("--val-every", type=int, default=None, help="steps between validation passes")
+    training.add_argument("--classes", default=None, help="comma-separated class names to train on (default: all)")
+    training.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only")
+    training.add_argument("--no-channels-last", action="store_true", help="contiguous NCHW activations")
+    training.add_argument("--compile", action="store_true", help="torch.compile every model (slow to start)")
+    training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"], help="CUDA mixed precision")
+    training.add_argument("--model-threads", type=int, default=None, metavar="N",
+                          help="train N of the lock-step models at once, in threads (small nets on CPU)")
     training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
-    training.add_argument("--out", type=Path, default=Path("run.json"), help="run record to write (JSON)")
+    training.add_argument("--out", type=Path, default=None,
+                          help="run record to write (JSON; default run.json, or the resumed run's)")
     training.add_argument("--width", type=int, default=None, help="override the preset's first-stage filters")
     training.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
     training.add_argument("--save-dir", type=Path, default=None,
                           help="save each trained model as safetensors + manifest entry here (e.g. pretrained)")
+    training.add_argument("--state", type=Path, default=None, metavar="DIR",
+                          help="keep a resumable training state in DIR (written every --state-every steps, "
+                               "at the end and at Ctrl-C)")
+    training.add_argument("--state-every", type=int, default=None, metavar="N",
+                          help="steps between states (default: about every 5 minutes)")
+    training.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                          help="continue the run whose state is in DIR (its config; --steps may extend it)")
     training.set_defaults(run=_cmd_train)
     return parser
 

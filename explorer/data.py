@@ -106,6 +106,35 @@ class InMemoryData:
         """Height of the images (they are square)."""
         return int(self.train_images.shape[-2])
 
+    def restricted(self, classes: Sequence[str] | None = None, train_limit: int | None = None) -> InMemoryData:
+        """Only the images of ``classes`` (relabelled 0…k−1 in that order), and only the
+        first ``train_limit`` training images (the split is shuffled: a random subset)."""
+        data = self
+        if classes is not None:
+            unknown = [name for name in classes if name not in self.classes]
+            if unknown or len(set(classes)) < 2:
+                raise ValueError(f"Pick at least two of the data set's classes ({', '.join(self.classes)}); "
+                                 f"{'unknown: ' + ', '.join(unknown) if unknown else 'got ' + ', '.join(classes)}.")
+            old_to_new = torch.full((len(self.classes),), -1, dtype=torch.int64)
+            for new, name in enumerate(classes):
+                old_to_new[self.classes.index(name)] = new
+
+            def keep(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                mapped = old_to_new.to(labels.device)[labels]
+                chosen = mapped >= 0
+                return images[chosen], mapped[chosen]
+
+            train_images, train_labels = keep(self.train_images, self.train_labels)
+            val_images, val_labels = keep(self.val_images, self.val_labels)
+            data = replace(self, classes=tuple(classes), train_images=train_images, train_labels=train_labels,
+                           val_images=val_images, val_labels=val_labels)
+        if train_limit is not None:
+            if train_limit < 1:
+                raise ValueError(f"The training-image limit must be at least 1, got {train_limit}.")
+            data = replace(data, train_images=data.train_images[:train_limit],
+                           train_labels=data.train_labels[:train_limit])
+        return data
+
     def to(self, device: torch.device | str) -> InMemoryData:
         """A copy with all four tensors on ``device`` (tensors already there are not copied)."""
         device = torch.device(device)

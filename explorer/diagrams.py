@@ -3,14 +3,22 @@
 ``torch.fx`` traces the block's ``forward``, so the picture is the code that runs: a
 BasicBlock with a projection shortcut really shows ``downsample.0 → downsample.1`` joining
 the main path at the addition, and a plain block really has no addition at all.
+
+Tracing patches ``torch.nn.Module.__call__`` for the whole process while it runs, so a
+server with other threads must call :func:`block_diagrams` through
+:func:`explorer.isolation.run_isolated` (the architecture page does).
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
+
+from explorer.models import build_model
 
 _SHORTCUT_NAMES = ("downsample", "shortcut")
 _MAIN = "#1f77b4"
@@ -108,3 +116,24 @@ def block_examples(model: nn.Module) -> list[tuple[str, str]]:
             kind = shortcut_kind(block)
             found.setdefault(kind, (f"{stage}.{index}", captions[kind]))
     return list(found.values())
+
+
+@dataclass(frozen=True)
+class BlockDiagram:
+    block: str  # dotted module name, "layer1.0"
+    block_class: str  # "BasicBlock", "Bottleneck", "CifarBlock"
+    caption: str  # which shortcut it shows, with the paper's equation
+    dot: str  # Graphviz source
+    forward_source: str  # the block's ``forward``, as the student's code to read
+
+
+def block_diagrams(name: str) -> list[BlockDiagram]:
+    """:func:`block_examples` of a registered model, drawn, on the meta device (no weights)."""
+    model = build_model(name, device="meta")
+    diagrams = []
+    for block_name, caption in block_examples(model):
+        block = model.get_submodule(block_name)
+        diagrams.append(BlockDiagram(block_name, type(block).__name__, caption,
+                                     block_dot(block, f"{block_name}: {type(block).__name__}"),
+                                     inspect.getsource(type(block).forward)))
+    return diagrams

@@ -1,20 +1,23 @@
 """Feature maps: what each stage and block of a network outputs for an image.
 
-torchvision's ``create_feature_extractor`` traces the model with ``torch.fx`` and returns
-a copy of its graph that outputs the requested nodes; the copy shares the model's
-parameters (no memory is duplicated) and has no hooks, so it is safe to call from several
-sessions at once.
+The output of a block is caught by a forward hook on that block, registered for one
+forward pass and removed when it returns (or raises). torchvision's
+``create_feature_extractor`` computes the same tensors (a test checks they are equal), but
+it traces the model with ``torch.fx``, which patches ``torch.nn.Module.__call__`` for the
+whole process while it traces: on a server, another session's training or Grad-CAM would
+fail meanwhile. A hook touches only the one model, and the shared model's lock keeps other
+sessions' forward passes out of it while it is registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from explorer.classify import Classifier
 from explorer.models import ModelSpec
@@ -22,7 +25,7 @@ from explorer.models import ModelSpec
 
 @dataclass(frozen=True)
 class FeaturePoint:
-    name: str  # a module name that create_feature_extractor accepts: "layer2", "layer2.1"
+    name: str  # a module name: "layer2", "layer2.1"
     label: str  # what a student reads: "conv3_x (layer2), end of stage"
 
 
@@ -45,22 +48,38 @@ def feature_points(model: nn.Module, spec: ModelSpec) -> list[FeaturePoint]:
     return points
 
 
-def feature_extractor(model: nn.Module, names: Sequence[str]) -> nn.Module:
-    """A traced copy of ``model`` returning ``{name: activation}`` (parameters shared)."""
-    return create_feature_extractor(model, return_nodes=list(names)).eval()
+@contextlib.contextmanager
+def captured_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Inside the ``with``, each forward pass of ``model`` stores the output of every module
+    named in ``names`` (detached) in the yielded dict. The hooks are removed on leaving,
+    whatever happens; callers sharing ``model`` hold its lock for the whole ``with``."""
+    outputs: dict[str, Tensor] = {}
+    handles = []
+    try:
+        for name in names:
+            def keep(_module, _inputs, output, name=name):
+                outputs[name] = output.detach()
+            handles.append(model.get_submodule(name).register_forward_hook(keep))
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @torch.no_grad()
-def feature_maps(extractor: nn.Module, batch: Tensor) -> dict[str, Tensor]:
-    return {name: value.detach() for name, value in extractor(batch).items()}
+def feature_maps(model: nn.Module, batch: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    """``{name: activation (N, C, h, w)}`` of the modules ``names`` for ``batch``."""
+    with captured_outputs(model, names) as outputs:
+        model(batch)
+    return {name: outputs[name] for name in names}
 
 
-def image_feature_map(classifier: Classifier, extractor: nn.Module, image: Image.Image, point: str) -> Tensor:
+def image_feature_map(classifier: Classifier, image: Image.Image, point: str) -> Tensor:
     """One image's activation (C, h, w) at ``point``, with the shared model's lock held
-    (the extractor runs the model's own layers, where another session's hooks may sit)."""
+    (the hook must see this forward pass only, and no other session's)."""
     batch = classifier.prepare([image])
     with classifier.lock:
-        return feature_maps(extractor, batch)[point][0]
+        return feature_maps(classifier.model, batch, [point])[point][0]
 
 
 @dataclass(frozen=True)

@@ -49,26 +49,42 @@ def speed_figure(rows: Sequence[SpeedRow]) -> go.Figure:
 _MODEL_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
+def _band(figure: go.Figure, xs, lows, highs, colour: str, group: str) -> None:
+    """A min–max band behind a curve: the lower edge, then the upper one filled down to it."""
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    figure.add_scatter(x=xs, y=[100 * y for y in lows], mode="lines", line=dict(width=0), showlegend=False,
+                       legendgroup=group, hoverinfo="skip")
+    figure.add_scatter(x=xs, y=[100 * y for y in highs], mode="lines", line=dict(width=0), fill="tonexty",
+                       fillcolor=f"rgba({red},{green},{blue},0.18)", showlegend=False, legendgroup=group,
+                       hoverinfo="skip")
+
+
 def training_curves_figure(runs: Sequence) -> go.Figure:
     """Training error (bold) and validation error (dashed) per model, as in Fig. 6.
 
     ``runs`` are RunRecords; with several runs, their names prefix the legend (overlay).
-    Plain nets are drawn in warm colours, ResNets in cool ones.
+    Plain nets are drawn in warm colours, ResNets in cool ones. A run trained with several
+    seeds shows each model's mean over the seeds, in a shaded min–max band.
     """
     figure = go.Figure()
     colour_index = 0
     for run in runs:
+        seeds = len(run.seeds)
         for model in run.model_names:
             colour = _MODEL_COLOURS[colour_index % len(_MODEL_COLOURS)]
             colour_index += 1
             label = f"{run.name}: {model}" if len(runs) > 1 else model
-            xs, ys = run.series(model, "train_error", max_points=1500)
-            figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} train", mode="lines",
-                               line=dict(color=colour, width=3), legendgroup=label)
-            xs, ys = run.series(model, "val_error", max_points=1500)
-            figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} validation",
-                               mode="lines+markers", line=dict(color=colour, width=1.5, dash="dash"),
-                               legendgroup=label)
+            if seeds > 1:
+                label += f" (mean of {seeds} seeds)"
+            for key, kind, line, mode in (("train_error", "train", dict(width=3), "lines"),
+                                          ("val_error", "validation", dict(width=1.5, dash="dash"), "lines+markers")):
+                if seeds > 1:
+                    xs, ys, lows, highs = run.seed_band(model, key, max_points=1500)
+                    _band(figure, xs, lows, highs, colour, label)
+                else:
+                    xs, ys = run.series(model, key, max_points=1500)
+                figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} {kind}", mode=mode,
+                                   line=dict(color=colour, **line), legendgroup=label)
     figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=420,
                          margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.2),
                          yaxis=dict(rangemode="tozero"))
@@ -80,9 +96,10 @@ def gradient_heatmap_figure(run, model: str) -> go.Figure:
     import math
 
     steps, rows = [], []
+    first_seed = run.seeds[0]  # with several seeds, the first one's gradients
     for step in run.steps:
         for metrics in step["models"]:
-            if metrics["name"] == model and metrics.get("grad_norms"):
+            if metrics["name"] == model and metrics.get("seed", first_seed) == first_seed and metrics.get("grad_norms"):
                 steps.append(step["step"])
                 rows.append([math.log10(max(g, 1e-12)) for g in metrics["grad_norms"]])
     layers = run.layer_names.get(model, [])

@@ -18,7 +18,7 @@ import torch
 
 from explorer.data import load_data
 from explorer.runs import RunRecord, new_record, save_run
-from explorer.train import TrainConfig, check_config, layer_names, train
+from explorer.train import TrainConfig, Training, check_config, layer_names, load_training_data
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
 
 
@@ -77,6 +77,10 @@ class BackgroundJob:
 
 
 class TrainingJob(BackgroundJob):
+    """A lab run in a background thread. A stopped job can be continued exactly where it
+    stopped with :meth:`resumed` (the lab's Resume button): same models, optimisers, data
+    order and record."""
+
     def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
                  save_dir: Path | None = None, loader: Callable = load_data):
         check_config(config)  # bad settings fail here, in the caller, not in the thread
@@ -87,6 +91,7 @@ class TrainingJob(BackgroundJob):
         self._loader = loader
         self._record = new_record(name, config, self.device, layer_names(config))
         self._saved_to: Path | None = None
+        self._training: Training | None = None
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy for a reader. Step entries are never changed once appended, so
@@ -97,13 +102,31 @@ class TrainingJob(BackgroundJob):
             record.messages = list(self._record.messages)
             return JobSnapshot(self._state, record, self._error, self._saved_to, self.config.steps)
 
+    @property
+    def can_resume(self) -> bool:
+        with self._lock:
+            return (not self.running and self._state == "stopped" and self._training is not None
+                    and self._training.step < self.config.steps)
+
+    def resumed(self) -> TrainingJob:
+        """A new (not yet started) job that continues this stopped one."""
+        if not self.can_resume:
+            raise ValueError("Only a stopped run that has steps left can be resumed.")
+        job = TrainingJob(self.config, device=self.device, name=self._record.name, save_dir=self.save_dir,
+                          loader=self._loader)
+        job._record, job._saved_to, job._training = self._record, self._saved_to, self._training
+        job._record.finished = False
+        job._state = "training"
+        return job
+
     def _run(self) -> None:
         try:
-            data = self._loader(self.config.data, image_size=self.config.image_size,
-                                val_size=self.config.val_size, seed=self.config.seed)
-            with self._lock:
-                self._state = "training"
-            for record in train(self.config, data, device=self.device, stop=self._stop):
+            if self._training is None:
+                data = load_training_data(self.config, self._loader)
+                training = Training(self.config, data, device=self.device)
+                with self._lock:
+                    self._training, self._state = training, "training"
+            for record in self._training.steps(self._stop):
                 with self._lock:
                     self._record.append(record)
             with self._lock:
@@ -113,14 +136,18 @@ class TrainingJob(BackgroundJob):
             self._fail(error)
         finally:
             if self.save_dir is not None and self._record.steps:
-                # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
-                safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._record.name).strip("_")
-                path = self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name}.json"
                 with self._lock:
+                    # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
+                    path = self._saved_to or self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(self._record.name)}.json"
                     try:
                         self._saved_to = save_run(self._record, path)
                     except OSError as error:
                         self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"
+
+
+def safe_name(name: str) -> str:
+    """A name as one plain file-name segment: "demo-folder:/a/b" -> "demo-folder_a_b"."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
 
 
 @dataclass(frozen=True)

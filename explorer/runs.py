@@ -41,7 +41,13 @@ class RunRecord:
     messages: list[str] = field(default_factory=list)
 
     def append(self, record: StepRecord) -> None:
-        self.steps.append(asdict(record))
+        """Keep the step if it is due (every ``record_every``-th), validated, the last, or the
+        one a model stopped at."""
+        every = self.config.get("record_every", 1)
+        due = (record.step % every == 0 or record.step == self.config.get("steps")
+               or any(m.val_error is not None or m.stopped for m in record.models))
+        if due:
+            self.steps.append(asdict(record))
         for model in record.models:
             if model.stopped and model.stopped not in self.messages:
                 self.messages.append(model.stopped)
@@ -50,43 +56,72 @@ class RunRecord:
     def model_names(self) -> list[str]:
         return list(self.config.get("models", []))
 
-    def series(self, model: str, key: str, max_points: int | None = None) -> tuple[list[int], list[float]]:
-        """(steps, values) of one metric of one model, skipping steps without a value.
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds every model was trained with (one for records made before repeats)."""
+        first = self.config.get("seed", 0)
+        return list(range(first, first + self.config.get("repeat", 1)))
+
+    def series(self, model: str, key: str, max_points: int | None = None,
+               seed: int | None = None) -> tuple[list[int], list[float]]:
+        """(steps, values) of one metric of one model (of ``seed``; default the first),
+        skipping steps without a value.
 
         ``max_points`` thins long runs (64k steps) to every k-th point for drawing.
         """
-        index = self.model_names.index(model) if model in self.model_names else None
+        seed = self.seeds[0] if seed is None else seed
+        names = self.model_names
+        index = (self.seeds.index(seed) * len(names) + names.index(model)
+                 if model in names and seed in self.seeds else None)
         xs, ys = [], []
         for step in self.steps:
             entries = step["models"]
             metrics = entries[index] if index is not None and index < len(entries) else None
-            if metrics is None or metrics["name"] != model:  # records from older formats
-                metrics = next((m for m in entries if m["name"] == model), None)
+            if metrics is None or metrics["name"] != model or metrics.get("seed", seed) != seed:
+                metrics = next((m for m in entries if m["name"] == model and m.get("seed", seed) == seed), None)
             if metrics is not None and metrics.get(key) is not None:
                 xs.append(step["step"])
                 ys.append(metrics[key])
-        if max_points and len(xs) > max_points:
-            stride = -(-len(xs) // max_points)
-            keep = list(range(0, len(xs), stride))
-            if keep[-1] != len(xs) - 1:
-                keep.append(len(xs) - 1)  # always show the latest value
-            xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
+        xs, ys = _thinned(max_points, xs, ys)
         return xs, ys
+
+    def seed_band(self, model: str, key: str, max_points: int | None = None
+                  ) -> tuple[list[int], list[float], list[float], list[float]]:
+        """(steps, mean, min, max) of one metric of one model over the run's seeds, at the
+        steps every seed has a value for (all of them: the seeds train in lock-step)."""
+        per_seed = [dict(zip(*self.series(model, key, seed=seed))) for seed in self.seeds]
+        steps = sorted(set.intersection(*(set(values) for values in per_seed)))
+        columns = [[values[step] for values in per_seed] for step in steps]
+        return _thinned(max_points, steps, [sum(c) / len(c) for c in columns],
+                        [min(c) for c in columns], [max(c) for c in columns])
 
     def to_json(self) -> str:
         return json.dumps({"format": RUN_FORMAT, **asdict(self)})
 
     def to_csv(self) -> str:
-        """One row per (step, model): the metrics a spreadsheet can plot."""
+        """One row per (step, model, seed): the metrics a spreadsheet can plot."""
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["step", "epoch", "elapsed_s", "model", "loss", "train_error", "val_error", "lr"])
+        writer.writerow(["step", "epoch", "elapsed_s", "model", "loss", "train_error", "val_error", "lr", "seed"])
+        first_seed = self.seeds[0]
         for step in self.steps:
             for m in step["models"]:
                 writer.writerow([step["step"], f"{step['epoch']:.4f}", f"{step['elapsed_s']:.3f}", m["name"],
                                  m["loss"], m["train_error"], "" if m["val_error"] is None else m["val_error"],
-                                 m["lr"]])
+                                 m["lr"], m.get("seed", first_seed)])
         return out.getvalue()
+
+
+def _thinned(max_points: int | None, xs: list, *columns: list) -> tuple[list, ...]:
+    """Every k-th point of long series (64k steps), so that at most ``max_points`` are
+    drawn; the latest point is always kept."""
+    if not max_points or len(xs) <= max_points:
+        return (xs, *columns)
+    stride = -(-len(xs) // max_points)
+    keep = list(range(0, len(xs), stride))
+    if keep[-1] != len(xs) - 1:
+        keep.append(len(xs) - 1)
+    return tuple([values[i] for i in keep] for values in (xs, *columns))
 
 
 def new_record(name: str, config: TrainConfig, device: torch.device | str,

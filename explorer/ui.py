@@ -6,16 +6,48 @@ dataclasses) and computed on the meta device; nothing here trains or mutates a m
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
-from explorer import architecture, devices, weights
+from explorer import architecture, devices, diagrams, weights
 from explorer.checkpoints import CheckpointError, best_checkpoints, dataset_tag, finetuned_dir, trained_label
-from explorer.models import get_model_spec, list_models, model_names
+from explorer.isolation import run_isolated
+from explorer.models import get_model_spec, model_names
 
 DEVICE_KEY = "device"
+_LOG = logging.getLogger("explorer")
+# Tests set this so that AppTest still sees a page's exception after the message is shown.
+RAISE_ERRORS_ENV = "EXPLORER_RAISE_ERRORS"
+REPORT_LABEL = "Report this problem"
+
+
+def report_errors(render: Callable[[], None]) -> Callable[[], None]:
+    """Wrap a page run or a fragment: an unexpected exception becomes a short message and a
+    collapsed report (the traceback, for a bug report) instead of a traceback on the
+    projector; the server log keeps the full traceback. Streamlit's own st.stop/st.rerun
+    are BaseExceptions and pass through."""
+    @functools.wraps(render)
+    def guarded() -> None:
+        try:
+            render()
+        except Exception as error:  # noqa: BLE001 - shown to the user, logged in full
+            _LOG.exception("Unhandled error in %s", getattr(render, "__qualname__", render))
+            summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            st.error(f"Something went wrong here: **{type(error).__name__}**{': ' + summary if summary else ''}. "
+                     "The rest of the app still works; change a setting or reload the page to try again.")
+            with st.expander(REPORT_LABEL):
+                st.caption("Paste this into a bug report. The server's log has the same traceback.")
+                st.code(traceback.format_exc(), language="text")
+            if os.environ.get(RAISE_ERRORS_ENV):
+                raise
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -66,19 +98,27 @@ def current_device() -> torch.device:
     return devices.pick_device(st.session_state.get(DEVICE_KEY))
 
 
+# Measurements that patch process-wide PyTorch state (FlopCounterMode's global hooks,
+# torch.fx tracing) run in the isolation worker, never in a thread of this server.
+
 @st.cache_resource(show_spinner="Measuring the model on PyTorch's meta device…")
 def analysis(name: str) -> architecture.Analysis:
-    return architecture.analyze(name)
+    return run_isolated(architecture.analyze, name)
 
 
 @st.cache_resource(show_spinner="Measuring every registered model…")
 def zoo_rows(family: str = "imagenet") -> list[architecture.ZooRow]:
-    return [architecture.zoo_row(spec.name) for spec in list_models(family)]
+    return run_isolated(architecture.zoo_rows, family)
 
 
 @st.cache_resource(show_spinner="Building Table 1 from the live models…")
 def paper_table(names: tuple[str, ...]) -> dict[str, list[str]]:
-    return architecture.paper_table(list(names))
+    return run_isolated(architecture.paper_table, list(names))
+
+
+@st.cache_resource(show_spinner="Tracing the blocks with torch.fx…")
+def block_diagrams(name: str) -> list[diagrams.BlockDiagram]:
+    return run_isolated(diagrams.block_diagrams, name)
 
 
 def weights_label(name: str) -> str:
@@ -224,17 +264,6 @@ def _cached_classifier(name: str, device: str, fingerprint: str):
     return load_classifier(name, device=device, allow_untrained=True)
 
 
-@st.cache_resource(show_spinner="Tracing the model with torch.fx…", max_entries=16)
-def feature_extractor(name: str, device: str, fingerprint: str, point: str):
-    from explorer.features import feature_extractor as build
-
-    return build(_cached_classifier(name, device, fingerprint).model, [point])
-
-
-def extractor_for(name: str, point: str):
-    return feature_extractor(name, str(current_device()), _classifier_fingerprint(name), point)
-
-
 # --- degradation lab --------------------------------------------------------------------
 
 
@@ -253,10 +282,15 @@ class JobSlot:
             self.job.stop()
 
 
-def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False) -> bool:
-    """Start and Stop buttons for the session's background job. ``make_job`` builds the job
-    (a ValueError, i.e. a bad setting, is shown to the user); True when a job was started."""
-    start, stop = st.columns([1, 5])
+def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False,
+                        resumable: bool = False) -> bool:
+    """Start and Stop buttons for the session's background job (and, with ``resumable``, a
+    Resume button for a stopped run). ``make_job`` builds the job (a ValueError, i.e. a bad
+    setting, is shown to the user); True when a job was started."""
+    if resumable:
+        start, resume, stop = st.columns([1, 1, 4])
+    else:
+        (start, stop), resume = st.columns([1, 5]), None
     started = False
     if start.button(label, type="primary", disabled=disabled):
         try:
@@ -266,8 +300,14 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
             started = True
         except ValueError as error:
             st.error(str(error))
+    if resume is not None and slot.job is not None and slot.job.can_resume:
+        if resume.button("Resume", help="Continue the stopped run exactly where it stopped."):
+            devices.leave_one_core_for_the_ui()
+            slot.job = slot.job.resumed().start()
+            started = True
     if stop.button("Stop", disabled=slot.job is None or not slot.job.running):
         slot.job.stop()
+        slot.job.join(timeout=10)  # the current step ends first, so the page redraws with Resume
     return started
 
 

@@ -1,9 +1,7 @@
-import inspect
-
 import streamlit as st
 
-from explorer import diagrams, figures, speed, ui
-from explorer.models import build_model, get_model_spec, model_names
+from explorer import figures, speed, ui
+from explorer.models import get_model_spec, model_names
 
 st.title("Architecture: Table 1, measured from the live models")
 st.caption("Parameters and costs below are measured from the PyTorch modules themselves, on "
@@ -56,16 +54,13 @@ st.header("Inside a block")
 st.caption("Drawn from the modules of the model above with `torch.fx` (blue: the residual path F(x); "
            "red: the shortcut). Pick resnet18/34 above for the basic block, resnet50 or deeper for the "
            "bottleneck (Fig. 5), plain34 for a block without shortcut.")
-model = build_model(name, device="meta")
-block_names = diagrams.block_examples(model)
-columns = st.columns(len(block_names) or 1)
-for column, (block_name, caption) in zip(columns, block_names):
-    block = model.get_submodule(block_name)
-    column.graphviz_chart(diagrams.block_dot(block, f"{block_name}: {type(block).__name__}"))
-    column.caption(caption)
-if block_names:
-    with st.expander(f"The code that runs: `{type(model.get_submodule(block_names[0][0])).__name__}.forward`"):
-        st.code(inspect.getsource(type(model.get_submodule(block_names[0][0])).forward), language="python")
+blocks = ui.block_diagrams(name)
+for column, block in zip(st.columns(len(blocks) or 1), blocks):
+    column.graphviz_chart(block.dot)
+    column.caption(block.caption)
+if blocks:
+    with st.expander(f"The code that runs: `{blocks[0].block_class}.forward`"):
+        st.code(blocks[0].forward_source, language="python")
 
 st.header(f"Load every depth on {ui.current_device().type.upper()}")
 batch = st.select_slider("Batch size N for throughput", [1, 2, 4, 8, 16, 32, 64, 128], value=8)

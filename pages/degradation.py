@@ -22,17 +22,22 @@ data = left.text_input("Dataset", "synthetic", help="`synthetic` (generated, ins
 shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True,
                        help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
 steps = left.number_input("Steps", 1, 64_000, preset(chosen_preset).steps, step=100)
+seed = left.number_input("Seed", 0, 10_000, 0, help="Initial weights, data order and augmentation. Try another "
+                         "seed to see which differences are real and which are luck.")
+repeat = left.number_input("Seeds per model", 1, 5, 1, help="Train every model with this many seeds (seed, "
+                           "seed + 1, …) side by side; the chart draws their mean and a min–max band.")
 with right:
     augmentation = ui.erasing_controls("lab")
 
 slot = ui.lab_job_slot()
 ui.start_stop_controls(slot, "Start", lambda: TrainingJob(
     preset(chosen_preset, models=tuple(models), data=data.strip(), shortcut=shortcut, steps=int(steps),
-           augmentation=augmentation),
-    device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}", save_dir=user_runs_dir()))
+           augmentation=augmentation, seed=int(seed), repeat=int(repeat)),
+    device=ui.current_device(), name=f"{chosen_preset}-{data.strip()}", save_dir=user_runs_dir()), resumable=True)
 
 
 @st.fragment(run_every=0.5)
+@ui.report_errors
 def live_view():
     if slot.job is None:
         st.info("Pick models and press **Start**, or replay a recorded run below.")
@@ -45,6 +50,7 @@ def live_view():
 
 
 @st.fragment(run_every=3)  # heavier and slower-changing: refreshed less often, to leave the CPU to training
+@ui.report_errors
 def live_heatmaps():
     if slot.job is not None:
         ui.gradient_heatmaps(slot.job.snapshot().record)

@@ -82,7 +82,7 @@ with features_tab:
     point = left.selectbox("Stage or block", list(labels), format_func=labels.get, index=list(labels).index(ends[0]))
     count = right.slider("Channels", 4, 32, 16, 4)
     with st.spinner("Running the model up to that block…"):
-        activation = image_feature_map(classifier, ui.extractor_for(name, point), image, point)
+        activation = image_feature_map(classifier, image, point)
     top = most_active_channels(activation, count)
     st.plotly_chart(figures.feature_maps_figure(top.maps, top.channels, top.mean_activation),
                     width="stretch", key="feature_maps")

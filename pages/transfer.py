@@ -77,6 +77,7 @@ with finetune_tab:
         st.session_state.pop("saved_finetune", None)
 
     @st.fragment(run_every=0.5)
+    @ui.report_errors
     def live_view():
         job = slot.job
         if job is None:

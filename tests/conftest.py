@@ -14,6 +14,9 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
     # Runs the lab saves, and decoded datasets, go to per-test folders too.
     monkeypatch.setenv("EXPLORER_RUNS_DIR", str(root / "runs"))
     monkeypatch.setenv("EXPLORER_CACHE_DIR", str(root / "cache"))
+    # A page's unexpected exception is shown as a short message; in tests it is raised too,
+    # so `at.exception` still fails a test (tests/test_app.py checks the message itself).
+    monkeypatch.setenv("EXPLORER_RAISE_ERRORS", "1")
     return root
 
 

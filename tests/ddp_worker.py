@@ -34,7 +34,7 @@ config = preset("demo", models=("plain20", "resnet20"), data="synthetic:200", st
 data = load_data(config.data, image_size=config.image_size, seed=config.seed)
 trained = {}
 records = list(train(config, data, device=device, trained=trained))
-state = {f"{name}.{key}": value for name, model in trained.items() for key, value in model.state_dict().items()}
+state = {f"{name}.{key}": value.contiguous() for name, model in trained.items() for key, value in model.state_dict().items()}
 state["train_error"] = torch.tensor([[m.train_error for m in r.models] for r in records])
 state["batches"] = torch.stack(batches)
 state["val_measured"] = torch.tensor([[m.val_error is not None for m in r.models] for r in records])

@@ -86,3 +86,20 @@ def test_a_broken_manifest_is_reported_not_raised(page, no_imagenet_weights):
     assert not at.exception
     if page != "../pages/architecture.py":
         assert any("manifest.json" in error.value for error in at.error)
+
+
+def test_an_unexpected_error_shows_a_short_message_and_a_report_not_a_traceback(monkeypatch):
+    from explorer import figures
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the cost figure broke\nsecond line of detail")
+
+    monkeypatch.setattr(figures, "zoo_cost_figure", broken)
+    monkeypatch.delenv("EXPLORER_RAISE_ERRORS")  # as on a real server
+    at = open_page("../pages/architecture.py")
+    assert not at.exception
+    message = at.error[0].value
+    assert "RuntimeError" in message and "the cost figure broke" in message and "second line" not in message
+    report = next(e for e in at.expander if e.label == "Report this problem")
+    assert "Traceback" in report.code[0].value and "zoo_cost_figure" in report.code[0].value
+    assert at.dataframe  # what the page drew before the error is still there

@@ -135,6 +135,15 @@ def _wait_until_idle(page, timeout_s: float = 30) -> None:
         page.wait_for_timeout(250)
 
 
+def _assert_no_error_shown(page) -> None:
+    """No traceback (stException) and no caught error's "Report this problem" box on the page."""
+    exceptions = page.locator("[data-testid='stException']")
+    assert exceptions.count() == 0, "the page shows an exception:\n" + "\n".join(exceptions.all_inner_texts())
+    reports = page.get_by_text("Report this problem")
+    assert reports.count() == 0, "the page shows an error:\n" + "\n".join(
+        page.locator("[data-testid='stAlert']").all_inner_texts())
+
+
 def _local_only(route) -> None:
     if route.request.url.startswith((f"http://{HOST}:", f"ws://{HOST}:", "data:", "blob:")):
         route.continue_()
@@ -173,8 +182,7 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     page.get_by_text("Table 1, regenerated").first.wait_for(timeout=120_000)
     _wait_until_idle(page)
 
-    exceptions = page.locator("[data-testid='stException']")
-    assert exceptions.count() == 0, "the page shows an exception:\n" + "\n".join(exceptions.all_inner_texts())
+    _assert_no_error_shown(page)
 
     # st.dataframe draws its cells on a canvas, so the tables' own text (e.g. "conv2_x") is not
     # in the DOM. Check what is: the headers, the FlopCounterMode caption, the Table 1 column
@@ -187,7 +195,7 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     body_text = page.inner_text("body")
     missing = [text for text in expected if text not in body_text]
     assert not missing, f"{missing} not on the Architecture page; page text:\n{body_text[:3000]}"
-    assert exceptions.count() == 0, "the page shows an exception:\n" + "\n".join(exceptions.all_inner_texts())
+    _assert_no_error_shown(page)
 
     out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,8 +219,7 @@ def test_degradation_lab_trains_and_stops_in_the_browser(app_url):
         progress.first.wait_for(timeout=120_000)
         page.get_by_role("button", name="Stop").click()
         page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
-        exceptions = page.locator("[data-testid='stException']")
-        assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
+        _assert_no_error_shown(page)
         assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
 
 
@@ -233,8 +240,7 @@ def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):
         # The upload replaces the default samples once the rerun has finished.
         page.get_by_text("sample: automobile: what the net sees").first.wait_for(state="detached", timeout=120_000)
         _wait_until_idle(page)
-        exceptions = page.locator("[data-testid='stException']")
-        assert exceptions.count() == 0, "\n".join(exceptions.all_inner_texts())
+        _assert_no_error_shown(page)
         assert page.locator("[data-testid='stPlotlyChart']").count() >= 3  # top-5, CAMs, feature maps
         out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import torch
 from captum.attr import LayerGradCam
 from PIL import Image
 from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from apptest_helpers import open_page
 from explorer.architecture import analyze
@@ -20,8 +21,7 @@ from explorer.attribution import (class_gradient_norms, explain, grad_cams, grad
                                   upsample)
 from explorer.classify import load_classifier, residual_twin
 from explorer.cli import main
-from explorer.features import (feature_extractor, feature_maps, feature_points, image_feature_map,
-                               most_active_channels)
+from explorer.features import captured_outputs, feature_maps, feature_points, image_feature_map, most_active_channels
 from explorer.images import sample_images
 from explorer.models import build_model, get_model_spec
 
@@ -135,14 +135,27 @@ def test_feature_maps_have_the_shapes_table_1_predicts(name):
     ends = [point.name for point in feature_points(model, spec) if "end of stage" in point.label]
     stage_layers = [layer for _, layer in stage_ends(model, spec)]
     assert [end.rsplit(".", 1)[0] for end in ends] == stage_layers
-    extractor = feature_extractor(model, ends)
-    maps = feature_maps(extractor, torch.randn(1, *spec.input_size))
+    batch = torch.randn(1, *spec.input_size)
+    maps = feature_maps(model, batch, ends)
+    reference = create_feature_extractor(model, return_nodes=ends)(batch)  # torchvision's fx way, single thread
+    assert all(torch.equal(maps[end], reference[end]) for end in ends)
     sizes = {row.stage: row.output_size for row in analyze(name).stages}
     for (stage, layer), end in zip(stage_ends(model, spec), ends):
         channels, side = TABLE_1[name][layer]
         assert maps[end].shape == (1, channels, side, side)
         assert sizes[stage] == f"{side}×{side}"  # the architecture page's Table 1 says the same
-    assert extractor.get_submodule("conv1").weight is model.conv1.weight  # parameters are shared
+    assert not any(module._forward_hooks for module in model.modules())  # no hook left behind
+
+
+def test_feature_hooks_are_removed_when_the_forward_fails():
+    model = build_model("resnet20").eval()
+    with pytest.raises(RuntimeError):
+        feature_maps(model, torch.randn(1, 5, 32, 32), ["layer1", "layer2.1"])  # 5 channels: conv1 refuses
+    assert not any(module._forward_hooks for module in model.modules())
+    with pytest.raises(AttributeError):
+        with captured_outputs(model, ["layer1", "no_such_layer"]):
+            pass
+    assert not any(module._forward_hooks for module in model.modules())
 
 
 def test_feature_points_list_the_stem_then_every_block():
@@ -191,14 +204,12 @@ def test_shipped_twins_and_concurrent_sessions(shipped):
     image = Image.open(sample_images()["horse"]).convert("RGB")
     failures = []
 
-    extractor = feature_extractor(classifier.model, ["layer2.1"])
-
     def session():
         try:  # what two students on the inspect page do at the same time
             for _ in range(15):
                 explain(classifier, image)
                 class_gradient_norms(classifier, image, "horse")
-                image_feature_map(classifier, extractor, image, "layer2.1")
+                image_feature_map(classifier, image, "layer2.1")
                 classifier.predict([image])
         except Exception as error:  # noqa: BLE001 - any failure in a thread fails the test
             failures.append(error)

@@ -28,7 +28,7 @@ def configure(at: AppTest, *, data: str, models: list[str], steps: int) -> None:
 
 def curve_lengths(at: AppTest) -> dict[str, int]:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    return {trace["name"]: len(trace["x"]) for trace in spec["data"] if trace["name"].endswith("train")}
+    return {trace["name"]: len(trace["x"]) for trace in spec["data"] if (trace.get("name") or "").endswith("train")}
 
 
 def poll(at: AppTest, until, timeout_s: float = 120):
@@ -64,6 +64,39 @@ def test_demo_run_on_synthetic_data_grows_curves_and_stops():
     assert len(at.get("plotly_chart")) == 3  # the curves and a plain/residual gradient heatmap pair
     poll(at, lambda at: any("Saved to" in c.value for c in at.caption))
     assert list(Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json"))
+
+
+def _button(at: AppTest, label: str):
+    return next(button for button in at.button if button.label == label)
+
+
+def test_a_stopped_run_resumes_where_it_stopped():
+    at = open_lab()
+    configure(at, data="synthetic:600", models=["plain20", "resnet20"], steps=5000)
+    assert "Resume" not in [b.label for b in at.button]  # nothing to resume yet
+    _button(at, "Start").click().run()
+    poll(at, lambda at: at.get("plotly_chart") and min(curve_lengths(at).values(), default=0) >= 3)
+    _button(at, "Stop").click().run()
+    poll(at, lambda at: "stopped" in progress_text(at) and "Resume" in [b.label for b in at.button])
+    stopped_at = curve_lengths(at)["resnet20 train"]
+    _button(at, "Resume").click().run()
+    poll(at, lambda at: curve_lengths(at)["resnet20 train"] > stopped_at + 2)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    steps = next(trace["x"] for trace in spec["data"] if trace["name"] == "resnet20 train")
+    assert steps == list(range(1, len(steps) + 1))  # one run, continued: no step lost or repeated
+    _button(at, "Stop").click().run()
+    poll(at, lambda at: "stopped" in progress_text(at))
+
+
+def test_the_lab_trains_several_seeds_and_draws_their_band():
+    at = open_lab()
+    configure(at, data="synthetic:600", models=["resnet20"], steps=4)
+    at.number_input[2].set_value(2).run()  # seeds per model
+    _button(at, "Start").click().run()
+    poll(at, lambda at: "finished" in progress_text(at))
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(trace.get("fill") == "tonexty" for trace in spec["data"])
+    assert "resnet20 (mean of 2 seeds) train" in {trace.get("name") for trace in spec["data"]}
 
 
 def test_recorded_runs_replay_instantly(tmp_path):

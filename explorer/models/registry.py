@@ -46,6 +46,11 @@ class ModelSpec:
     paper: PaperNumbers | None = None
     tags: tuple[str, ...] = field(default=())
 
+    def __reduce__(self):
+        # Specs are registry singletons holding builder functions: pickle them by name, so
+        # results that carry one (an Analysis) can come back from a worker process.
+        return get_model_spec, (self.name,)
+
     @property
     def has_shortcuts(self) -> bool:
         return self.block in ("basic", "bottleneck")

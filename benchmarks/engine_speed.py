@@ -1,0 +1,151 @@
+"""How much each speed switch of the training engine pays, measured side by side in one run.
+
+    python benchmarks/engine_speed.py [--data folder:../shared/data/cifar10/train] [--device cpu]
+                                      [--rounds 2] [--compile]
+
+For each workload (ResNet-20 and ResNet-56 at the paper's width, batch 128, 32×32; the
+four-net class demo preset), trains with:
+
+* the landed engine's behaviour: every switch off (contiguous NCHW, one host sync per
+  model, validation under no_grad);
+* the default config (every switch on, except channels_last for the demo's small nets);
+* the default with one switch flipped at a time, so each switch's own share shows;
+* for several models, 2 and 4 model threads (models trained at once, each on
+  cores / threads intra-op threads).
+
+Measurements alternate between configurations for ``--rounds`` rounds and keep each one's
+best, so a slow moment of the machine hits them all alike. Then the engine (default config)
+against the usual tutorial loop (DataLoader with per-sample transforms and 2 workers) on
+ResNet-20. Prints images/s (steps/s for the demo) and the ratios. On CUDA the AMP and
+cuDNN switches are measured too; ``--compile`` adds torch.compile (slow to start).
+
+Goals (issue "Training engine: faster, seeded, resumable"), same machine, same run: ≥ 1.25×
+the landed engine for ResNet-20 and ResNet-56 at paper width on CPU; ≥ 1.5× steps/s for the
+four-net demo preset; engine vs the DataLoader loop ≥ 2.5× on a quiet machine. Check
+``uptime`` first: a number taken beside another job is not a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from degradation_demo import reference_loop_throughput
+
+from explorer.devices import pick_device
+from explorer.train import Training, intra_op_threads, load_training_data, preset
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
+CPU_SWITCHES = ("channels_last", "one_sync", "inference_mode")
+CUDA_SWITCHES = ("cudnn_benchmark",)
+
+
+def measure(config, data, device, steps: int, warmup: int = 3) -> float:
+    """Steps per second over ``steps`` steps after ``warmup`` (validation included as the
+    config schedules it; the run is long, so no end-of-run validation falls in)."""
+    if device.type == "cpu":
+        torch.set_num_threads(intra_op_threads(config))
+    run = Training(replace(config, steps=10**6), data, device=device)
+    iterator = run.steps()
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def profile(title: str, config, data, device, steps: int = 10) -> None:
+    """torch.profiler's top operators for ``steps`` steps of ``config`` (after a warm-up)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    run = Training(replace(config, steps=10**6), data, device=device)
+    iterator = run.steps()
+    for _ in range(3):
+        next(iterator)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as profiler:
+        for _ in range(steps):
+            next(iterator)
+    print(f"\nprofile of {title}, {steps} steps:")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+def variants(config, device, with_compile: bool) -> dict[str, object]:
+    switches = CPU_SWITCHES + (CUDA_SWITCHES if device.type == "cuda" else ())
+    found = {"landed (all switches off)": replace(config, model_threads=1, **{s: False for s in switches}),
+             "default": config}
+    for switch in switches:
+        found[f"{'without' if getattr(config, switch) else 'with'} {switch}"] = replace(
+            config, **{switch: not getattr(config, switch)})
+    if len(config.models) > 1:
+        for threads in (2, 4):
+            found[f"with model_threads={threads}"] = replace(config, model_threads=threads)
+    if device.type == "cuda":
+        found["with amp=bf16"] = replace(config, amp="bf16")
+    if with_compile:
+        found["with torch.compile"] = replace(config, compile=True)
+    return found
+
+
+def compare(title: str, config, data, device, steps: int, rounds: int, with_compile: bool, unit: str) -> None:
+    configs = variants(config, device, with_compile)
+    best = {name: 0.0 for name in configs}
+    for _ in range(rounds):
+        for name, variant in configs.items():
+            best[name] = max(best[name], measure(variant, data, device, steps))
+    scale = config.batch_size * len(config.models) if unit == "images/s" else 1
+    base, default = best["landed (all switches off)"], best["default"]
+    print(f"\n{title} ({steps} steps per measurement, best of {rounds})")
+    for name, value in best.items():
+        print(f"  {name:<28} {value * scale:9.1f} {unit}   {value / base:5.2f}× landed   {value / default:5.2f}× default")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=f"folder:{REAL_DATA}" if REAL_DATA.is_dir() else "synthetic:5000")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--paper-steps", type=int, default=12, help="steps per measurement at paper width")
+    parser.add_argument("--demo-steps", type=int, default=100, help="steps per measurement of the demo preset")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the DataLoader comparison")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per workload")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    print(f"device {device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
+          f"data {args.data}")
+
+    paper = preset("paper", data=args.data, val_every=10**9)
+    data32 = load_training_data(paper)
+    for model, steps in (("resnet20", args.paper_steps), ("resnet56", max(4, args.paper_steps // 2))):
+        title = f"{model}, paper width (16 filters, batch 128, 32×32)"
+        compare(title, replace(paper, models=(model,)), data32, device, steps, args.rounds, args.compile, "images/s")
+        if args.profile:
+            profile(title, replace(paper, models=(model,)), data32, device)
+
+    demo = preset("demo", data=args.data, models=("plain20", "plain56", "resnet20", "resnet56"))
+    data_demo = load_training_data(demo)
+    compare("four-net class demo preset (validation included)", demo, data_demo, device, args.demo_steps,
+            args.rounds, args.compile, "steps/s")
+    if args.profile:
+        profile("the four-net demo preset", demo, data_demo, device, steps=20)
+
+    if not args.skip_reference:
+        single = replace(paper, models=("resnet20",))
+        engine = max(measure(single, data32, device, args.paper_steps) for _ in range(args.rounds)) * single.batch_size
+        reference = max(reference_loop_throughput(single, data32, args.data, device, args.paper_steps)
+                        for _ in range(args.rounds))
+        print(f"\nresnet20, paper width: engine {engine:.0f} img/s, DataLoader + per-sample transforms "
+              f"{reference:.0f} img/s: {engine / reference:.2f}×  (goal ≥ 2.5×)")
+
+
+if __name__ == "__main__":
+    main()

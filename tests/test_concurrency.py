@@ -1,0 +1,137 @@
+"""No page may break another's computation.
+
+The app is one process serving many sessions. Here a training job runs in its thread (as
+the degradation lab's does) while other threads make, many times and interleaved, every
+heavy core call the pages make: block diagrams and Table 1 of several models (through the
+isolation worker, as the architecture page does), classification, Grad-CAM, feature maps and
+gradient norms on shared cached models (the inspect page), fine-tuning steps (the transfer
+page) and the speed check. It passes only with no exception in any thread, the training
+job finished, and every number equal to the one computed alone. No timing is asserted.
+
+On the code before this test existed it failed within a second: ``torch.fx`` tracing in one
+thread killed the training thread ("module is not installed as a submodule").
+"""
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from explorer import architecture, diagrams
+from explorer.attribution import compare_gradient_norms, explain
+from explorer.classify import load_classifier
+from explorer.data import load_data
+from explorer.features import feature_maps, image_feature_map
+from explorer.images import sample_images
+from explorer.isolation import run_isolated
+from explorer.jobs import TrainingJob
+from explorer.models import build_model
+from explorer.speed import measure_speed
+from explorer.train import preset
+from explorer.transfer import FinetuneConfig, Finetuning
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
+ROUNDS = (2, 6)  # each caller makes at least 2 rounds, and goes on while training runs, up to 6
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+
+
+def _repeat(calls, failures, training, rounds):
+    """Run ``calls`` round after round; record any exception instead of dying silently."""
+    done = 0
+    try:
+        while done < ROUNDS[0] or (training.running and done < ROUNDS[1]):
+            for call in calls:
+                call()
+            done += 1
+    except Exception as error:  # noqa: BLE001 - every failure in any thread fails the test
+        failures.append(error)
+    rounds.append(done)
+
+
+def test_every_heavy_page_call_beside_a_training_job(shipped):
+    resnet20 = load_classifier("resnet20-cifar10")  # shared, as ui's st.cache_resource shares it
+    plain20 = load_classifier("plain20-cifar10")
+    image = Image.open(sample_images()["horse"]).convert("RGB")
+    alone = {"predict": resnet20.predict([image])[0][0].label,
+             "macs": architecture.analyze("resnet50").macs,
+             "features": feature_maps(resnet20.model, resnet20.prepare([image]), ["layer2.1"])["layer2.1"]}
+
+    finetune_data = load_data("synthetic:300", image_size=32)
+    results: dict[str, list] = {"macs": [], "predict": [], "features": [], "diagrams": []}
+
+    def architecture_page():
+        for name in ("resnet18", "resnet50", "plain34", "resnet20"):
+            results["diagrams"].append((name, run_isolated(diagrams.block_diagrams, name)))
+        run_isolated(architecture.paper_table, ["resnet18", "resnet34"])
+        results["macs"].append(run_isolated(architecture.analyze, "resnet50").macs)
+
+    def inspect_page():
+        results["predict"].append(resnet20.predict([image])[0][0].label)
+        explain(resnet20, image)
+        results["features"].append(image_feature_map(resnet20, image, "layer2.1"))
+        compare_gradient_norms([resnet20, plain20], image, "horse")
+
+    def transfer_page():
+        config = FinetuneConfig(backbone="resnet20-cifar10", data="synthetic:300", epochs=1, batch_size=64,
+                                cache_features=False)
+        for _ in Finetuning(config, finetune_data).steps():
+            pass
+
+    def speed_check():
+        list(measure_speed(["resnet18"], torch.device("cpu"), batch_size=2, image_size=64, repeats=1))
+        build_model("resnet20", device="meta")
+
+    training = TrainingJob(preset("demo", models=("plain20", "resnet20"), data="synthetic:512", steps=120,
+                                  width=4, image_size=16, val_every=40, val_limit=128),
+                           device="cpu", name="stress")
+    failures: list[Exception] = []
+    rounds: list[int] = []
+    callers = [[architecture_page], [inspect_page], [inspect_page], [transfer_page, speed_check]]
+    threads = [threading.Thread(target=_repeat, args=(calls, failures, training, rounds)) for calls in callers]
+    training.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    training.join(timeout=600)
+
+    snapshot = training.snapshot()
+    assert not failures, [f"{type(e).__name__}: {e}" for e in failures]
+    assert snapshot.error is None and snapshot.state == "finished", snapshot.error
+    assert snapshot.done_steps == 120
+    assert len(rounds) == len(callers) and min(rounds) >= ROUNDS[0]
+    # Numbers made beside the others equal the ones made alone.
+    assert set(results["predict"]) == {alone["predict"]}
+    assert set(results["macs"]) == {alone["macs"]}
+    assert all(torch.equal(features, alone["features"][0]) for features in results["features"])
+    drawn_alone = {name: diagrams.block_diagrams(name) for name, _ in results["diagrams"]}
+    assert all(drawn == drawn_alone[name] for name, drawn in results["diagrams"])
+    assert [len(drawn_alone[n]) for n in ("resnet18", "resnet50", "plain34")] == [2, 2, 1]
+    # Nothing is left hooked onto the shared models.
+    for classifier in (resnet20, plain20):
+        assert not any(m._forward_hooks or m._forward_pre_hooks for m in classifier.model.modules())
+
+
+def test_the_isolation_worker_reports_errors_and_survives_them():
+    with pytest.raises(ValueError, match="Unknown model"):
+        run_isolated(architecture.analyze, "resnet5O")
+    assert run_isolated(architecture.analyze, "resnet18").params == 11_689_512
+    # The results equal the in-process ones, spec included (it travels by name).
+    assert run_isolated(architecture.analyze, "resnet20") == architecture.analyze("resnet20")
+
+
+def test_an_idle_isolation_worker_can_be_stopped_and_restarts():
+    from explorer import isolation
+
+    run_isolated(architecture.analyze, "resnet18")
+    assert isolation.worker_running()
+    assert isolation.shutdown_if_idle()
+    assert not isolation.worker_running()
+    assert len(run_isolated(diagrams.block_diagrams, "resnet18")) == 2  # a new worker answers
+    assert isolation.worker_running()

@@ -1,0 +1,242 @@
+"""The training engine: resumable states, seeds and repeats, schedules, speed switches.
+
+Tiny nets on synthetic data, so each test takes seconds on two CPU cores.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from explorer.cli import main
+from explorer.data import load_data
+from explorer.figures import training_curves_figure
+from explorer.runs import load_run, new_record
+from explorer.state import StateError, load_state, save_state, state_path
+from explorer.train import Training, config_from_dict, layer_names, preset, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--models", "plain20,resnet20", "--data", "synthetic:256", "--preset", "demo", "--width", "2",
+        "--image-size", "8", "--batch-size", "16"]
+
+
+def _tiny(**overrides):
+    return preset("demo", **{"models": ("plain20", "resnet20"), "data": "synthetic:256", "width": 2,
+                             "image_size": 8, "batch_size": 16, "steps": 12, "val_every": 5, **overrides})
+
+
+def _weights(state_file: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(state_file)).items() if k.startswith("model.")}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "explorer", "train", *args], cwd=cwd, env={**os.environ},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_path):
+    """The run is killed at an arbitrary instant after its first state; the resumed run and
+    an uninterrupted one end within 1e-6 of each other (CPU)."""
+    steps = "400"
+    whole = _cli(*TINY, "--steps", steps, "--state", str(tmp_path / "whole"), "--out", str(tmp_path / "whole.json"),
+                 cwd=tmp_path)
+    killed = _cli(*TINY, "--steps", steps, "--state", str(tmp_path / "killed"), "--state-every", "25",
+                  "--out", str(tmp_path / "killed.json"), cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not state_path(tmp_path / "killed").exists():
+        assert killed.poll() is None, killed.communicate()
+        assert time.monotonic() < deadline, "no state was written"
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere in the middle of later steps, maybe while a state is written
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert whole.wait(timeout=300) == 0, whole.communicate()
+    saved = load_state(tmp_path / "killed")
+    assert 0 < saved.step < 400, "kill the run between its first state and its end"
+    resumed = subprocess.run([sys.executable, "-m", "explorer", "train", "--resume", str(tmp_path / "killed")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {tmp_path / 'killed'} at step {saved.step:,}" in resumed.stderr
+    a, b = _weights(state_path(tmp_path / "whole")), _weights(state_path(tmp_path / "killed"))
+    assert a.keys() == b.keys() and len(a) > 100
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) <= 1e-6
+    record = load_run(tmp_path / "killed.json")  # the resumed run keeps writing the original record
+    assert record.finished and record.steps[-1]["step"] == 400
+    assert [s["step"] for s in record.steps] == [s["step"] for s in load_run(tmp_path / "whole.json").steps]
+
+
+def test_resume_in_process_equals_one_run_and_extends_with_steps(tmp_path):
+    config = _tiny(steps=10)
+    data = load_data(config.data, image_size=config.image_size)
+    whole = Training(config, data)
+    losses = [m.loss for r in whole.steps() for m in r.models]
+
+    first = Training(config, data)
+    record = new_record("part", config, "cpu", layer_names(config))
+    for step in first.steps():
+        record.append(step)
+        if step.step == 4:
+            break
+    save_state(tmp_path, first, record)
+    saved = load_state(tmp_path)
+    assert saved.step == 4 and saved.config == config and len(saved.record.steps) == 4
+    second = Training(config, data)
+    from explorer.state import restore
+
+    restore(saved, second)
+    rest = [m.loss for r in second.steps() for m in r.models]
+    assert rest == pytest.approx(losses[4 * 2:], abs=1e-6)
+    for a, b in zip(whole.models.values(), second.models.values()):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_cli_resume_extends_a_finished_run_and_refuses_to_overwrite_a_state(tmp_path, capsys):
+    state = tmp_path / "state"
+    assert main(["train", *TINY, "--steps", "6", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
+    assert load_state(state).step == 6
+    # A second run into the same folder would lose the first: refused.
+    assert main(["train", *TINY, "--steps", "6", "--state", str(state), "--out", str(tmp_path / "other.json")]) == 2
+    assert "already holds a training state" in capsys.readouterr().err
+    assert main(["train", "--resume", str(state), "--steps", "9"]) == 0
+    extended = load_state(state)
+    assert extended.step == 9 and extended.config.steps == 9 and extended.config.schedule_steps == 6
+    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 9
+    assert main(["train", "--resume", str(state), "--steps", "3"]) == 2
+    assert "already at step 9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "format", "config"])
+def test_a_damaged_or_foreign_state_is_refused_in_one_line_and_left_alone(tmp_path, capsys, damage):
+    state = tmp_path / "state"
+    assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
+    path = state_path(state)
+    good = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a state at all")
+    elif damage == "missing":
+        path.unlink()
+    else:  # rewrite the metadata: another format, or a config of another engine version
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        if damage == "format":
+            metadata["format"] = "99"
+        else:
+            config = json.loads(metadata["config"])
+            config["momentum_schedule"] = "new"
+            del config["nesterov"]
+            metadata["config"] = json.dumps(config)
+        save_file(tensors, str(path), metadata=metadata)
+    before = path.read_bytes() if path.exists() else None
+    assert main(["train", "--resume", str(state)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ")
+    expected = {"truncated": "damaged or truncated", "garbage": "damaged or truncated", "missing": "No training state",
+                "format": "format '99'", "config": "unknown fields: momentum_schedule; missing fields: nesterov"}
+    assert expected[damage] in error
+    assert (path.read_bytes() if path.exists() else None) == before  # nothing overwritten
+    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 3
+
+
+def test_a_state_of_other_models_is_refused(tmp_path):
+    config = _tiny(steps=2)
+    data = load_data(config.data, image_size=config.image_size)
+    run = Training(config, data)
+    list(run.steps())
+    save_state(tmp_path, run, new_record("x", config, "cpu", layer_names(config)))
+    other = Training(replace(config, models=("resnet20",)), data)
+    from explorer.state import restore
+
+    with pytest.raises(StateError, match="does not fit"):
+        restore(load_state(tmp_path), other)
+
+
+def test_repeat_trains_every_seed_in_lock_step_and_the_figure_draws_bands(tmp_path):
+    assert main(["train", *TINY, "--steps", "6", "--seed", "3", "--repeat", "3", "--out", str(tmp_path / "run.json")]) == 0
+    record = load_run(tmp_path / "run.json")
+    assert record.seeds == [3, 4, 5]
+    assert [(m["name"], m["seed"]) for m in record.steps[-1]["models"]] == [
+        (name, seed) for seed in (3, 4, 5) for name in ("plain20", "resnet20")]
+    xs, mean, low, high = record.seed_band("resnet20", "train_error")
+    assert xs == list(range(1, 7))
+    per_seed = [record.series("resnet20", "train_error", seed=s)[1] for s in (3, 4, 5)]
+    assert mean == pytest.approx([sum(v) / 3 for v in zip(*per_seed)])
+    assert low == [min(v) for v in zip(*per_seed)] and high == [max(v) for v in zip(*per_seed)]
+    figure = training_curves_figure([record])
+    bands = [trace for trace in figure.data if trace.fill == "tonexty"]
+    assert len(bands) == 4  # train and validation band per model
+    assert any("mean of 3 seeds" in (trace.name or "") for trace in figure.data)
+    csv = record.to_csv().splitlines()
+    assert csv[0].endswith(",seed") and len(csv) == 1 + 6 * 6
+    # Each seed of the lock-step run is the run of that seed alone.
+    alone = load_data("synthetic:256", image_size=8)
+    single = list(train(_tiny(steps=6, seed=4), alone))
+    assert [m.loss for m in single[-1].models] == pytest.approx(
+        [m["loss"] for m in record.steps[-1]["models"] if m["seed"] == 4], abs=1e-6)
+
+
+def test_channels_last_and_contiguous_give_equal_losses():
+    config = _tiny(steps=5, lr=0.01, width=4)
+    data = load_data(config.data, image_size=config.image_size)
+    nhwc = [m.loss for r in train(config, data) for m in r.models]
+    nchw = [m.loss for r in train(replace(config, channels_last=False), data) for m in r.models]
+    assert len(nhwc) == 10 and nhwc == pytest.approx(nchw, abs=1e-4)
+    assert not math.isclose(nhwc[0], nhwc[-2])  # it trained
+
+
+def test_one_sync_and_one_sync_per_model_give_the_same_run():
+    config = _tiny(steps=6)
+    data = load_data(config.data, image_size=config.image_size)
+    a = [m for r in train(config, data) for m in r.models]
+    b = [m for r in train(replace(config, one_sync=False), data) for m in r.models]
+    assert [m.loss for m in a] == pytest.approx([m.loss for m in b], abs=1e-6)
+    assert [m.val_error for m in a] == [m.val_error for m in b] and a[-1].val_error is not None
+    grads_a = [g for m in a if m.grad_norms for g in m.grad_norms]
+    assert len(grads_a) == 2 * 20 * 2 and grads_a == pytest.approx([g for m in b if m.grad_norms for g in m.grad_norms])
+
+
+@pytest.mark.parametrize("schedule", ["steps", "cosine", "onecycle"])
+def test_schedules_are_pytorchs_own(schedule):
+    config = _tiny(steps=8, schedule=schedule, milestones=(4,), label_smoothing=0.1, nesterov=True, models=("resnet20",))
+    data = load_data(config.data, image_size=config.image_size)
+    lrs = [r.models[0].lr for r in train(config, data)]
+    reference_model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(reference_model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = {"steps": lambda: torch.optim.lr_scheduler.MultiStepLR(optimizer, [4], 0.1),
+                 "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 8),
+                 "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, total_steps=8)}[schedule]()
+    expected = []
+    for _ in range(8):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx(expected)
+
+
+def test_bad_engine_settings_are_refused_with_a_message():
+    data = load_data("synthetic:256", image_size=8)
+    for change, message in (({"schedule": "linear"}, "Unknown schedule"), ({"repeat": 0}, "at least 1"),
+                            ({"label_smoothing": 1.5}, "Label smoothing"), ({"amp": "bf16"}, "needs a CUDA device")):
+        with pytest.raises(ValueError, match=message):
+            Training(_tiny(**change), data)
+
+
+def test_config_round_trips_through_its_dict():
+    from dataclasses import asdict
+
+    config = _tiny(schedule="cosine", repeat=2)
+    assert config_from_dict(json.loads(json.dumps(asdict(config)))) == config
