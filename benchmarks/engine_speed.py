@@ -88,8 +88,7 @@ def variants(config, device, with_compile: bool) -> dict[str, object]:
     if len(config.models) > 1:
         for threads in (2, 4):
             found[f"with model_threads={threads}"] = replace(config, model_threads=threads)
-    if device.type == "cuda":
-        found["with amp=bf16"] = replace(config, amp="bf16")
+    found["with amp=bf16"] = replace(config, amp="bf16")  # CPUs with bf16 instructions too
     if with_compile:
         found["with torch.compile"] = replace(config, compile=True)
     return found

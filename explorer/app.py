@@ -18,4 +18,5 @@ st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide"
 navigation = st.navigation([st.Page(page.path, title=page.title, icon=page.icon, default=index == 0)
                             for index, page in enumerate(ui.PAGES)])
 ui.device_picker()
+ui.keep_form_state("lab.")  # the lab's settings survive a look at another page
 ui.report_errors(navigation.run)()

@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only")
     training.add_argument("--no-channels-last", action="store_true", help="contiguous NCHW activations")
     training.add_argument("--compile", action="store_true", help="torch.compile every model (slow to start)")
-    training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"], help="CUDA mixed precision")
+    training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"], help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA)")
     training.add_argument("--model-threads", type=int, default=None, metavar="N",
                           help="train N of the lock-step models at once, in threads (small nets on CPU)")
     training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")

@@ -47,6 +47,27 @@ def speed_figure(rows: Sequence[SpeedRow]) -> go.Figure:
 
 
 _MODEL_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_RUN_DASHES = ("solid", "dot", "dashdot", "longdash")  # overlaid runs: one line style each
+_PROJECTOR_FONT = 18  # readable from the back of a classroom
+
+
+def model_colour(name: str) -> str:
+    """A fixed colour per model, the same on every chart: plain nets warm, residual nets
+    cool, deeper nets darker (as in the paper's figures, where plain and ResNet panels pair)."""
+    from plotly.colors import sample_colorscale
+
+    from explorer.models import get_model_spec, model_names
+
+    spec = get_model_spec(name)
+    kin = [n for n in model_names(spec.family) if get_model_spec(n).has_shortcuts == spec.has_shortcuts]
+    depths = sorted({get_model_spec(n).depth for n in kin})
+    shade = 0.45 + 0.5 * (depths.index(spec.depth) / max(1, len(depths) - 1))
+    return _as_hex(sample_colorscale("Blues" if spec.has_shortcuts else "Reds", [shade])[0])
+
+
+def _as_hex(colour: str) -> str:
+    red, green, blue = (round(float(v)) for v in colour[colour.index("(") + 1:-1].split(","))
+    return f"#{red:02x}{green:02x}{blue:02x}"
 
 
 def _band(figure: go.Figure, xs, lows, highs, colour: str, group: str) -> None:
@@ -60,24 +81,24 @@ def _band(figure: go.Figure, xs, lows, highs, colour: str, group: str) -> None:
 
 
 def training_curves_figure(runs: Sequence) -> go.Figure:
-    """Training error (bold) and validation error (dashed) per model, as in Fig. 6.
+    """Training error (bold) and validation error (thin, dashed) per model, as in Fig. 6.
 
-    ``runs`` are RunRecords; with several runs, their names prefix the legend (overlay).
-    Plain nets are drawn in warm colours, ResNets in cool ones. A run trained with several
-    seeds shows each model's mean over the seeds, in a shaded min–max band.
+    ``runs`` are RunRecords; with several runs, their names prefix the legend and each run
+    has its own line style (overlay). Each model keeps its colour (:func:`model_colour`). A
+    run trained with several seeds shows each model's mean over the seeds, in a shaded
+    min–max band. Sized for a projector: large fonts, thick lines, the legend beside the plot.
     """
     figure = go.Figure()
-    colour_index = 0
-    for run in runs:
+    for run_index, run in enumerate(runs):
         seeds = len(run.seeds)
+        dash = _RUN_DASHES[run_index % len(_RUN_DASHES)]
         for model in run.model_names:
-            colour = _MODEL_COLOURS[colour_index % len(_MODEL_COLOURS)]
-            colour_index += 1
+            colour = model_colour(model)
             label = f"{run.name}: {model}" if len(runs) > 1 else model
             if seeds > 1:
                 label += f" (mean of {seeds} seeds)"
-            for key, kind, line, mode in (("train_error", "train", dict(width=3), "lines"),
-                                          ("val_error", "validation", dict(width=1.5, dash="dash"), "lines+markers")):
+            for key, kind, line, mode in (("train_error", "train", dict(width=4, dash=dash), "lines"),
+                                          ("val_error", "validation", dict(width=2, dash="dash"), "lines+markers")):
                 if seeds > 1:
                     xs, ys, lows, highs = run.seed_band(model, key, max_points=1500)
                     _band(figure, xs, lows, highs, colour, label)
@@ -85,8 +106,9 @@ def training_curves_figure(runs: Sequence) -> go.Figure:
                     xs, ys = run.series(model, key, max_points=1500)
                 figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} {kind}", mode=mode,
                                    line=dict(color=colour, **line), legendgroup=label)
-    figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=420,
-                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.2),
+    figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=520,
+                         font=dict(size=_PROJECTOR_FONT), margin=dict(t=30, b=10, r=10),
+                         legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)),
                          yaxis=dict(rangemode="tozero"))
     return figure
 

@@ -29,6 +29,7 @@ class JobSnapshot:
     error: str | None
     saved_to: Path | None
     total_steps: int
+    loading: tuple[int, int] | None = None  # (images decoded, of) while the data set loads
 
     @property
     def done_steps(self) -> int:
@@ -92,6 +93,7 @@ class TrainingJob(BackgroundJob):
         self._record = new_record(name, config, self.device, layer_names(config))
         self._saved_to: Path | None = None
         self._training: Training | None = None
+        self._loading: tuple[int, int] | None = None
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy for a reader. Step entries are never changed once appended, so
@@ -100,7 +102,7 @@ class TrainingJob(BackgroundJob):
             record = copy.copy(self._record)
             record.steps = list(self._record.steps)
             record.messages = list(self._record.messages)
-            return JobSnapshot(self._state, record, self._error, self._saved_to, self.config.steps)
+            return JobSnapshot(self._state, record, self._error, self._saved_to, self.config.steps, self._loading)
 
     @property
     def can_resume(self) -> bool:
@@ -119,10 +121,14 @@ class TrainingJob(BackgroundJob):
         job._state = "training"
         return job
 
+    def _loaded(self, done: int, total: int) -> None:
+        with self._lock:
+            self._loading = (done, total)
+
     def _run(self) -> None:
         try:
             if self._training is None:
-                data = load_training_data(self.config, self._loader)
+                data = load_training_data(self.config, self._loader, progress=self._loaded)
                 training = Training(self.config, data, device=self.device)
                 with self._lock:
                     self._training, self._state = training, "training"

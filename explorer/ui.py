@@ -28,6 +28,15 @@ RAISE_ERRORS_ENV = "EXPLORER_RAISE_ERRORS"
 REPORT_LABEL = "Report this problem"
 
 
+def keep_form_state(prefix: str) -> None:
+    """Keep the values of every widget whose key starts with ``prefix`` across page switches.
+
+    Streamlit forgets a widget's value once a run of another page does not draw it; writing
+    the value back as plain session state on every run (before any page draws) keeps it."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
+        st.session_state[key] = st.session_state[key]
+
+
 def report_errors(render: Callable[[], None]) -> Callable[[], None]:
     """Wrap a page run or a fragment: an unexpected exception becomes a short message and a
     collapsed report (the traceback, for a bug report) instead of a traceback on the
@@ -285,14 +294,17 @@ class JobSlot:
 def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False,
                         resumable: bool = False) -> bool:
     """Start and Stop buttons for the session's background job (and, with ``resumable``, a
-    Resume button for a stopped run). ``make_job`` builds the job (a ValueError, i.e. a bad
-    setting, is shown to the user); True when a job was started."""
+    Resume button for a stopped run). Start is disabled while a job runs (stop it first),
+    Stop while none does. ``make_job`` builds the job (a ValueError, i.e. a bad setting, is
+    shown to the user); True when a job was started."""
     if resumable:
         start, resume, stop = st.columns([1, 1, 4])
     else:
         (start, stop), resume = st.columns([1, 5]), None
     started = False
-    if start.button(label, type="primary", disabled=disabled):
+    running = slot.job is not None and slot.job.running
+    if start.button(label, type="primary", disabled=disabled or running,
+                    help="A run is going: stop it first." if running else None):
         try:
             job = make_job()
             devices.leave_one_core_for_the_ui()
@@ -305,10 +317,74 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
             devices.leave_one_core_for_the_ui()
             slot.job = slot.job.resumed().start()
             started = True
-    if stop.button("Stop", disabled=slot.job is None or not slot.job.running):
+    if stop.button("Stop", disabled=not running):
         slot.job.stop()
         slot.job.join(timeout=10)  # the current step ends first, so the page redraws with Resume
     return started
+
+
+DEMO_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+
+
+def class_demo_button(slot: JobSlot) -> None:
+    """One click: the class demo (the four nets of Fig. 1 and 6) on real CIFAR-10 when it is
+    here, else the synthetic set; with the demo's sizes stated beside it."""
+    from explorer.jobs import TrainingJob
+    from explorer.lab import cifar10_source
+    from explorer.runs import user_runs_dir
+    from explorer.train import PRESETS, preset
+
+    source = cifar10_source() or "synthetic"
+    demo = PRESETS["demo"]
+    if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on "
+                 f"{'CIFAR-10' if source != 'synthetic' else 'the synthetic set'}", type="primary",
+                 disabled=slot.job is not None and slot.job.running):
+        devices.leave_one_core_for_the_ui()
+        slot.replace(TrainingJob(preset("demo", models=DEMO_MODELS, data=source), device=current_device(),
+                                 name="class-demo", save_dir=user_runs_dir()).start())
+    st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
+               f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
+               f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
+               f"{demo.steps:,} steps (the paper: 64,000).")
+
+
+def lab_run_form():
+    """The lab's settings for a run of one's own; returns what builds its job (for
+    :func:`start_stop_controls`), or None while the data set is not chosen. The values
+    survive page switches (keys under "lab.", see keep_form_state)."""
+    from explorer.jobs import TrainingJob
+    from explorer.models import model_names
+    from explorer.runs import user_runs_dir
+    from explorer.train import preset
+
+    presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper"}
+    # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
+    for key, value in (("lab.models", list(DEMO_MODELS)), ("lab.steps", preset("demo").steps),
+                       ("lab.seed", 0), ("lab.repeat", 1)):
+        st.session_state.setdefault(key, value)
+
+    def preset_changed() -> None:  # a new preset brings its own step count
+        st.session_state["lab.steps"] = preset(presets[st.session_state["lab.preset"]]).steps
+
+    left, right = st.columns(2)
+    chosen = presets[left.radio("Preset", list(presets), key="lab.preset", on_change=preset_changed)]
+    models = right.multiselect("Models", model_names("cifar"), key="lab.models")
+    data = lab_dataset_picker(left)
+    shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True, key="lab.shortcut",
+                           help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
+    steps = left.number_input("Steps", 1, 64_000, step=100, key="lab.steps")
+    seed = left.number_input("Seed", 0, 10_000, key="lab.seed", help="Initial weights, data order and "
+                             "augmentation. Try another seed to see which differences are real and which are luck.")
+    repeat = left.number_input("Seeds per model", 1, 5, key="lab.repeat", help="Train every model with this "
+                               "many seeds (seed, seed + 1, …) side by side; the chart draws their mean and a band.")
+    with right:
+        augmentation = erasing_controls("lab")
+    if data is None:
+        return None
+    return lambda: TrainingJob(
+        preset(chosen, models=tuple(models), data=data, shortcut=shortcut, steps=int(steps),
+               augmentation=augmentation, seed=int(seed), repeat=int(repeat)),
+        device=current_device(), name=f"{chosen}-{data}", save_dir=user_runs_dir())
 
 
 @st.cache_resource(scope="session", on_release=JobSlot.release)
@@ -317,7 +393,15 @@ def lab_job_slot() -> JobSlot:
 
 
 def lab_progress(snapshot) -> None:
-    """Progress bar with step count, speed and ETA for a job snapshot."""
+    """Progress bar with step count, speed and ETA for a job snapshot (or, while the data
+    set loads, the images decoded so far)."""
+    if snapshot.state == "loading data":
+        decoded, of = snapshot.loading or (0, 0)
+        once = " (a folder is decoded once, then read from the disk cache)" if str(
+            snapshot.record.config.get("data", "")).startswith("folder:") else ""
+        st.progress(decoded / of if of else 0.0,
+                    text=f"loading data: {decoded:,} of {of:,} images{once}" if of else "loading data…")
+        return
     done, total = snapshot.done_steps, snapshot.total_steps
     text = f"{snapshot.state}: step {done:,} of {total:,}"
     if snapshot.record.steps:
@@ -368,14 +452,14 @@ def erasing_controls(key: str, default_p: float = 0.0):
     the same Augmentation fields in the lab, the fine-tuning page and the preview."""
     from explorer.data import Augmentation
 
-    p = st.slider("Random erasing probability", 0.0, 1.0, default_p, 0.05, key=f"{key}-p",
+    p = st.slider("Random erasing probability", 0.0, 1.0, default_p, 0.05, key=f"{key}.erasing_p",
                   help="Blank out one random rectangle of each training image with this probability. "
                        "0 is the paper's recipe.")
     with st.expander("Random erasing: box size, shape and fill", expanded=False):
-        scale = st.slider("Box area (fraction of the image)", 0.01, 1.0, (0.02, 0.33), 0.01, key=f"{key}-scale")
-        ratio = st.slider("Box aspect ratio (height / width)", 0.1, 10.0, (0.3, 3.3), 0.1, key=f"{key}-ratio")
+        scale = st.slider("Box area (fraction of the image)", 0.01, 1.0, (0.02, 0.33), 0.01, key=f"{key}.erasing_scale")
+        ratio = st.slider("Box aspect ratio (height / width)", 0.1, 10.0, (0.3, 3.3), 0.1, key=f"{key}.erasing_ratio")
         fill = st.radio("Fill", ["mean colour (0 after normalisation)", "random pixels"], horizontal=True,
-                        key=f"{key}-fill")
+                        key=f"{key}.erasing_fill")
     return Augmentation(erasing_p=p, erasing_scale=scale, erasing_ratio=ratio,
                         erasing_value="random" if fill.startswith("random") else 0.0)
 
@@ -438,8 +522,6 @@ def twin_classifiers(name: str) -> list:
 def dataset_picker(container) -> str | None:
     """The fine-tuning data source: synthetic, CIFAR-10, a folder, or an uploaded zip of class
     folders (unpacked once per upload into the session's own folder). None until usable."""
-    from explorer.archives import ArchiveError, unpack_class_zip
-
     sources = ["Synthetic (generated, instant)", "CIFAR-10", "Folder on this machine", "Zip of class folders"]
     source = container.radio("Data set", sources)
     if source == sources[0]:
@@ -450,17 +532,25 @@ def dataset_picker(container) -> str | None:
                                          "JPEGs, e.g. `folder:../shared/data/cifar10/train`.").strip()
     if source == sources[2]:
         return f"folder:{container.text_input('Folder with one sub-folder per class', '../shared/data/cifar10/train').strip()}"
+    return zip_source(container, "finetune_zip")
+
+
+def zip_source(container, key: str) -> str | None:
+    """An uploaded zip of class folders, unpacked once per upload into the session's own
+    folder, as a ``folder:`` source; None until one is uploaded and usable."""
+    from explorer.archives import ArchiveError, unpack_class_zip
+
     upload = container.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
-                                     key="finetune_zip", max_upload_size=200)
+                                     key=key, max_upload_size=200)
     if upload is None:
         return None
-    unpacked = st.session_state.get("unpacked_zip")
+    unpacked = st.session_state.get(f"unpacked_{key}")
     if unpacked is None or unpacked[0] != upload.file_id:
         try:
             unpacked = (upload.file_id, unpack_class_zip(upload.getvalue(), session_upload_dir()), None)
         except ArchiveError as error:
             unpacked = (upload.file_id, None, str(error))
-        st.session_state["unpacked_zip"] = unpacked
+        st.session_state[f"unpacked_{key}"] = unpacked
     _, archive, problem = unpacked
     if problem:
         container.error(f"**{upload.name}**: {problem}")
@@ -470,3 +560,27 @@ def dataset_picker(container) -> str | None:
     container.success(f"{archive.images:,} images in {len(archive.classes)} classes "
                       f"({', '.join(archive.classes[:8])}{more}){ignored}.")
     return f"folder:{archive.root}"
+
+
+def lab_dataset_picker(container) -> str | None:
+    """The lab's data set: real CIFAR-10 first (and by default) when it is on this machine,
+    then the synthetic set, a folder, or an uploaded zip. None until a choice is usable."""
+    from explorer.lab import cifar10_source
+
+    found = cifar10_source()
+    choices = {}
+    if found is not None:
+        where = found.removeprefix("folder:") if found.startswith("folder:") else "torchvision's download"
+        choices[f"CIFAR-10 ({where})"] = found
+    choices["Synthetic (generated, instant)"] = "synthetic"
+    choices["A folder on this machine"] = "folder"
+    choices["A zip of class folders"] = "zip"
+    picked = choices[container.selectbox("Dataset", list(choices), key="lab.dataset",
+                                         help="Real CIFAR-10 when it is found: $EXPLORER_CIFAR10_DIR, the "
+                                              "project's ../shared/data/cifar10/train, or torchvision's cache.")]
+    if picked == "folder":
+        folder = container.text_input("Folder with one sub-folder per class", key="lab.folder").strip()
+        return f"folder:{folder}" if folder else None
+    if picked == "zip":
+        return zip_source(container, "lab_zip")
+    return picked

@@ -205,22 +205,24 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     print(f"\nscreenshot: {screenshot}")
 
 
-def test_degradation_lab_trains_and_stops_in_the_browser(app_url):
-    """Start a small run from the real page, watch the progress move, then Stop it."""
+def test_degradation_lab_runs_the_class_demo_in_the_browser(app_url, tmp_path):
+    """One click starts the class demo; the progress moves, the gap caption appears; Stop stops it."""
     with _local_page(1400) as page:
         page.goto(f"{app_url}/degradation", wait_until="domcontentloaded")
-        page.get_by_role("button", name="Start").wait_for(timeout=90_000)
-        dataset = page.get_by_role("textbox", name="Dataset")
-        dataset.fill("synthetic:600")
-        dataset.press("Enter")
+        demo = page.get_by_role("button", name=re.compile(r"Start the class demo"))
+        demo.wait_for(timeout=90_000)
         _wait_until_idle(page)
-        page.get_by_role("button", name="Start").click()
-        progress = page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of"))
-        progress.first.wait_for(timeout=120_000)
+        demo.click()
+        page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of")).first.wait_for(timeout=240_000)
+        page.get_by_text(re.compile(r"plain-56 is \d+ points (worse|better) than plain-20")).first.wait_for(
+            timeout=60_000)
         page.get_by_role("button", name="Stop").click()
         page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
         _assert_no_error_shown(page)
         assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
+        out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out_dir / "lab.png"), full_page=True)
 
 
 def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):

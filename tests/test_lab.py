@@ -21,9 +21,19 @@ def open_lab() -> AppTest:
 
 
 def configure(at: AppTest, *, data: str, models: list[str], steps: int) -> None:
-    at.text_input[0].set_value(data)
-    at.multiselect[0].set_value(models)
-    at.number_input[0].set_value(steps)
+    """Fill in "Your own run": ``data`` is "synthetic" or "folder:PATH"."""
+    picker = at.selectbox(key="lab.dataset")
+    if data.startswith("folder:"):
+        picker.set_value("A folder on this machine").run()
+        at.text_input(key="lab.folder").set_value(data.removeprefix("folder:")).run()  # enables Start
+    else:
+        picker.set_value("Synthetic (generated, instant)")
+    at.multiselect(key="lab.models").set_value(models)
+    at.number_input(key="lab.steps").set_value(steps)
+
+
+def _button(at: AppTest, label: str):
+    return next(button for button in at.button if button.label == label)
 
 
 def curve_lengths(at: AppTest) -> dict[str, int]:
@@ -48,13 +58,13 @@ def progress_text(at: AppTest) -> str:
 
 def test_demo_run_on_synthetic_data_grows_curves_and_stops():
     at = open_lab()
-    configure(at, data="synthetic:600", models=["plain20", "resnet20"], steps=5000)
-    at.button[0].click().run()  # Start
+    configure(at, data="synthetic", models=["plain20", "resnet20"], steps=5000)
+    _button(at, "Start your run").click().run()
     poll(at, lambda at: at.get("plotly_chart") and min(curve_lengths(at).values(), default=0) >= 3)
     first = curve_lengths(at)
     assert set(first) == {"plain20 train", "resnet20 train"}
     poll(at, lambda at: min(curve_lengths(at).values()) > max(first.values()))
-    at.button[1].click().run()  # Stop
+    _button(at, "Stop").click().run()
     poll(at, lambda at: "stopped" in progress_text(at))
     stopped_at = curve_lengths(at)
     time.sleep(1.0)
@@ -66,15 +76,11 @@ def test_demo_run_on_synthetic_data_grows_curves_and_stops():
     assert list(Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json"))
 
 
-def _button(at: AppTest, label: str):
-    return next(button for button in at.button if button.label == label)
-
-
 def test_a_stopped_run_resumes_where_it_stopped():
     at = open_lab()
-    configure(at, data="synthetic:600", models=["plain20", "resnet20"], steps=5000)
+    configure(at, data="synthetic", models=["plain20", "resnet20"], steps=5000)
     assert "Resume" not in [b.label for b in at.button]  # nothing to resume yet
-    _button(at, "Start").click().run()
+    _button(at, "Start your run").click().run()
     poll(at, lambda at: at.get("plotly_chart") and min(curve_lengths(at).values(), default=0) >= 3)
     _button(at, "Stop").click().run()
     poll(at, lambda at: "stopped" in progress_text(at) and "Resume" in [b.label for b in at.button])
@@ -90,9 +96,9 @@ def test_a_stopped_run_resumes_where_it_stopped():
 
 def test_the_lab_trains_several_seeds_and_draws_their_band():
     at = open_lab()
-    configure(at, data="synthetic:600", models=["resnet20"], steps=4)
-    at.number_input[2].set_value(2).run()  # seeds per model
-    _button(at, "Start").click().run()
+    configure(at, data="synthetic", models=["resnet20"], steps=4)
+    at.number_input(key="lab.repeat").set_value(2).run()
+    _button(at, "Start your run").click().run()
     poll(at, lambda at: "finished" in progress_text(at))
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any(trace.get("fill") == "tonexty" for trace in spec["data"])
@@ -110,8 +116,8 @@ def test_recorded_runs_replay_instantly(tmp_path):
         for n, e in (("plain20", 0.8), ("resnet20", 0.5))]} for s in range(1, 11)]
     save_run(record, Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs" / "recorded.json")
     at = open_lab()
-    assert "recorded" in at.multiselect[1].options
-    at.multiselect[1].set_value(["recorded"]).run()
+    assert "recorded" in at.multiselect(key="lab.replay").options
+    at.multiselect(key="lab.replay").set_value(["recorded"]).run()
     assert not at.exception
     names = {trace.get("name") for chart in at.get("plotly_chart")
              for trace in json.loads(chart.proto.spec)["data"]}
@@ -149,12 +155,12 @@ def test_bad_data_settings_show_a_clear_message_in_the_page(tmp_path, case, mess
         "empty": lambda: f"folder:{_empty(tmp_path)}",
         "one class": lambda: f"folder:{_folder(tmp_path, {'cats': 3})}",
         "corrupt": lambda: f"folder:{_folder(tmp_path, {'cats': 3, 'dogs': 3}, corrupt=True)}",
-        "batch too large": lambda: "synthetic:20",
+        "batch too large": lambda: f"folder:{_folder(tmp_path, {'cats': 3, 'dogs': 3})}",
     }
     data = builders[case]()
     at = open_lab()
     configure(at, data=data, models=["plain20"], steps=10)
-    at.button[0].click().run()
+    _button(at, "Start your run").click().run()
     poll(at, lambda at: bool(at.error), timeout_s=60)
     assert message in at.error[0].value, at.error[0].value
     assert "Traceback" not in at.error[0].value
@@ -243,8 +249,8 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
     shipped = {path.stem: path for path in (SHIPPED / "runs").glob("*.json")}
     assert "class-demo-cifar10" in shipped and any(name.startswith("paper-width-cifar10") for name in shipped)
     at = open_lab()
-    assert set(shipped) <= set(at.multiselect[1].options)
-    at.multiselect[1].set_value(["class-demo-cifar10"]).run(timeout=120)
+    assert set(shipped) <= set(at.multiselect(key="lab.replay").options)
+    at.multiselect(key="lab.replay").set_value(["class-demo-cifar10"]).run(timeout=120)
     assert not at.exception
     record = json.loads(shipped["class-demo-cifar10"].read_text())
     assert record["finished"] and record["config"]["models"] == ["plain20", "plain56", "resnet20", "resnet56"]
@@ -255,7 +261,70 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
         assert train["y"][-1] == pytest.approx(100 * final["train_error"])
         assert traces[f"{final['name']} validation"]["y"][-1] == pytest.approx(100 * final["val_error"])
     # Overlaying every shipped run draws each run's models under the run's name.
-    at.multiselect[1].set_value(sorted(shipped)).run(timeout=120)
+    at.multiselect(key="lab.replay").set_value(sorted(shipped)).run(timeout=120)
     names = {trace["name"] for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     for run in shipped:
         assert f"{run}: resnet20 train" in names
+
+
+def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):
+    from explorer import lab
+
+    monkeypatch.setattr(lab, "SHARED_CIFAR10", tmp_path / "no-shared-data")
+    at = open_lab()
+    assert at.selectbox(key="lab.dataset").value == "Synthetic (generated, instant)"
+    assert "on the synthetic set" in _button(at, "▶ Start the class demo: plain-20, plain-56, ResNet-20 and "
+                                                 "ResNet-56 on the synthetic set").label
+    folder = _folder(tmp_path, {"airplane": 2, "cat": 2})
+    monkeypatch.setenv("EXPLORER_CIFAR10_DIR", str(folder))
+    at = open_lab()
+    assert at.selectbox(key="lab.dataset").value == f"CIFAR-10 ({folder.resolve()})"
+    assert any(b.label.endswith("on CIFAR-10") for b in at.button)
+
+
+def test_start_is_disabled_while_a_run_goes_and_stop_while_none_does():
+    at = open_lab()
+    assert _button(at, "Stop").disabled and not _button(at, "Start your run").disabled
+    configure(at, data="synthetic", models=["plain20"], steps=50_000)
+    _button(at, "Start your run").click().run()
+    poll(at, lambda at: "training: step" in progress_text(at))
+    assert _button(at, "Start your run").disabled and not _button(at, "Stop").disabled
+    assert next(b for b in at.button if b.label.startswith("▶ Start the class demo")).disabled
+    _button(at, "Stop").click().run()
+    poll(at, lambda at: "stopped" in progress_text(at))
+    assert not _button(at, "Start your run").disabled and _button(at, "Stop").disabled
+
+
+def test_the_lab_form_survives_a_page_switch():
+    at = open_lab()
+    configure(at, data="synthetic", models=["plain32", "resnet32"], steps=1234)
+    at.number_input(key="lab.seed").set_value(7)
+    at.run()
+    at.switch_page("../pages/architecture.py")
+    at.run()
+    at.switch_page(LAB)
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="lab.models").value == ["plain32", "resnet32"]
+    assert at.number_input(key="lab.steps").value == 1234 and at.number_input(key="lab.seed").value == 7
+    assert at.selectbox(key="lab.dataset").value == "Synthetic (generated, instant)"
+
+
+def test_the_gap_caption_says_what_the_curves_show():
+    from explorer.lab import gap_caption
+    from explorer.runs import RunRecord
+
+    def entry(name, error):
+        return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
+                "grad_norms": None, "stopped": None, "seed": 0}
+
+    record = RunRecord("r", {"models": ["plain20", "plain56", "resnet56"], "seed": 0, "repeat": 1, "window": 25}, {})
+    assert gap_caption(record) is None
+    early = {"step": 10, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0,
+             "models": [entry("plain20", 0.9), entry("plain56", 0.8), entry("resnet56", 0.9)]}
+    record.steps.append(early)
+    assert gap_caption(record) is None  # not before a full window of steps
+    record.steps.append({"step": 300, "epoch": 0.2, "elapsed_s": 35.4, "images_per_s": 1.0,
+                         "models": [entry("plain20", 0.60), entry("plain56", 0.74), entry("resnet56", 0.52)]})
+    assert gap_caption(record) == ("plain-56 is 14 points worse than plain-20 on training error after 35 s; "
+                                   "with shortcuts, ResNet-56 is 22 points better than plain-56.")

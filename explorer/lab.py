@@ -1,0 +1,61 @@
+"""What the degradation lab shows besides the curves: where the data is, and what the gap says.
+
+No Streamlit here: the page asks these functions and draws what they return.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from explorer.data import default_cache_dir
+from explorer.models import get_model_spec
+
+CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # a folder of CIFAR-10 JPEGs in ImageFolder layout
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_CIFAR10 = PROJECT_ROOT.parent / "shared" / "data" / "cifar10" / "train"
+
+
+def cifar10_source() -> str | None:
+    """Where real CIFAR-10 is on this machine, as a data source: ``$EXPLORER_CIFAR10_DIR``,
+    the project's ``../shared/data/cifar10/train``, or torchvision's downloaded copy in the
+    cache; None when there is none (the lab then defaults to the synthetic set)."""
+    for folder in (os.environ.get(CIFAR10_ENV), SHARED_CIFAR10):
+        if folder and Path(folder).is_dir():
+            return f"folder:{Path(folder).resolve()}"
+    if (default_cache_dir() / "cifar10" / "cifar-10-batches-py").is_dir():
+        return "cifar10"
+    return None
+
+
+def gap_caption(record) -> str | None:
+    """The degradation in one sentence, from a run's latest training errors: the deepest
+    plain net against the shallowest (Fig. 1), and the residual net of that depth against
+    it (Fig. 6). None until the training error has been averaged over a full window of
+    steps (before that, the curves' differences are mostly the first batches' luck)."""
+    if not record.steps or record.steps[-1]["step"] < record.config.get("window", 1):
+        return None
+    latest = {}
+    for entry in record.steps[-1]["models"] if record.steps else []:
+        if entry.get("seed", record.seeds[0]) == record.seeds[0] and entry["train_error"] == entry["train_error"]:
+            latest[entry["name"]] = entry["train_error"]
+    plain = sorted((get_model_spec(n).depth, n) for n in latest if not get_model_spec(n).has_shortcuts)
+    if len(plain) < 2:
+        return None
+    (_, shallow), (depth, deep) = plain[0], plain[-1]
+    seconds = record.steps[-1]["elapsed_s"]
+    gap = 100 * (latest[deep] - latest[shallow])
+    sentence = (f"{_label(deep)} is {abs(gap):.0f} points {'worse' if gap >= 0 else 'better'} than "
+                f"{_label(shallow)} on training error after {seconds:.0f} s")
+    twin = next((n for n in latest if get_model_spec(n).has_shortcuts and get_model_spec(n).depth == depth), None)
+    if twin is not None:
+        rescue = 100 * (latest[deep] - latest[twin])
+        sentence += (f"; with shortcuts, {_label(twin)} is {abs(rescue):.0f} points "
+                     f"{'better' if rescue >= 0 else 'worse'} than {_label(deep)}")
+    return sentence + "."
+
+
+def _label(name: str) -> str:
+    """"plain56" -> "plain-56", "resnet56" -> "ResNet-56", as the paper writes them."""
+    spec = get_model_spec(name)
+    return f"{'ResNet' if spec.has_shortcuts else 'plain'}-{spec.depth}"
