@@ -161,6 +161,8 @@ def _config_from_args(args: argparse.Namespace):
     for switch in ("nesterov", "compile"):
         if getattr(args, switch):
             overrides[switch] = True
+    if args.milestones:
+        overrides["milestones"] = tuple(int(m) for m in args.milestones.split(",") if m.strip())
     if args.classes:
         overrides["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
     if args.no_channels_last:
@@ -248,6 +250,7 @@ def _train_and_save(args: argparse.Namespace, config, device, main: bool = True,
             print(f"resuming {state_dir} at step {training.step:,} of {config.steps:,}", file=sys.stderr)
     else:
         record = new_record(out.stem, config, device, layer_names(config))
+        record.classes = list(training.data.classes)
     stop = _GracefulStop() if main and threading.current_thread() is threading.main_thread() else None
     last_state = time.monotonic()
 
@@ -560,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--label-smoothing", type=float, default=None, help="e.g. 0.1 (default 0: the paper)")
     training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the paper: plain momentum)")
     training.add_argument("--weight-decay", type=float, default=None, help="override the preset's 1e-4 (§4.2)")
+    training.add_argument("--milestones", default=None, metavar="S1,S2",
+                          help="steps where the rate drops ÷10 (default: the preset's, moved with --steps)")
     training.add_argument("--warmup-steps", type=int, default=None, help="ramp the rate up linearly over N steps")
     training.add_argument("--val-every", type=int, default=None, help="steps between validation passes")
     training.add_argument("--classes", default=None, help="comma-separated class names to train on (default: all)")

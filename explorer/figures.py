@@ -113,6 +113,38 @@ def training_curves_figure(runs: Sequence) -> go.Figure:
     return figure
 
 
+def fig6_figure(run) -> go.Figure:
+    """One run drawn as the paper's Fig. 6: plain nets on the left, ResNets on the right,
+    thin curves training error, bold curves validation error (the paper's testing error)."""
+    from plotly.subplots import make_subplots
+
+    from explorer.models import get_model_spec
+
+    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                           subplot_titles=("plain (no shortcuts)", "ResNet (identity shortcuts)"))
+    for model in run.model_names:
+        column = 2 if get_model_spec(model).has_shortcuts else 1
+        colour = model_colour(model)
+        for key, kind, width in (("train_error", "train", 1.5), ("val_error", "validation", 4)):
+            xs, ys = run.series(model, key, max_points=1500)
+            figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{model} {kind}", mode="lines",
+                               line=dict(color=colour, width=width), legendgroup=model, row=1, col=column)
+    figure.update_xaxes(title_text="iteration")
+    figure.update_yaxes(title_text="error (%)", rangemode="tozero", col=1)
+    figure.update_layout(height=520, font=dict(size=_PROJECTOR_FONT), margin=dict(t=50, b=10, r=10),
+                         legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)))
+    figure.update_annotations(font_size=_PROJECTOR_FONT + 2)
+    return figure
+
+
+def shows_fig6(run) -> bool:
+    """Whether a run has two or more depths both with and without shortcuts (Fig. 6's panels)."""
+    from explorer.models import get_model_spec
+
+    kinds = [get_model_spec(m).has_shortcuts for m in run.model_names]
+    return kinds.count(True) >= 2 and kinds.count(False) >= 2
+
+
 def gradient_heatmap_figure(run, model: str) -> go.Figure:
     """Per-layer gradient norm (log10) over training: layer (input → output) × step."""
     import math

@@ -132,6 +132,7 @@ class TrainingJob(BackgroundJob):
                 training = Training(self.config, data, device=self.device)
                 with self._lock:
                     self._training, self._state = training, "training"
+                    self._record.classes = list(training.data.classes)
             for record in self._training.steps(self._stop):
                 with self._lock:
                     self._record.append(record)

@@ -28,6 +28,25 @@ def cifar10_source() -> str | None:
     return None
 
 
+# The class demo's classes (measured: benchmarks/degradation_demo.py). Five distinct CIFAR-10
+# classes learn fast enough for a one-minute demo while plain-56 visibly fails; the
+# synthetic set's first five patterns stand in for them without data.
+CLASS_DEMO_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+CLASS_DEMO_CLASSES = ("airplane", "automobile", "frog", "horse", "ship")
+SYNTHETIC_DEMO_CLASSES = tuple(f"pattern{i}" for i in range(5))
+
+
+def class_demo_config(source: str | None = None):
+    """The one-click class demo: the demo preset's four nets (Fig. 1 and Fig. 6) on real
+    CIFAR-10's five demo classes when it is here (``source``, default :func:`cifar10_source`),
+    else on five patterns of the synthetic set."""
+    from explorer.train import preset
+
+    source = source or cifar10_source() or "synthetic"
+    classes = SYNTHETIC_DEMO_CLASSES if source.startswith("synthetic") else CLASS_DEMO_CLASSES
+    return preset("demo", models=CLASS_DEMO_MODELS, data=source, classes=classes)
+
+
 def gap_caption(record) -> str | None:
     """The degradation in one sentence, from a run's latest training errors: the deepest
     plain net against the shallowest (Fig. 1), and the residual net of that depth against

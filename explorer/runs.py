@@ -39,6 +39,7 @@ class RunRecord:
     steps: list[dict] = field(default_factory=list)  # asdict(StepRecord) per step
     finished: bool = False
     messages: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # the classes trained on, label i = classes[i]
 
     def append(self, record: StepRecord) -> None:
         """Keep the step if it is due (every ``record_every``-th), validated, the last, or the

@@ -323,29 +323,24 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
     return started
 
 
-DEMO_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
-
-
 def class_demo_button(slot: JobSlot) -> None:
     """One click: the class demo (the four nets of Fig. 1 and 6) on real CIFAR-10 when it is
     here, else the synthetic set; with the demo's sizes stated beside it."""
     from explorer.jobs import TrainingJob
-    from explorer.lab import cifar10_source
+    from explorer.lab import class_demo_config
     from explorer.runs import user_runs_dir
-    from explorer.train import PRESETS, preset
 
-    source = cifar10_source() or "synthetic"
-    demo = PRESETS["demo"]
-    if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on "
-                 f"{'CIFAR-10' if source != 'synthetic' else 'the synthetic set'}", type="primary",
+    demo = class_demo_config()
+    on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
+    if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
                  disabled=slot.job is not None and slot.job.running):
         devices.leave_one_core_for_the_ui()
-        slot.replace(TrainingJob(preset("demo", models=DEMO_MODELS, data=source), device=current_device(),
-                                 name="class-demo", save_dir=user_runs_dir()).start())
+        slot.replace(TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()).start())
     st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
                f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
                f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
-               f"{demo.steps:,} steps (the paper: 64,000).")
+               f"{demo.steps:,} steps (the paper: 64,000), {len(demo.classes)} classes of {on} "
+               f"({', '.join(demo.classes)}).")
 
 
 def lab_run_form():
@@ -353,13 +348,14 @@ def lab_run_form():
     :func:`start_stop_controls`), or None while the data set is not chosen. The values
     survive page switches (keys under "lab.", see keep_form_state)."""
     from explorer.jobs import TrainingJob
+    from explorer.lab import CLASS_DEMO_MODELS
     from explorer.models import model_names
     from explorer.runs import user_runs_dir
     from explorer.train import preset
 
     presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper"}
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
-    for key, value in (("lab.models", list(DEMO_MODELS)), ("lab.steps", preset("demo").steps),
+    for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
                        ("lab.seed", 0), ("lab.repeat", 1)):
         st.session_state.setdefault(key, value)
 

@@ -50,7 +50,10 @@ except RunError as error:
     st.error(str(error))
     records = []
 if records:
-    figure = figures.training_curves_figure(records)
+    as_fig6 = len(records) == 1 and figures.shows_fig6(records[0]) and st.toggle(
+        "Two panels, as the paper's Fig. 6 (thin: training error, bold: validation error)", value=True,
+        key="lab.fig6")
+    figure = figures.fig6_figure(records[0]) if as_fig6 else figures.training_curves_figure(records)
     st.plotly_chart(figure, width="stretch")
     ui.gradient_heatmaps(records[0])
     ui.run_downloads(records[0], figure)

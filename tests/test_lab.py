@@ -328,3 +328,49 @@ def test_the_gap_caption_says_what_the_curves_show():
                          "models": [entry("plain20", 0.60), entry("plain56", 0.74), entry("resnet56", 0.52)]})
     assert gap_caption(record) == ("plain-56 is 14 points worse than plain-20 on training error after 35 s; "
                                    "with shortcuts, ResNet-56 is 22 points better than plain-56.")
+
+
+def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
+    from explorer.figures import fig6_figure, shows_fig6
+    from explorer.runs import RunRecord
+
+    models = ["plain20", "plain56", "resnet20", "resnet56"]
+    record = RunRecord("fig6", {"models": models, "seed": 0, "repeat": 1}, {})
+    for step in (1, 2):
+        record.steps.append({"step": step, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
+            {"name": n, "loss": 1.0, "train_error": 0.5, "val_error": 0.6, "lr": 0.1, "grad_norms": None,
+             "stopped": None, "seed": 0} for n in models]})
+    assert shows_fig6(record)
+    assert not shows_fig6(RunRecord("two", {"models": ["plain20", "resnet20"]}, {}))
+    figure = fig6_figure(record)
+    panels = {trace.name: (trace.xaxis, trace.line.width) for trace in figure.data}
+    assert panels["plain56 train"] == ("x", 1.5) and panels["plain56 validation"] == ("x", 4)
+    assert panels["resnet20 train"] == ("x2", 1.5) and panels["resnet56 validation"] == ("x2", 4)
+
+
+def test_the_class_demo_uses_five_classes_of_cifar10_or_five_synthetic_patterns(tmp_path):
+    from explorer.lab import class_demo_config
+
+    demo = class_demo_config("folder:/data/cifar10/train")
+    assert demo.classes == ("airplane", "automobile", "frog", "horse", "ship")
+    assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 800
+    synthetic = class_demo_config("synthetic")
+    assert synthetic.classes == tuple(f"pattern{i}" for i in range(5))
+    from explorer.data import load_data
+
+    restricted = load_data("synthetic:200", image_size=8).restricted(synthetic.classes)
+    assert restricted.classes == synthetic.classes and set(restricted.train_labels.tolist()) == set(range(5))
+    with pytest.raises(ValueError, match="unknown: horse"):
+        load_data("synthetic:200", image_size=8).restricted(("pattern0", "horse"))
+
+
+def test_model_colours_are_fixed_warm_for_plain_and_cool_for_residual():
+    from explorer.figures import model_colour
+
+    def rgb(colour):
+        return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+
+    assert all(rgb(model_colour(n))[0] > rgb(model_colour(n))[2] for n in ("plain20", "plain56", "plain110"))
+    assert all(rgb(model_colour(n))[2] > rgb(model_colour(n))[0] for n in ("resnet20", "resnet56", "resnet110"))
+    assert sum(rgb(model_colour("plain56"))) < sum(rgb(model_colour("plain20")))  # deeper is darker
+    assert model_colour("resnet56") == model_colour("resnet56")

@@ -1,0 +1,95 @@
+"""What watching costs: the class demo's training speed with the lab open in a browser vs the CLI.
+
+    python benchmarks/lab_live_cost.py [--steps 800]
+
+1. Runs the class demo (explorer.lab.class_demo_config, real CIFAR-10 when present) from the
+   command line, as ``python -m explorer train`` does, and reads steps per second from its
+   run record.
+2. Starts the real server (``streamlit run`` on a free loopback port), opens the
+   Degradation lab in Debian's Chromium (Playwright), presses "Start the class demo" and
+   waits until the run finishes with the page open and refreshing; reads the steps per
+   second from the run record the lab saves.
+
+Prints both and their ratio. Goal (issue "The class demo that convinces"): lab ≥ 0.8× the
+CLI. Only loopback addresses are contacted. Check ``uptime`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from classroom_load import CHROMIUM, CHROMIUM_ARGS, local_only, start_server
+
+from explorer.lab import class_demo_config
+
+
+def steps_per_second(record_path: Path) -> tuple[int, float]:
+    last = json.loads(record_path.read_text())["steps"][-1]
+    return last["step"], last["step"] / last["elapsed_s"]
+
+
+def cli_speed(config, folder: Path) -> tuple[int, float]:
+    out = folder / "cli.json"
+    command = [sys.executable, "-m", "explorer", "train", "--preset", "demo", "--models", ",".join(config.models),
+               "--data", config.data, "--classes", ",".join(config.classes), "--steps", str(config.steps),
+               "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "EXPLORER_CACHE_DIR":
+                                                                   str(folder / "cache")})
+    return steps_per_second(out)
+
+
+async def lab_speed(url: str, runs_dir: Path, timeout_s: float) -> tuple[int, float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+        await page.route("**/*", local_only)
+        await page.goto(f"{url}/degradation", wait_until="domcontentloaded")
+        button = page.get_by_role("button", name="Start the class demo", exact=False)
+        await button.first.wait_for(timeout=120_000)
+        await button.first.click()
+        deadline = time.monotonic() + timeout_s
+        while not list(runs_dir.glob("*.json")) and time.monotonic() < deadline:
+            await page.wait_for_timeout(1000)
+        await browser.close()
+    saved = sorted(runs_dir.glob("*.json"))
+    if not saved:
+        raise SystemExit(f"the lab's run did not finish within {timeout_s:.0f} s")
+    return steps_per_second(saved[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="steps of the demo (default: the preset's)")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    config = class_demo_config()
+    if args.steps:
+        config = replace(config, steps=args.steps)
+    print(f"class demo on {config.data}, {config.steps} steps; load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="lab-live-cost-") as folder:
+        folder = Path(folder)
+        steps, cli = cli_speed(config, folder)
+        print(f"CLI: {steps} steps at {cli:.2f} steps/s")
+        process, url = start_server(folder / "server")
+        try:
+            steps, lab = asyncio.run(lab_speed(url, folder / "server" / "runs", args.timeout))
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+        print(f"lab open in Chromium: {steps} steps at {lab:.2f} steps/s")
+        print(f"ratio lab / CLI: {lab / cli:.2f}  (goal ≥ 0.8)")
+
+
+if __name__ == "__main__":
+    main()
