@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -122,7 +123,7 @@ class Session:
             await page.goto(f"{url}/{home}", wait_until="domcontentloaded")
             await page.get_by_role("heading", name=TITLES[home]).first.wait_for(timeout=180_000)
             if self.kind == "lab":
-                start = page.get_by_role("button", name="Start")
+                start = page.get_by_role("button", name=re.compile("Start the class demo"))
                 await start.wait_for(timeout=180_000)
                 await start.click()
             else:

@@ -80,13 +80,14 @@ def _band(figure: go.Figure, xs, lows, highs, colour: str, group: str) -> None:
                        hoverinfo="skip")
 
 
-def training_curves_figure(runs: Sequence) -> go.Figure:
+def training_curves_figure(runs: Sequence, max_points: int = 1500) -> go.Figure:
     """Training error (bold) and validation error (thin, dashed) per model, as in Fig. 6.
 
     ``runs`` are RunRecords; with several runs, their names prefix the legend and each run
     has its own line style (overlay). Each model keeps its colour (:func:`model_colour`). A
     run trained with several seeds shows each model's mean over the seeds, in a shaded
     min–max band. Sized for a projector: large fonts, thick lines, the legend beside the plot.
+    ``max_points`` per curve keeps a live chart cheap to send and to draw.
     """
     figure = go.Figure()
     for run_index, run in enumerate(runs):
@@ -100,10 +101,10 @@ def training_curves_figure(runs: Sequence) -> go.Figure:
             for key, kind, line, mode in (("train_error", "train", dict(width=4, dash=dash), "lines"),
                                           ("val_error", "validation", dict(width=2, dash="dash"), "lines+markers")):
                 if seeds > 1:
-                    xs, ys, lows, highs = run.seed_band(model, key, max_points=1500)
+                    xs, ys, lows, highs = run.seed_band(model, key, max_points=max_points)
                     _band(figure, xs, lows, highs, colour, label)
                 else:
-                    xs, ys = run.series(model, key, max_points=1500)
+                    xs, ys = run.series(model, key, max_points=max_points)
                 figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} {kind}", mode=mode,
                                    line=dict(color=colour, **line), legendgroup=label)
     figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=520,

@@ -16,7 +16,9 @@ with st.expander("Your own run: models, data set, steps, seeds, augmentation"):
 ui.start_stop_controls(slot, "Start your run", make_job or (lambda: None), disabled=make_job is None, resumable=True)
 
 
-@st.fragment(run_every=0.5)
+# Every refresh is a figure sent to the browser and drawn there, on the cores the training
+# needs (benchmarks/lab_live_cost.py): a slower refresh with fewer points leaves them to it.
+@st.fragment(run_every=1.5)
 @ui.report_errors
 def live_view():
     if slot.job is None:
@@ -26,12 +28,13 @@ def live_view():
     ui.lab_progress(snapshot)
     if caption := gap_caption(snapshot.record):
         st.markdown(f"#### {caption}")
-    st.plotly_chart(figures.training_curves_figure([snapshot.record]), width="stretch", key="live_curves")
+    st.plotly_chart(figures.training_curves_figure([snapshot.record], max_points=300), width="stretch",
+                    key="live_curves")
     if snapshot.saved_to:
         st.caption(f"Saved to `{snapshot.saved_to}`; it is now in the replay list below.")
 
 
-@st.fragment(run_every=3)  # heavier and slower-changing: refreshed less often, to leave the CPU to training
+@st.fragment(run_every=10)  # heavier and slower-changing: refreshed rarely, to leave the CPU to training
 @ui.report_errors
 def live_heatmaps():
     if slot.job is not None:
