@@ -99,8 +99,10 @@ class Session:
         for selector in PROBLEMS:
             locator = page.locator(selector)
             if await locator.count():
+                alerts = page.locator("[data-testid='stAlert']")
+                shown = " | ".join(await alerts.all_inner_texts()) if await alerts.count() else ""
                 text = (await locator.first.inner_text())[:200].replace("\n", " ")
-                self.problems.append(f"{selector}: {text}")
+                self.problems.append(f"{selector}: {text} {shown[:400]}".replace("\n", " "))
 
     async def switch(self, page, to: str) -> None:
         start = time.perf_counter()
@@ -185,6 +187,7 @@ def main() -> None:
         raise SystemExit("needs Debian's Chromium: apt-get install -y chromium")
     with tempfile.TemporaryDirectory(prefix="classroom-load-") as folder:
         folder = Path(folder)
+        log = Path(tempfile.gettempdir()) / "classroom-load-server.log"  # kept: tracebacks of reported errors
         photo = folder / "photo.png"
         Image.open(ROOT / "explorer" / "samples" / "ship.jpg").resize((96, 96)).save(photo)
         process, url = start_server(folder)
@@ -216,6 +219,8 @@ def main() -> None:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+            shutil.copy(folder / "server.log", log)
+            print(f"server log: {log}")
 
 
 if __name__ == "__main__":
