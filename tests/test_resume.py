@@ -26,12 +26,13 @@ from explorer.train import Training, config_from_dict, layer_names, preset, trai
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--models", "plain20,resnet20", "--data", "synthetic:256", "--preset", "demo", "--width", "2",
-        "--image-size", "8", "--batch-size", "16"]
+        "--image-size", "8", "--batch-size", "16", "--lr", "0.1", "--warmup-steps", "0"]
 
 
 def _tiny(**overrides):
     return preset("demo", **{"models": ("plain20", "resnet20"), "data": "synthetic:256", "width": 2,
-                             "image_size": 8, "batch_size": 16, "steps": 12, "val_every": 5, **overrides})
+                             "image_size": 8, "batch_size": 16, "steps": 12, "val_every": 5, "lr": 0.1,
+                             "warmup_steps": 0, **overrides})
 
 
 def _weights(state_file: Path) -> dict[str, torch.Tensor]:
@@ -245,7 +246,12 @@ def test_config_round_trips_through_its_dict():
 def test_models_trained_in_threads_give_the_same_run():
     config = _tiny(steps=5, models=("plain20", "resnet20", "plain32"))
     data = load_data(config.data, image_size=config.image_size)
-    alone = [m.loss for r in train(config, data) for m in r.models]
-    threaded = Training(replace(config, model_threads=2), data)
-    assert [m.loss for r in threaded.steps() for m in r.models] == pytest.approx(alone, abs=1e-6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the CLI sets for model threads on 2 cores: each op on one thread
+    try:
+        alone = [m.loss for r in train(config, data) for m in r.models]
+        threaded = Training(replace(config, model_threads=2), data)
+        assert [m.loss for r in threaded.steps() for m in r.models] == pytest.approx(alone, abs=1e-6)
+    finally:
+        torch.set_num_threads(threads)
     assert threaded._pool is None  # the worker threads ended with the run
