@@ -5,6 +5,7 @@ No Streamlit here: the page asks these functions and draws what they return.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def gap_caption(record) -> str | None:
         return None
     latest = {}
     for entry in record.steps[-1]["models"] if record.steps else []:
-        if entry.get("seed", record.seeds[0]) == record.seeds[0] and entry["train_error"] == entry["train_error"]:
+        if entry.get("seed", record.seeds[0]) == record.seeds[0] and not math.isnan(entry["train_error"]):  # a stopped model
             latest[entry["name"]] = entry["train_error"]
     plain = sorted((get_model_spec(n).depth, n) for n in latest if not get_model_spec(n).has_shortcuts)
     if len(plain) < 2:
