@@ -12,11 +12,12 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from explorer import ui  # noqa: E402
+from explorer.navigation import PAGES  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 
 navigation = st.navigation([st.Page(page.path, title=page.title, icon=page.icon, default=index == 0)
-                            for index, page in enumerate(ui.PAGES)])
+                            for index, page in enumerate(PAGES)])
 ui.device_picker()
 ui.keep_form_state("lab.")  # the lab's settings survive a look at another page
 ui.report_errors(navigation.run)()

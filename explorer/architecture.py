@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.models import ModelSpec, build_model, get_model_spec, list_models
+from explorer.models import ModelSpec, build_model, get_model_spec, list_models, shortcut_attributes
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,6 @@ def analyze(name: str) -> Analysis:
 
 # --- block specs written like the paper ------------------------------------------------
 
-_SHORTCUT_NAMES = ("downsample", "shortcut")
-
-
 def _conv_spec(conv: nn.Conv2d, *, with_stride: bool) -> str:
     kh, kw = conv.kernel_size
     text = f"{kh}×{kw}, {conv.out_channels}"
@@ -148,7 +145,7 @@ def describe_module(module: nn.Module) -> str | None:
         return describe_modules(list(module))
     convs = [
         child for name, child in module.named_children()
-        if isinstance(child, nn.Conv2d) and name not in _SHORTCUT_NAMES
+        if isinstance(child, nn.Conv2d) and name not in shortcut_attributes()
     ]
     if convs:
         # A residual (or plain) block: its convs in order. Table 1 omits the strides

@@ -31,15 +31,9 @@ from torch.func import functional_call
 
 from explorer.classify import Classifier, ClassifierError, Prediction
 from explorer.figures import CAM_COLOURSCALE
-from explorer.models import ModelSpec, get_model_spec
+# stage_ends is re-exported: Grad-CAM's layers are the anatomy's stage ends.
+from explorer.models import get_model_spec, stage_ends  # noqa: F401
 from explorer.train import weighted_layers
-
-
-def stage_ends(model: nn.Module, spec: ModelSpec) -> list[tuple[str, str]]:
-    """(Table 1 row, module name) of the last module of every convolutional stage:
-    ("conv2_x", "layer1") … ("conv5_x", "layer4") for an ImageNet ResNet,
-    ("stage1", "layer1") … ("stage3", "layer3") for a CIFAR net (§4.2)."""
-    return [(stage, modules[-1]) for stage, modules in spec.stages(model) if stage not in ("conv1", "pool, fc")]
 
 
 def grad_cams(model: nn.Module, batch: Tensor, layers: Sequence[str], target: Tensor) -> dict[str, Tensor]:
@@ -137,12 +131,20 @@ def class_gradient_norms(classifier: Classifier, image: Image.Image, target: str
         return gradient_norms(classifier.model, batch, index)
 
 
+@dataclass(frozen=True)
+class GradientSeries:
+    label: str  # the classifier's name: "plain20-cifar10"
+    residual: bool  # whether its net adds shortcuts (the figure colours it by this)
+    norms: list[tuple[str, float]]  # (weight name, ‖∂score/∂W‖), input to output
+
+
 def compare_gradient_norms(classifiers: Sequence[Classifier], image: Image.Image,
-                           target: str) -> list[tuple[str, list[tuple[str, float]]]]:
+                           target: str) -> list[GradientSeries]:
     """:func:`class_gradient_norms` of each classifier (e.g. a plain net and its residual
     twin), plain nets first as in the paper's figures."""
-    series = [(c.name, class_gradient_norms(c, image, target)) for c in classifiers]
-    return sorted(series, key=lambda item: not item[0].startswith("plain"))
+    series = [GradientSeries(c.name, get_model_spec(c.model_name).residual, class_gradient_norms(c, image, target))
+              for c in classifiers]
+    return sorted(series, key=lambda s: s.residual)
 
 
 def overlay(image: Tensor, cam: Tensor, opacity: float = 0.5) -> Tensor:

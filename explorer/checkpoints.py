@@ -6,6 +6,9 @@ the full training config, the steps, wall time and device: the numbers the UI sh
 from here, never from hand-typed text (torchvision's weights enums work the same way).
 Loading checks the hash first (altered bytes are refused) and then loads strictly into a
 freshly built architecture (weights of another architecture are refused).
+
+A manifest is read from disk once and again only when its file changes, so the many
+look-ups of one page run (names, labels, the fingerprint, the load) cost one ``stat`` each.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +28,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from explorer.models import build_model, get_model_spec
+from explorer.models.heads import replace_head
 from explorer.weights import pretrained_dir
 
 MANIFEST = "manifest.json"
+# File timestamps are coarse (one kernel clock tick), so a file rewritten twice within one
+# tick keeps its mtime: a manifest younger than this is read again instead of trusted ("racy git").
+SETTLED_NS = 2_000_000_000
 
 
 class CheckpointError(ValueError):
@@ -64,11 +73,8 @@ def build_entry_model(entry: CheckpointEntry) -> nn.Module:
     if entry.kind == "trained":
         return build_model(entry.model, **entry.build)
     if entry.kind == "finetuned":
-        from explorer.models.heads import build_head, feature_width
-
-        model = build_model(entry.model, **entry.build["backbone_build"])
-        model.fc = build_head(entry.build["head"], feature_width(model), entry.build["num_classes"])
-        return model
+        backbone = build_model(entry.model, **entry.build["backbone_build"])
+        return replace_head(backbone, entry.build["head"], entry.build["num_classes"])
     raise CheckpointError(f"Checkpoint {entry.key!r} has an unknown kind {entry.kind!r}.")
 
 
@@ -89,10 +95,33 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# manifest path -> ((mtime_ns, size) when it was read, its entries)
+_MANIFESTS: dict[Path, tuple[tuple[int, int], dict[str, CheckpointEntry]]] = {}
+
+
 def read_manifest(folder: Path | None = None) -> dict[str, CheckpointEntry]:
+    """The entries of ``folder``'s manifest (default: pretrained/), by key; {} if it has none.
+
+    Read from disk again only when the file's (mtime_ns, size) changes, or while the file is
+    too new for its mtime to be trusted (see SETTLED_NS)."""
     path = (folder or pretrained_dir()) / MANIFEST
-    if not path.is_file():
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    if not stat.S_ISREG(status.st_mode):
+        return {}
+    stamp = (status.st_mtime_ns, status.st_size)
+    cached = _MANIFESTS.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, _read_manifest_file(path))
+        if time.time_ns() - status.st_mtime_ns > SETTLED_NS:
+            _MANIFESTS[path] = cached
+    return dict(cached[1])  # a copy: a caller's edits never reach the cache
+
+
+def _read_manifest_file(path: Path) -> dict[str, CheckpointEntry]:
+    """Parse one manifest file; the only place a manifest is read from disk."""
     try:
         raw = json.loads(path.read_text())
         return {key: CheckpointEntry(key=key, **entry) for key, entry in raw["checkpoints"].items()}
@@ -113,12 +142,44 @@ def best_checkpoints(folder: Path | None = None) -> dict[str, CheckpointEntry]:
     return best
 
 
+DESCRIPTIONS = ("line", "choice", "cell")
+
+
+def describe_entry(entry: CheckpointEntry, form: str = "line") -> str:
+    """How a manifest entry reads everywhere, all of it from the entry (nothing typed by hand).
+
+    ``line``, a caption: "resnet20 trained by this project on cifar10 (10 classes, 64,000 steps,
+    95 min on cuda): 8.75% validation error" (a fine-tuned entry names its backbone, head and
+    epochs, and gives validation *accuracy*, as the transfer page does); ``choice``, a model
+    picker's option: "resnet20-cifar10 (trained here on cifar10, 8.8% validation error)";
+    ``cell``, a table cell beside the paper's Table 6 error: "8.8% (cifar10, 64,000 steps)".
+    """
+    if form not in DESCRIPTIONS:
+        raise ValueError(f"form must be one of {', '.join(DESCRIPTIONS)}, got {form!r}.")
+    tag, finetuned, error = dataset_tag(entry.config.get("data", "?")), entry.kind == "finetuned", entry.val_error
+    if form == "cell":
+        return f"{'?' if error is None else f'{100 * error:.1f}%'} ({tag}, {entry.steps:,} steps)"
+    if error is None:
+        measured = None
+    elif finetuned:
+        measured = f"{100 * (1 - error):.1f}% validation accuracy"
+    else:  # a caption gives the paper's two decimals (Table 6), a picker one
+        measured = f"{100 * error:.{2 if form == 'line' else 1}f}% validation error"
+    if form == "choice":
+        how = "fine-tuned" if finetuned else "trained"
+        return f"{entry.key} ({how} here on {tag}{f', {measured}' if measured else ''})"
+    if finetuned:
+        config = entry.config
+        return (f"{entry.model} backbone ({config['backbone']}) with a {entry.build['head']} head, fine-tuned "
+                f"({config['train']}) on {tag} ({len(entry.classes)} classes, {config['epochs']} epochs, "
+                f"{entry.wall_time_s:.0f} s on {entry.device}): {measured or 'no validation accuracy recorded'}")
+    return (f"{entry.model} trained by this project on {tag} ({len(entry.classes)} classes, {entry.steps:,} steps, "
+            f"{entry.wall_time_s / 60:.0f} min on {entry.device}): {measured or 'no validation error recorded'}")
+
+
 def trained_label(entry: CheckpointEntry | None) -> str | None:
-    """"8.9% (cifar10, 3,000 steps)": a checkpoint's measured validation error, for tables."""
-    if entry is None:
-        return None
-    error = "?" if entry.val_error is None else f"{100 * entry.val_error:.1f}%"
-    return f"{error} ({dataset_tag(entry.config.get('data', '?'))}, {entry.steps:,} steps)"
+    """A checkpoint's table cell (see :func:`describe_entry`), or None without one."""
+    return None if entry is None else describe_entry(entry, "cell")
 
 
 def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict, classes: list,
@@ -152,8 +213,13 @@ def load_checkpoint(key: str, folder: Path | None = None) -> tuple[nn.Module, Ch
     if key not in entries:
         known = ", ".join(entries) or "none"
         raise CheckpointError(f"No checkpoint {key!r} in {folder / MANIFEST} (known: {known}).")
-    entry = entries[key]
-    path = folder / entry.file
+    return load_entry(entries[key], folder), entries[key]
+
+
+def load_entry(entry: CheckpointEntry, folder: Path) -> nn.Module:
+    """The model of one manifest entry (of ``folder``'s manifest), its file checked against
+    the entry's sha256 and loaded strictly; eval mode."""
+    key, path = entry.key, folder / entry.file
     if not path.is_file():
         raise CheckpointError(f"{path} is listed in the manifest but missing.")
     if sha256_of(path) != entry.sha256:
@@ -168,4 +234,4 @@ def load_checkpoint(key: str, folder: Path | None = None) -> tuple[nn.Module, Ch
     except (RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path} does not fit the {entry.model} architecture: "
                               f"{str(error).splitlines()[0]}") from error
-    return model.eval(), entry
+    return model.eval()

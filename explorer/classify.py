@@ -1,9 +1,13 @@
-"""Trained classifiers: the project's CIFAR-10 checkpoints and torchvision's ImageNet weights.
+"""Trained classifiers: the project's CIFAR-10 checkpoints, the user's fine-tuned models and
+torchvision's ImageNet weights.
 
-A :class:`Classifier` bundles a trained model with the preprocessing it was trained with
-and its class names, all read from where the weights came from: the checkpoint manifest
-(``pretrained/manifest.json``, written by ``explorer train --save-dir``) or the torchvision
-weights' metadata. Nothing here is typed by hand.
+A name becomes a classifier in a straight line. :func:`resolve_classifier` finds where its
+weights are (a shipped checkpoint, a fine-tuned one, torchvision's file, or none: random
+weights) and reads everything that goes with them, the preprocessing the model was trained
+with, its class names and a fingerprint of its files, from where the weights came from: the
+checkpoint manifest (``pretrained/manifest.json``, written by ``explorer train --save-dir``)
+or the torchvision weights' metadata. :meth:`ClassifierSource.load` then builds the model
+and loads the checked weights. Nothing here is typed by hand.
 
 Classifiers are meant to be cached and shared (the app serves several sessions from one
 process), so the model is in eval mode with frozen parameters and nobody trains it. Every
@@ -14,21 +18,24 @@ wrong image), and the gradient-norm pass swaps parameters in for its duration.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from explorer.checkpoints import (CheckpointEntry, CheckpointError, best_first, dataset_tag, finetuned_dir, load_checkpoint,
-                                  read_manifest)
+from explorer.checkpoints import (CheckpointEntry, CheckpointError, best_first, dataset_tag, describe_entry,
+                                  finetuned_dir, load_entry, read_manifest)
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
 from explorer.images import to_uint8_tensor
-from explorer.models import get_model_spec, list_models, model_names
-from explorer.weights import WeightsError, find_weights, get_instructions, load_pretrained
+from explorer.models import ModelSpec, get_model_spec, list_models, model_names
+from explorer.weights import (WeightsError, find_weights, get_instructions, load_weights_file, pretrained_dir,
+                              require_weights)
 
 
 class ClassifierError(ValueError):
@@ -41,24 +48,76 @@ class Prediction:
     probability: float
 
 
-@dataclass(eq=False)
-class Classifier:
+# Where a classifier's weights come from: the project's manifest (pretrained/), the user's
+# fine-tuned models (pretrained/finetuned/), torchvision's ImageNet file, or nowhere.
+SOURCE_KINDS = ("checkpoint", "finetuned", "imagenet", "untrained")
+
+
+@dataclass(frozen=True)
+class ClassifierSource:
+    """Everything about a classifier but its weights, resolved from its name once."""
     name: str  # a manifest key ("resnet20-cifar10") or an ImageNet registry name ("resnet50")
+    kind: str  # one of SOURCE_KINDS
     model_name: str  # the architecture in the registry
-    model: nn.Module
-    classes: list[str]
+    classes: tuple[str, ...]
     input_size: int  # pixels of the square the model sees
     model_input: Callable[[Image.Image], torch.Tensor]  # RGB image -> uint8 (3, H, W), what the net sees
-    to_model: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> the normalised float batch
-    about: str  # one line for captions: what was trained on what, and how well it did
-    mean: tuple[float, float, float]  # the normalisation ``to_model`` applies, per channel in [0, 1]
+    mean: tuple[float, float, float]  # the normalisation after ``model_input``, per channel in [0, 1]
     std: tuple[float, float, float]
-    trained: bool = True  # False: an ImageNet architecture with random weights (no weights here)
+    about: str  # one line for captions: what was trained on what, and how well it did
+    fingerprint: str  # changes when the files behind the name change, so a cache reloads a retrained model
+    entry: CheckpointEntry | None = None  # checkpoint, finetuned: the manifest entry
+    folder: Path | None = None  # and the folder of its manifest
+    weights: Path | None = None  # imagenet: torchvision's file
+
+    @property
+    def trained(self) -> bool:
+        return self.kind != "untrained"
+
+    def load(self, device: torch.device | str = "cpu") -> Classifier:
+        """Build the model and load the weights, checked (the manifest's sha256, a strict
+        load); in eval mode with frozen parameters, so it can be shared."""
+        if self.entry is not None:
+            model = load_entry(self.entry, self.folder)
+        else:
+            model = get_model_spec(self.model_name).builder()
+            if self.weights is not None:
+                try:
+                    load_weights_file(model, self.weights)
+                except WeightsError as error:
+                    raise ClassifierError(str(error)) from error
+        return Classifier(self, model.to(device).eval().requires_grad_(False))
+
+
+def _from_source(name: str) -> property:
+    return property(lambda classifier: getattr(classifier.source, name), doc=f"The source's ``{name}``.")
+
+
+@dataclass(eq=False)
+class Classifier:
+    """A loaded classifier: its source and its frozen model, with the lock every forward
+    pass through the (shared) model takes."""
+    source: ClassifierSource
+    model: nn.Module
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    name = _from_source("name")
+    model_name = _from_source("model_name")
+    classes = _from_source("classes")
+    input_size = _from_source("input_size")
+    model_input = _from_source("model_input")
+    mean = _from_source("mean")
+    std = _from_source("std")
+    about = _from_source("about")
+    trained = _from_source("trained")  # False: an ImageNet architecture with random weights
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def to_model(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> the normalised float batch the model was trained on."""
+        return normalize(batch, self.mean, self.std)
 
     def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The normalised batch for ``images``, on the model's device."""
@@ -81,6 +140,85 @@ class Classifier:
                 for row_p, row_i in zip(values, indices)]
 
 
+def resolve_classifier(name: str, *, allow_untrained: bool = False) -> ClassifierSource:
+    """Where ``name``'s classifier comes from, tried in this order: a key of the project's
+    manifest (or a CIFAR architecture with exactly one checkpoint there: "resnet20"), a key
+    of the fine-tuned models' manifest, an ImageNet model whose weights are on this machine
+    (with ``allow_untrained``, also one whose weights are missing: random weights).
+    Anything else is a ClassifierError that says what to do."""
+    shipped = read_manifest()
+    trained = [entry for entry in shipped.values() if entry.model == name and entry.kind == "trained"]
+    if name not in shipped and len(trained) == 1:
+        name = trained[0].key
+    if name in shipped:
+        return _entry_source(shipped[name], pretrained_dir())
+    finetuned = read_manifest(finetuned_dir())
+    if name in finetuned:
+        return _entry_source(finetuned[name], finetuned_dir())
+    if name in model_names("cifar"):
+        listed = ", ".join(entry.key for entry in trained) or "none yet"
+        raise ClassifierError(
+            f"{name} has no single trained checkpoint (trained: {listed}). Pick a checkpoint, or train "
+            f"one: python -m explorer train --models {name} --preset paper --save-dir pretrained")
+    try:
+        spec = get_model_spec(name)
+    except ValueError as error:
+        known = ", ".join(classifier_names()) or "none"
+        raise ClassifierError(f"{error} Trained classifiers here: {known}.") from error
+    return _weights_source(spec, allow_untrained=allow_untrained)
+
+
+def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untrained: bool = False) -> Classifier:
+    """``name``'s classifier (see :func:`resolve_classifier`), loaded on ``device``."""
+    return resolve_classifier(name, allow_untrained=allow_untrained).load(device)
+
+
+def _entry_source(entry: CheckpointEntry, folder: Path) -> ClassifierSource:
+    """A manifest entry's classifier, with the preprocessing its training config records."""
+    try:
+        if entry.kind == "finetuned":  # the folder data set's resize, then the upsampling (explorer.transfer)
+            preprocessing = entry.config["preprocessing"]
+            size, mean, std = preprocessing["input_size"], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
+            model_input = finetuned_model_input(preprocessing["data_size"], size)
+        else:  # trained from scratch at image_size with CIFAR-10's normalisation (§4.2)
+            size, mean, std = entry.config["image_size"], CIFAR10_MEAN, CIFAR10_STD
+            model_input = checkpoint_model_input(size)
+        about = describe_entry(entry)
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"The manifest entry of {entry.key!r} lacks its preprocessing ({error}).") from error
+    return ClassifierSource(
+        name=entry.key, kind="finetuned" if entry.kind == "finetuned" else "checkpoint", model_name=entry.model,
+        classes=tuple(entry.classes), input_size=size, model_input=model_input, mean=mean, std=std,
+        about=about, fingerprint=entry.sha256, entry=entry, folder=folder)
+
+
+def _weights_source(spec: ModelSpec, *, allow_untrained: bool) -> ClassifierSource:
+    """An ImageNet model with torchvision's weights (or, with ``allow_untrained`` and no
+    file here, random ones) and torchvision's own resize, crop and normalisation."""
+    if spec.weights is None:
+        raise ClassifierError(f"{spec.name} has no published ImageNet weights, so it cannot classify.")
+    try:
+        path = find_weights(spec) if allow_untrained else require_weights(spec)
+    except WeightsError as error:
+        raise ClassifierError(str(error)) from error
+    if path is not None:
+        about = (f"{spec.name} with torchvision's ImageNet weights ({spec.weights.name}): "
+                 f"{100 - spec.imagenet_top1:.2f}% top-1 error on ImageNet's validation set")
+    else:
+        about = (f"{spec.name} UNTRAINED: random weights, so its predictions mean nothing "
+                 f"(ImageNet weights are not on this machine: {get_instructions(spec)})")
+    preprocess = spec.weights.transforms()
+    return ClassifierSource(
+        name=spec.name, kind="untrained" if path is None else "imagenet", model_name=spec.name,
+        classes=tuple(spec.weights.meta["categories"]), input_size=preprocess.crop_size[0],
+        model_input=functools.partial(imagenet_model_input, preprocess),
+        mean=tuple(preprocess.mean), std=tuple(preprocess.std), about=about,
+        fingerprint="random weights" if path is None else str(path), weights=path)
+
+
+# --- what each model sees ---------------------------------------------------------------
+
+
 def checkpoint_model_input(image_size: int) -> Callable[[Image.Image], torch.Tensor]:
     """CIFAR-style input: the largest centred square, shrunk to ``image_size`` pixels.
 
@@ -93,90 +231,6 @@ def checkpoint_model_input(image_size: int) -> Callable[[Image.Image], torch.Ten
         square = TF.center_crop(pixels, [side, side])
         return TF.resize(square, [image_size, image_size], antialias=True)
     return model_input
-
-
-def classifier_names() -> list[str]:
-    """What can classify on this machine: the project's checkpoints, best validation error
-    first, then the ImageNet models whose weights are present, then the user's fine-tuned
-    models (pretrained/finetuned/), newest first."""
-    checkpoints = sorted(read_manifest().values(), key=best_first)
-    imagenet = [name for name in model_names("imagenet") if find_weights(get_model_spec(name)) is not None]
-    finetuned = [key for key in reversed(read_manifest(finetuned_dir())) if key not in read_manifest()]
-    return [entry.key for entry in checkpoints] + imagenet + finetuned
-
-
-def untrained_classifier_names() -> list[str]:
-    """ImageNet models with published weights that are not on this machine: they can still
-    show feature maps and gradients, with random weights and a clear "untrained" label."""
-    return [spec.name for spec in list_models("imagenet")
-            if spec.weights is not None and find_weights(spec) is None]
-
-
-def default_classifier_name() -> str | None:
-    """The checkpoint with the lowest validation error (shipped, so it works offline and
-    out of the box), else the first ImageNet model with weights; None if nothing is trained."""
-    names = classifier_names()
-    return names[0] if names else None
-
-
-def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untrained: bool = False) -> Classifier:
-    """A checkpoint key, a CIFAR architecture with one checkpoint ("resnet20"), or an
-    ImageNet model whose weights are on this machine (with ``allow_untrained``, also one
-    whose weights are missing: random weights, ``trained=False``)."""
-    entries = read_manifest()
-    matches = [entry for entry in entries.values() if entry.model == name and entry.kind == "trained"]
-    if name not in entries and len(matches) == 1:
-        name = matches[0].key
-    if name in entries:
-        model, entry = load_checkpoint(name)
-        return _frozen(Classifier(
-            name=name, model_name=entry.model, model=model.to(device), classes=list(entry.classes),
-            input_size=entry.config["image_size"],
-            model_input=checkpoint_model_input(entry.config["image_size"]), to_model=normalize,
-            about=describe_checkpoint(entry), mean=CIFAR10_MEAN, std=CIFAR10_STD,
-        ))
-    if name in read_manifest(finetuned_dir()):
-        model, entry = load_checkpoint(name, finetuned_dir())
-        preprocessing = entry.config["preprocessing"]
-        mean, std = tuple(preprocessing["mean"]), tuple(preprocessing["std"])
-        return _frozen(Classifier(
-            name=name, model_name=entry.model, model=model.to(device), classes=list(entry.classes),
-            input_size=preprocessing["input_size"],
-            model_input=finetuned_model_input(preprocessing["data_size"], preprocessing["input_size"]),
-            to_model=lambda batch: normalize(batch, mean, std), about=describe_finetuned(entry), mean=mean, std=std,
-        ))
-    if name in model_names("cifar"):
-        trained = ", ".join(e.key for e in matches) or "none yet"
-        raise ClassifierError(
-            f"{name} has no single trained checkpoint (trained: {trained}). Pick a checkpoint, or train "
-            f"one: python -m explorer train --models {name} --preset paper --save-dir pretrained")
-    try:
-        spec = get_model_spec(name)
-    except ValueError as error:
-        known = ", ".join(classifier_names()) or "none"
-        raise ClassifierError(f"{error} Trained classifiers here: {known}.") from error
-    if spec.weights is None:
-        raise ClassifierError(f"{name} has no published ImageNet weights, so it cannot classify.")
-    model = spec.builder()
-    trained = not allow_untrained or find_weights(spec) is not None
-    if trained:
-        try:
-            load_pretrained(model, name)
-        except WeightsError as error:
-            raise ClassifierError(str(error)) from error
-        about = (f"{name} with torchvision's ImageNet weights ({spec.weights.name}): "
-                 f"{100 - spec.imagenet_top1:.2f}% top-1 error on ImageNet's validation set")
-    else:
-        about = (f"{name} UNTRAINED: random weights, so its predictions mean nothing "
-                 f"(ImageNet weights are not on this machine: {get_instructions(spec)})")
-    preprocess = spec.weights.transforms()  # torchvision's own resize, crop and normalisation
-    size = preprocess.crop_size[0]
-    return _frozen(Classifier(
-        name=name, model_name=name, model=model.to(device), classes=list(spec.weights.meta["categories"]),
-        input_size=size, model_input=lambda image: imagenet_model_input(preprocess, image),
-        to_model=lambda batch: normalize(batch, preprocess.mean, preprocess.std), about=about, trained=trained,
-        mean=tuple(preprocess.mean), std=tuple(preprocess.std),
-    ))
 
 
 def imagenet_model_input(preprocess, image: Image.Image) -> torch.Tensor:
@@ -195,19 +249,48 @@ def finetuned_model_input(data_size: int, input_size: int) -> Callable[[Image.Im
     return model_input
 
 
-def _frozen(classifier: Classifier) -> Classifier:
-    classifier.model.eval().requires_grad_(False)
-    return classifier
+# --- what can classify here ---------------------------------------------------------------
 
 
-def describe_finetuned(entry: CheckpointEntry) -> str:
-    """One line from a fine-tuned model's manifest entry."""
-    config = entry.config
-    accuracy = "no validation accuracy recorded" if entry.val_error is None else (
-        f"{100 * (1 - entry.val_error):.1f}% validation accuracy")
-    return (f"{entry.model} backbone ({config['backbone']}) with a {entry.build['head']} head, fine-tuned "
-            f"({config['train']}) on {dataset_tag(config['data'])} ({len(entry.classes)} classes, "
-            f"{config['epochs']} epochs, {entry.wall_time_s:.0f} s on {entry.device}): {accuracy}")
+def imagenet_classifier_names() -> list[str]:
+    """The ImageNet models whose weights are on this machine, in registry order."""
+    return [name for name in model_names("imagenet") if find_weights(get_model_spec(name)) is not None]
+
+
+def classifier_names() -> list[str]:
+    """What can classify on this machine: the project's checkpoints, best validation error
+    first, then the ImageNet models whose weights are present, then the user's fine-tuned
+    models (pretrained/finetuned/), newest first."""
+    shipped = read_manifest()
+    checkpoints = [entry.key for entry in sorted(shipped.values(), key=best_first)]
+    finetuned = [key for key in reversed(read_manifest(finetuned_dir())) if key not in shipped]
+    return checkpoints + imagenet_classifier_names() + finetuned
+
+
+def untrained_classifier_names() -> list[str]:
+    """ImageNet models with published weights that are not on this machine: they can still
+    show feature maps and gradients, with random weights and a clear "untrained" label."""
+    return [spec.name for spec in list_models("imagenet")
+            if spec.weights is not None and find_weights(spec) is None]
+
+
+def default_classifier_name() -> str | None:
+    """The checkpoint with the lowest validation error (shipped, so it works offline and
+    out of the box), else the first ImageNet model with weights; None if nothing is trained."""
+    names = classifier_names()
+    return names[0] if names else None
+
+
+def classifier_choices(*, checkpoints: bool = True) -> dict[str, str]:
+    """name -> label for a model picker: the trained classifiers (:func:`classifier_names`,
+    so the best shipped checkpoint is the default), then the ImageNet models whose weights
+    are missing. ``checkpoints=False`` leaves the manifests out, for when one is broken."""
+    entries = {**read_manifest(finetuned_dir()), **read_manifest()} if checkpoints else {}
+    names = classifier_names() if checkpoints else imagenet_classifier_names()
+    choices = {name: describe_entry(entries[name], "choice") if name in entries else f"{name} (ImageNet weights)"
+               for name in names}
+    choices.update((name, f"{name} (untrained: no ImageNet weights here)") for name in untrained_classifier_names())
+    return choices
 
 
 def residual_twin(name: str) -> str | None:
@@ -220,20 +303,11 @@ def residual_twin(name: str) -> str | None:
     entry = entries.get(name)
     if entry is None:
         return None
-    twin = entry.model.replace("resnet", "plain") if entry.model.startswith("resnet") else entry.model.replace("plain", "resnet")
+    twin = get_model_spec(entry.model).twin
     tag = dataset_tag(entry.config["data"])
     candidates = sorted((e for e in entries.values() if e.model == twin and dataset_tag(e.config["data"]) == tag),
                         key=best_first)
-    return candidates[0].key if candidates and twin != entry.model else None
-
-
-def describe_checkpoint(entry: CheckpointEntry) -> str:
-    """One line from the manifest: architecture, data, training and the measured error."""
-    error = "no validation error recorded" if entry.val_error is None else (
-        f"{100 * entry.val_error:.2f}% validation error")
-    return (f"{entry.model} trained by this project on {dataset_tag(entry.config['data'])} "
-            f"({len(entry.classes)} classes, {entry.steps:,} steps, {entry.wall_time_s / 60:.0f} min "
-            f"on {entry.device}): {error}")
+    return candidates[0].key if candidates and twin is not None else None
 
 
 def missing_classifier_message() -> str:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from explorer.models import build_model
+from explorer.models import ModelSpec, blocks, build_model, get_model_spec, shortcut_attributes
 
-_SHORTCUT_NAMES = ("downsample", "shortcut")
 _MAIN = "#1f77b4"
 _SHORTCUT = "#d62728"
 
@@ -42,12 +41,12 @@ def _is_add(node: fx.Node) -> bool:
 
 
 def _is_shortcut(target: str) -> bool:
-    return target.split(".")[0] in _SHORTCUT_NAMES
+    return target.split(".")[0] in shortcut_attributes()
 
 
 def shortcut_kind(block: nn.Module) -> str:
     """"projection", "identity", "zero-padding" or "none" (a plain block)."""
-    for name in _SHORTCUT_NAMES:
+    for name in sorted(shortcut_attributes()):
         shortcut = getattr(block, name, None)
         if shortcut is None:
             continue
@@ -99,8 +98,8 @@ def block_dot(block: nn.Module, title: str) -> str:
     return "\n".join(lines)
 
 
-def block_examples(model: nn.Module) -> list[tuple[str, str]]:
-    """The first block with a projection shortcut and the first with an identity one."""
+def block_examples(model: nn.Module, spec: ModelSpec) -> list[tuple[str, str]]:
+    """The first block of each shortcut kind: projection, identity, zero-padding or none."""
     found: dict[str, tuple[str, str]] = {}
     captions = {  # equation and option names from §3.2 and §4.1
         "projection": "Projection shortcut (Eq. 2, option B): a 1×1 conv (stride 2 where the size "
@@ -109,12 +108,9 @@ def block_examples(model: nn.Module) -> list[tuple[str, str]]:
         "zero-padding": "Zero-padding shortcut (option A): x is subsampled and padded with zero channels.",
         "none": "Plain block: no shortcut, so no addition (the paper's plain baseline).",
     }
-    for stage in ("layer1", "layer2", "layer3", "layer4"):
-        if not hasattr(model, stage):  # CIFAR nets have three stages, VGG none
-            continue
-        for index, block in enumerate(model.get_submodule(stage)):
-            kind = shortcut_kind(block)
-            found.setdefault(kind, (f"{stage}.{index}", captions[kind]))
+    for block in blocks(model, spec):  # none in VGG
+        kind = shortcut_kind(model.get_submodule(block.name))
+        found.setdefault(kind, (block.name, captions[kind]))
     return list(found.values())
 
 
@@ -131,7 +127,7 @@ def block_diagrams(name: str) -> list[BlockDiagram]:
     """:func:`block_examples` of a registered model, drawn, on the meta device (no weights)."""
     model = build_model(name, device="meta")
     diagrams = []
-    for block_name, caption in block_examples(model):
+    for block_name, caption in block_examples(model, get_model_spec(name)):
         block = model.get_submodule(block_name)
         diagrams.append(BlockDiagram(block_name, type(block).__name__, caption,
                                      block_dot(block, f"{block_name}: {type(block).__name__}"),

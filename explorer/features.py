@@ -20,31 +20,29 @@ from PIL import Image
 from torch import Tensor, nn
 
 from explorer.classify import Classifier
-from explorer.models import ModelSpec
+from explorer.models import ModelSpec, blocks, body_stages, stem_stage
 
 
 @dataclass(frozen=True)
 class FeaturePoint:
     name: str  # a module name: "layer2", "layer2.1"
     label: str  # what a student reads: "conv3_x (layer2), end of stage"
+    stage_end: bool = False  # the last block (or layer) of a body stage: where Grad-CAM looks
 
 
 def feature_points(model: nn.Module, spec: ModelSpec) -> list[FeaturePoint]:
     """The stem, then every stage's blocks, input to output, each stage end marked."""
-    points = []
-    for stage, modules in spec.stages(model):
-        if stage == "pool, fc":
-            continue
-        if stage == "conv1":
-            points.append(FeaturePoint(modules[-1], f"conv1 ({modules[-1]}), the stem"))
-            continue
-        stage_module = model.get_submodule(modules[-1])
-        blocks = list(stage_module.named_children()) if isinstance(stage_module, nn.Sequential) else []
-        for index, (child, _) in enumerate(blocks):
-            where = "end of stage" if index == len(blocks) - 1 else f"block {index + 1} of {len(blocks)}"
-            points.append(FeaturePoint(f"{modules[-1]}.{child}", f"{stage} ({modules[-1]}.{child}), {where}"))
-        if not blocks:  # VGG: a stage is a run of layers ending in a max pool
-            points.append(FeaturePoint(modules[-1], f"{stage} ({modules[-1]}), end of stage"))
+    stem, stem_modules = stem_stage(model, spec)
+    points = [FeaturePoint(stem_modules[-1], f"{stem} ({stem_modules[-1]}), the stem")]
+    all_blocks = blocks(model, spec)
+    for stage, modules in body_stages(model, spec):
+        in_stage = [block for block in all_blocks if block.stage == stage]
+        for block in in_stage:
+            last = block.index == len(in_stage) - 1
+            where = "end of stage" if last else f"block {block.index + 1} of {len(in_stage)}"
+            points.append(FeaturePoint(block.name, f"{stage} ({block.name}), {where}", stage_end=last))
+        if not in_stage:  # VGG: a stage is a run of layers ending in a max pool
+            points.append(FeaturePoint(modules[-1], f"{stage} ({modules[-1]}), end of stage", stage_end=True))
     return points
 
 

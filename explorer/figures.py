@@ -173,11 +173,14 @@ def gradient_heatmap_figure(run, model: str) -> go.Figure:
 CAM_COLOURSCALE = "Jet"  # the usual Grad-CAM palette: red = most important
 
 
-def topk_figure(labels: Sequence[str], probabilities: Sequence[float], title: str = "") -> go.Figure:
-    """Top classes as horizontal bars, most probable on top, in percent."""
+def topk_figure(labels: Sequence[str], probabilities: Sequence[float], title: str = "", *,
+                trained: bool = True) -> go.Figure:
+    """Top classes as horizontal bars, most probable on top, in percent. An untrained model's
+    bars are grey and each says "random weights": its guesses must not pass for predictions."""
+    mark = "" if trained else " · random weights"
     figure = go.Figure(go.Bar(x=[100 * p for p in probabilities][::-1], y=list(labels)[::-1], orientation="h",
-                              text=[f"{100 * p:.1f}%" for p in probabilities][::-1], textposition="auto",
-                              marker_color="#1f77b4"))
+                              text=[f"{100 * p:.1f}%{mark}" for p in probabilities][::-1], textposition="auto",
+                              marker_color="#1f77b4" if trained else "#9e9e9e"))
     figure.update_layout(title=title, xaxis=dict(title="probability (%)", range=[0, 100]),
                          height=60 + 32 * len(labels), margin=dict(t=40 if title else 10, b=10, l=10, r=10))
     return figure
@@ -224,11 +227,14 @@ def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: floa
     return figure
 
 
-def gradient_norms_figure(series: Sequence[tuple[str, Sequence[tuple[str, float]]]]) -> go.Figure:
-    """‖∂score/∂W‖ per weighted layer, input (1) to output, one bar series per model (log scale)."""
+def gradient_norms_figure(series: Sequence) -> go.Figure:
+    """‖∂score/∂W‖ per weighted layer, input (1) to output, one bar series per model (log scale).
+
+    ``series``: :class:`explorer.attribution.GradientSeries` (``label``, ``residual``, ``norms``).
+    """
     figure = go.Figure()
-    for label, norms in series:
-        colour = "#d62728" if label.startswith("plain") else "#1f77b4"  # plain warm, residual cool, as in the lab
+    for label, residual, norms in ((s.label, s.residual, s.norms) for s in series):
+        colour = "#1f77b4" if residual else "#d62728"  # plain warm, residual cool, as in the lab
         figure.add_bar(x=list(range(1, len(norms) + 1)), y=[norm for _, norm in norms], name=label,
                        customdata=[name for name, _ in norms], marker_color=colour,
                        hovertemplate=f"{label}<br>layer %{{x}}: %{{customdata}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>")

@@ -1,13 +1,15 @@
-"""A training run in a background thread, safe to watch from a UI that reruns.
+"""Training runs in a background thread, safe to watch from a UI that reruns.
 
-The worker owns the models; the UI only ever reads :meth:`TrainingJob.snapshot`, a copy
-taken under the lock. The worker never touches the UI.
+The worker owns the models; the UI only ever reads a job's ``snapshot()``, a copy taken
+under the lock, and shows its ``progress_text()``. The worker never touches the UI. A lab
+run (:class:`TrainingJob`) and a fine-tuning run (:class:`FinetuneJob`) share the thread,
+the stop flag, the lock and the failure handling (:class:`BackgroundJob`), and the shape of
+what a reader sees (:class:`Snapshot`).
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,16 +19,32 @@ from pathlib import Path
 import torch
 
 from explorer.data import load_data
+from explorer.loop import eta_s, safe_name
 from explorer.runs import RunRecord, new_record, save_run
 from explorer.train import TrainConfig, Training, check_config, layer_names, load_training_data
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
 
 
 @dataclass(frozen=True)
-class JobSnapshot:
-    state: str  # "loading data", "training", "finished", "stopped", "failed"
-    record: RunRecord
+class Snapshot:
+    """What a reader sees of a job at one instant; subclasses add what their run reports."""
+
+    state: str  # "loading data", then the run's phases, then "finished", "stopped" or "failed"
     error: str | None
+
+    @property
+    def fraction(self) -> float:
+        """How far the current phase is, in [0, 1], for a progress bar."""
+        raise NotImplementedError
+
+
+def _time_left(eta_s: float | None) -> str:
+    return f" · about {eta_s:,.0f} s left" if eta_s is not None else ""
+
+
+@dataclass(frozen=True)
+class JobSnapshot(Snapshot):
+    record: RunRecord
     saved_to: Path | None
     total_steps: int
     loading: tuple[int, int] | None = None  # (images decoded, of) while the data set loads
@@ -40,13 +58,37 @@ class JobSnapshot:
         if not self.record.steps or self.state != "training":
             return None
         last = self.record.steps[-1]
-        return last["elapsed_s"] / last["step"] * (self.total_steps - last["step"])
+        return eta_s(last["elapsed_s"], last["step"], self.total_steps)
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "loading data":
+            decoded, of = self.loading or (0, 0)
+            return decoded / of if of else 0.0
+        return self.done_steps / self.total_steps if self.total_steps else 0.0
+
+    def progress_text(self) -> str:
+        """"training: step 300 of 800 · 410 images/s · about 12 s left", for a progress bar
+        (while the data set loads: the images decoded so far)."""
+        if self.state == "loading data":
+            decoded, of = self.loading or (0, 0)
+            once = (" (a folder is decoded once, then read from the disk cache)"
+                    if str(self.record.config.get("data", "")).startswith("folder:") else "")
+            return f"loading data: {decoded:,} of {of:,} images{once}" if of else "loading data…"
+        text = f"{self.state}: step {self.done_steps:,} of {self.total_steps:,}"
+        if self.record.steps:
+            text += f" · {self.record.steps[-1]['images_per_s']:,.0f} images/s"
+        return text + _time_left(self.eta_s)
 
 
 class BackgroundJob:
-    """A worker thread with a stop flag, a lock for what it shares, a state and an error."""
+    """A worker thread with a stop flag, a lock for what it shares, a state and an error.
+    Subclasses do their run in :meth:`_work`; an exception there becomes the job's error."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, config, device: torch.device | str, loader: Callable):
+        self.config = config
+        self.device = torch.device(device)
+        self._loader = loader
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._state = "loading data"
@@ -67,8 +109,26 @@ class BackgroundJob:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def _run(self) -> None:
+    def snapshot(self) -> Snapshot:
         raise NotImplementedError
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            self._fail(error)
+        finally:
+            self._after()
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+    def _after(self) -> None:
+        """Runs once the work is over, whether it finished, stopped or failed."""
+
+    def _set_end_state(self) -> None:
+        """Under the lock, once the work is done: "stopped" if asked to stop, else "finished"."""
+        self._state = "stopped" if self._stop.is_set() else "finished"
 
     def _fail(self, error: Exception) -> None:
         """Record an error for the UI: the thread must never die silently."""
@@ -85,11 +145,8 @@ class TrainingJob(BackgroundJob):
     def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
                  save_dir: Path | None = None, loader: Callable = load_data):
         check_config(config)  # bad settings fail here, in the caller, not in the thread
-        super().__init__(f"train-{name}")
-        self.config = config
-        self.device = torch.device(device)
+        super().__init__(f"train-{name}", config, device, loader)
         self.save_dir = save_dir
-        self._loader = loader
         self._record = new_record(name, config, self.device, layer_names(config))
         self._saved_to: Path | None = None
         self._training: Training | None = None
@@ -102,7 +159,8 @@ class TrainingJob(BackgroundJob):
             record = copy.copy(self._record)
             record.steps = list(self._record.steps)
             record.messages = list(self._record.messages)
-            return JobSnapshot(self._state, record, self._error, self._saved_to, self.config.steps, self._loading)
+            return JobSnapshot(state=self._state, error=self._error, record=record, saved_to=self._saved_to,
+                               total_steps=self.config.steps, loading=self._loading)
 
     @property
     def can_resume(self) -> bool:
@@ -125,45 +183,38 @@ class TrainingJob(BackgroundJob):
         with self._lock:
             self._loading = (done, total)
 
-    def _run(self) -> None:
-        try:
-            if self._training is None:
-                data = load_training_data(self.config, self._loader, progress=self._loaded)
-                training = Training(self.config, data, device=self.device)
-                with self._lock:
-                    self._training, self._state = training, "training"
-                    self._record.classes = list(training.data.classes)
-            for record in self._training.steps(self._stop):
-                with self._lock:
-                    self._record.append(record)
+    def _work(self) -> None:
+        if self._training is None:
+            data = load_training_data(self.config, self._loader, progress=self._loaded)
+            training = Training(self.config, data, device=self.device)
             with self._lock:
-                self._state = "stopped" if self._stop.is_set() else "finished"
-                self._record.finished = self._state == "finished"
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            self._fail(error)
-        finally:
-            if self.save_dir is not None and self._record.steps:
-                with self._lock:
-                    # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
-                    path = self._saved_to or self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(self._record.name)}.json"
-                    try:
-                        self._saved_to = save_run(self._record, path)
-                    except OSError as error:
-                        self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"
+                self._training, self._state = training, "training"
+                self._record.classes = list(training.data.classes)
+        for record in self._training.steps(self._stop):
+            with self._lock:
+                self._record.append(record)
+        with self._lock:
+            self._set_end_state()
+            self._record.finished = self._state == "finished"
 
-
-def safe_name(name: str) -> str:
-    """A name as one plain file-name segment: "demo-folder:/a/b" -> "demo-folder_a_b"."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
+    def _after(self) -> None:
+        if self.save_dir is None or not self._record.steps:
+            return
+        with self._lock:
+            # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
+            name = safe_name(self._record.name, "_") or "run"
+            path = self._saved_to or self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
+            try:
+                self._saved_to = save_run(self._record, path)
+            except OSError as error:
+                self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"
 
 
 @dataclass(frozen=True)
-class FinetuneSnapshot:
-    state: str  # "loading data", "features", "training", "finished", "stopped", "failed"
+class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "training", then the end states
     last: FinetuneStep | None
     history: list[dict]  # per finished epoch: train and validation accuracy
     result: FinetuneResult | None
-    error: str | None
 
     @property
     def fraction(self) -> float:
@@ -180,9 +231,7 @@ class FinetuneSnapshot:
         text = f"{state}: {last.done:,} of {last.total:,} {unit}"
         if last.phase == "training":
             text += f" · epoch {last.epoch:.1f} of {epochs}"
-        if last.eta_s is not None and running:
-            text += f" · about {last.eta_s:,.0f} s left"
-        return text
+        return text + (_time_left(last.eta_s) if running else "")
 
 
 class FinetuneJob(BackgroundJob):
@@ -191,31 +240,26 @@ class FinetuneJob(BackgroundJob):
 
     def __init__(self, config: FinetuneConfig, *, device: torch.device | str, loader: Callable = load_data):
         check_finetune_config(config)
-        super().__init__(f"finetune-{config.backbone}")
-        self.config = config
-        self.device = torch.device(device)
-        self._loader = loader
+        super().__init__(f"finetune-{config.backbone}", config, device, loader)
         self._last: FinetuneStep | None = None
         self._history: list[dict] = []
         self._result: FinetuneResult | None = None
 
     def snapshot(self) -> FinetuneSnapshot:
         with self._lock:
-            return FinetuneSnapshot(self._state, self._last, list(self._history), self._result, self._error)
+            return FinetuneSnapshot(state=self._state, error=self._error, last=self._last,
+                                    history=list(self._history), result=self._result)
 
-    def _run(self) -> None:
-        try:
-            data = self._loader(self.config.data, image_size=self.config.data_size,
-                                val_size=self.config.val_size, seed=self.config.seed)
-            run = Finetuning(self.config, data, self.device)
-            for step in run.steps(self._stop):
-                with self._lock:
-                    self._state, self._last = step.phase, step
-                    if step.val_accuracy is not None:
-                        self._history.append({"epoch": round(step.epoch), "train_accuracy": step.train_accuracy,
-                                              "val_accuracy": step.val_accuracy})
+    def _work(self) -> None:
+        data = self._loader(self.config.data, image_size=self.config.data_size,
+                            val_size=self.config.val_size, seed=self.config.seed)
+        run = Finetuning(self.config, data, self.device)
+        for step in run.steps(self._stop):
             with self._lock:
-                self._result = run.result
-                self._state = "stopped" if self._stop.is_set() else "finished"
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            self._fail(error)
+                self._state, self._last = step.phase, step
+                if step.val_accuracy is not None:
+                    self._history.append({"epoch": round(step.epoch), "train_accuracy": step.train_accuracy,
+                                          "val_accuracy": step.val_accuracy})
+        with self._lock:
+            self._result = run.result
+            self._set_end_state()

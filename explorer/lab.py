@@ -62,13 +62,13 @@ def gap_caption(record) -> str | None:
     plain = sorted((get_model_spec(n).depth, n) for n in latest if not get_model_spec(n).has_shortcuts)
     if len(plain) < 2:
         return None
-    (_, shallow), (depth, deep) = plain[0], plain[-1]
+    (_, shallow), (_, deep) = plain[0], plain[-1]
     seconds = record.steps[-1]["elapsed_s"]
     gap = 100 * (latest[deep] - latest[shallow])
     sentence = (f"{_label(deep)} is {abs(gap):.0f} points {'worse' if gap >= 0 else 'better'} than "
                 f"{_label(shallow)} on training error after {seconds:.0f} s")
-    twin = next((n for n in latest if get_model_spec(n).has_shortcuts and get_model_spec(n).depth == depth), None)
-    if twin is not None:
+    twin = get_model_spec(deep).twin  # the residual net of the same depth (§4.2's pairs)
+    if twin in latest:
         rescue = 100 * (latest[deep] - latest[twin])
         sentence += (f"; with shortcuts, {_label(twin)} is {abs(rescue):.0f} points "
                      f"{'better' if rescue >= 0 else 'worse'} than {_label(deep)}")

@@ -19,10 +19,9 @@ The backbone is loaded fresh for every run (never the app's cached, shared copy)
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -33,71 +32,18 @@ from explorer.attribution import stage_ends
 from explorer.checkpoints import CheckpointEntry, dataset_tag, finetuned_dir, read_manifest, save_checkpoint
 from explorer.classify import classifier_names, load_classifier
 from explorer.data import Augmentation, InMemoryData, augment, denormalize, normalize, random_erase, upsample
+from explorer.finetune_config import (NO_AUGMENTATION, TRAIN_CHOICES, FinetuneConfig, cache_explanation,
+                                      check_finetune_config)
+from explorer.loop import count_wrong, eta_s, safe_name
 from explorer.models import get_model_spec, list_models
-from explorer.models.heads import HEADS, build_head, feature_width
+from explorer.models.heads import build_head, feature_width
 from explorer.weights import find_weights
 
-TRAIN_CHOICES = ("head", "last stage", "all")
-NO_AUGMENTATION = Augmentation(pad=0, flip=False)
+__all__ = ["NO_AUGMENTATION", "TRAIN_CHOICES", "FinetuneConfig", "FinetuneResult", "FinetuneStep", "Finetuning",
+           "backbone_names", "cache_explanation", "check_finetune_config", "default_backbone_name", "default_upsample",
+           "erasing_preview", "erasing_preview_of_samples", "finetune", "save_finetuned", "suggested_key"]
+
 _FEATURE_CHUNK = 128  # images per backbone forward pass when caching or evaluating (256 was slower on a 2-core CPU)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    backbone: str  # a shipped checkpoint ("resnet20-cifar10") or an ImageNet ResNet with weights
-    data: str = "synthetic"  # as for training: synthetic[:N], cifar10, folder:PATH
-    upsample: int = 1  # input side = data_size × upsample (7: CIFAR's 32 -> ImageNet's 224)
-    train: str = "head"  # "head" (backbone frozen), "last stage" (and the head), "all"
-    head: str = "linear"  # "linear" or "seed" (BN-Dense-Dropout, see explorer.models.heads)
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-2  # Adam, for the head; trainable backbone layers get a hundredth of it
-    cache_features: bool = True  # only possible for "head" without augmentation
-    augmentation: Augmentation = NO_AUGMENTATION
-    train_limit: int | None = None  # use only this many training images (a quicker class demo)
-    val_size: int | None = None  # None: the data set's default split (45k/5k for CIFAR-10)
-    data_size: int = 32  # side the data set is decoded at
-    seed: int = 0
-
-    @property
-    def input_size(self) -> int:
-        return self.data_size * self.upsample
-
-    @property
-    def uses_cached_features(self) -> bool:
-        return self.cache_features and self.train == "head" and self.augmentation == NO_AUGMENTATION
-
-
-def cache_explanation(config: FinetuneConfig) -> str:
-    """Why features are, or are not, cached: shown next to the progress bar."""
-    if config.uses_cached_features:
-        return ("Backbone frozen: its features are computed once, then only the head trains on them "
-                "(each epoch costs a fraction of a second instead of a full pass through the backbone).")
-    if not config.cache_features:
-        return "Feature caching is off: every step runs the whole backbone."
-    if config.train != "head":
-        return f"Training {config.train}: the backbone changes, so its features cannot be cached."
-    return "Augmentation changes every image at every step, so features cannot be cached."
-
-
-def check_finetune_config(config: FinetuneConfig) -> None:
-    """A ValueError with a readable message for settings that cannot run."""
-    whole = {"epochs": config.epochs, "batch_size": config.batch_size, "upsample": config.upsample,
-             "data_size": config.data_size}
-    for name, value in whole.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
-    if config.upsample > 8:
-        raise ValueError(f"upsample {config.upsample} would feed {config.input_size}×{config.input_size} images; "
-                         "7 (CIFAR's 32 -> ImageNet's 224) is the most that helps.")
-    if config.train not in TRAIN_CHOICES:
-        raise ValueError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {config.train!r}.")
-    if config.head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {config.head!r}.")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"The learning rate must be a positive number, got {config.lr!r}.")
-    if config.train_limit is not None and config.train_limit < 1:
-        raise ValueError(f"train_limit must be at least 1 image (or None for all), got {config.train_limit!r}.")
 
 
 def backbone_names() -> list[str]:
@@ -116,6 +62,13 @@ def default_backbone_name() -> str | None:
     return names[0] if names else None
 
 
+def default_upsample(backbone: str) -> int:
+    """How much to enlarge the 32×32 images for ``backbone``: 7 for an ImageNet model, whose
+    training crops were 224×224 = 32 × 7 (§3.4), 1 for the project's own CIFAR-10
+    checkpoints, trained at 32×32 (§4.2). The page and ``finetune`` both start from this."""
+    return 1 if backbone in read_manifest() else 7
+
+
 @dataclass(frozen=True)
 class FinetuneStep:
     phase: str  # "features" (computing the cache) or "training"
@@ -129,7 +82,7 @@ class FinetuneStep:
 
     @property
     def eta_s(self) -> float | None:
-        return self.phase_elapsed_s / self.done * (self.total - self.done) if self.done else None
+        return eta_s(self.phase_elapsed_s, self.done, self.total)
 
 
 @dataclass
@@ -147,6 +100,22 @@ class FinetuneResult:
     history: list[dict] = field(default_factory=list)  # per epoch: train and validation accuracy
 
 
+@dataclass
+class _Run:
+    """What one fine-tuning run trains, and how far it has got."""
+
+    forward: nn.Module  # the head alone (on cached features), or the backbone with the head as its fc
+    optimizer: torch.optim.Optimizer
+    train_modules: list[nn.Module]  # switched to train mode for each epoch; the rest stays in eval mode
+    train_x: torch.Tensor  # cached feature vectors, or uint8 images
+    val_x: torch.Tensor
+    train_input: Callable[[torch.Tensor], torch.Tensor]  # train_x[batch] -> forward's input (augmented)
+    val_input: Callable[[torch.Tensor], torch.Tensor]  # val_x[slice] -> forward's input
+    step: int = 0  # optimiser steps done
+    total_steps: int = 0
+    phase_started: float = 0.0
+
+
 class Finetuning:
     """One fine-tuning run: iterate :meth:`steps` for progress; then read :attr:`result`."""
 
@@ -161,133 +130,144 @@ class Finetuning:
         self.result: FinetuneResult | None = None
 
     def steps(self, stop: threading.Event | None = None) -> Iterator[FinetuneStep]:
-        config, device = self.config, self.device
+        """Load a fresh copy of the backbone, cache its features if it stays frozen, train for
+        ``config.epochs`` epochs, then set :attr:`result`. ``stop`` ends the run between two
+        batches; the epochs finished before it are kept (a stop while caching leaves no result)."""
+        config = self.config
         started = time.perf_counter()
         torch.manual_seed(config.seed)  # the head's initialisation
-        classifier = load_classifier(config.backbone, device=device)  # a private copy: we train it
-        model = classifier.model
-        width = feature_width(model)
-        mean, std = classifier.mean, classifier.std
-        head = build_head(config.head, width, len(self.data.classes)).to(device)
-
+        classifier = load_classifier(config.backbone, device=self.device)  # a private copy: we train it
+        head = build_head(config.head, feature_width(classifier.model), len(self.data.classes)).to(self.device)
         train_images, train_labels = self.data.train_images, self.data.train_labels
         if config.train_limit is not None:  # the split is already shuffled: the first N are a random subset
             train_images, train_labels = train_images[:config.train_limit], train_labels[:config.train_limit]
         if len(self.data.val_labels) == 0:
             raise ValueError("Fine-tuning needs validation images to report an accuracy: set val_size above 0.")
-
-        def prepare(images: torch.Tensor) -> torch.Tensor:
-            return normalize(upsample(images.to(device), config.input_size), mean, std)
-
-        history: list[dict] = []
-        val_accuracy = None
-        steps_per_epoch = math.ceil(len(train_labels) / config.batch_size)
-        total_steps = steps_per_epoch * config.epochs
-        generator = torch.Generator().manual_seed(config.seed)
-
         if config.uses_cached_features:
-            model.fc = nn.Identity()
-            model.eval()
-            phase_started = time.perf_counter()
-            features = []
             everything = torch.cat([train_images, self.data.val_images])
-            for start in range(0, len(everything), _FEATURE_CHUNK):
-                if stop is not None and stop.is_set():
-                    return
-                with torch.no_grad():
-                    features.append(model(prepare(everything[start:start + _FEATURE_CHUNK])))
-                yield FinetuneStep("features", min(start + _FEATURE_CHUNK, len(everything)), len(everything),
-                                   time.perf_counter() - phase_started)
-            features = torch.cat(features)
-            train_x, val_x = features[:len(train_labels)], features[len(train_labels):]
-            forward = head
-            optimizer = torch.optim.Adam(head.parameters(), lr=config.lr)
-            modules_in_train_mode = [head]
+            features = yield from self._cache_features(classifier, everything, stop)
+            if features is None:
+                return
+            run = _Run(head, torch.optim.Adam(head.parameters(), lr=config.lr), [head],
+                       features[:len(train_labels)], features[len(train_labels):], nn.Identity(), nn.Identity())
         else:
-            model.fc = head
-            model.requires_grad_(False)
-            head.requires_grad_(True)
-            backbone_parameters: list[nn.Parameter] = []
-            modules_in_train_mode: list[nn.Module] = [head]
-            if config.train == "all":
-                modules_in_train_mode = [model]
-                backbone_parameters = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
-            elif config.train == "last stage":
-                last = model.get_submodule(stage_ends(model, get_model_spec(classifier.model_name))[-1][1])
-                modules_in_train_mode = [last, head]
-                backbone_parameters = list(last.parameters())
-            for parameter in backbone_parameters:
-                parameter.requires_grad_(True)
-            groups = [{"params": list(head.parameters()), "lr": config.lr}]
-            if backbone_parameters:
-                # Small steps for pretrained layers, so fine-tuning adjusts rather than erases what they learnt.
-                groups.append({"params": backbone_parameters, "lr": config.lr / 100})
-            optimizer = torch.optim.Adam(groups)
-            forward = model
-            train_x, val_x = train_images, self.data.val_images
+            run = self._backbone_with_head(classifier, head, train_images)
+        history = yield from self._train(run, train_labels, stop)
+        self.result = self._result(classifier, head, run, history, started)
 
-        def scale(augmentation: Augmentation) -> Augmentation:  # padding is in data-set pixels
-            return replace(augmentation, pad=augmentation.pad * config.upsample)
+    def _prepare(self, classifier, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images as the backbone was trained on them: upsampled, then its own normalisation."""
+        return normalize(upsample(images.to(self.device), self.config.input_size), classifier.mean, classifier.std)
 
-        def batch_inputs(x: torch.Tensor) -> torch.Tensor:
-            if config.uses_cached_features:
-                return x
-            upsampled = upsample(x.to(device), config.input_size)
-            return augment(upsampled, scale(config.augmentation), mean=mean, std=std)
-
-        def evaluate() -> float:
-            for module in modules_in_train_mode:
-                module.eval()
-            correct = 0
+    def _cache_features(self, classifier, images: torch.Tensor,
+                        stop: threading.Event | None) -> Generator[FinetuneStep, None, torch.Tensor | None]:
+        """The frozen backbone's feature vectors (N, width) of ``images``, reporting progress;
+        None if stopped first. Its ``fc`` becomes the identity until the head replaces it."""
+        model = classifier.model
+        model.fc = nn.Identity()
+        model.eval()
+        phase_started = time.perf_counter()
+        features = []
+        for start in range(0, len(images), _FEATURE_CHUNK):
+            if stop is not None and stop.is_set():
+                return None
             with torch.no_grad():
-                for start in range(0, len(val_x), _FEATURE_CHUNK):
-                    chunk = val_x[start:start + _FEATURE_CHUNK]
-                    inputs = chunk if config.uses_cached_features else prepare(chunk)
-                    predicted = forward(inputs).argmax(1).cpu()
-                    correct += (predicted == self.data.val_labels[start:start + _FEATURE_CHUNK]).sum().item()
-            return correct / len(val_x)
+                features.append(model(self._prepare(classifier, images[start:start + _FEATURE_CHUNK])))
+            yield FinetuneStep("features", min(start + _FEATURE_CHUNK, len(images)), len(images),
+                               time.perf_counter() - phase_started)
+        return torch.cat(features)
 
-        phase_started, step = time.perf_counter(), 0
+    def _backbone_with_head(self, classifier, head: nn.Module, train_images: torch.Tensor) -> _Run:
+        """The backbone with ``head`` as its fc, ``config.train`` deciding what else learns."""
+        config, model = self.config, classifier.model
+        model.fc = head
+        model.requires_grad_(False)
+        head.requires_grad_(True)
+        backbone_parameters: list[nn.Parameter] = []
+        train_modules: list[nn.Module] = [head]
+        if config.train == "all":
+            train_modules = [model]
+            backbone_parameters = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
+        elif config.train == "last stage":
+            last = model.get_submodule(stage_ends(model, get_model_spec(classifier.model_name))[-1][1])
+            train_modules = [last, head]
+            backbone_parameters = list(last.parameters())
+        for parameter in backbone_parameters:
+            parameter.requires_grad_(True)
+        groups = [{"params": list(head.parameters()), "lr": config.lr}]
+        if backbone_parameters:
+            # Small steps for pretrained layers, so fine-tuning adjusts rather than erases what they learnt.
+            groups.append({"params": backbone_parameters, "lr": config.lr / 100})
+        augmentation = replace(config.augmentation, pad=config.augmentation.pad * config.upsample)  # data-set pixels
+
+        def train_input(images: torch.Tensor) -> torch.Tensor:
+            upsampled = upsample(images.to(self.device), config.input_size)
+            return augment(upsampled, augmentation, mean=classifier.mean, std=classifier.std)
+
+        return _Run(model, torch.optim.Adam(groups), train_modules, train_images, self.data.val_images,
+                    train_input, lambda images: self._prepare(classifier, images))
+
+    def _train(self, run: _Run, labels: torch.Tensor,
+               stop: threading.Event | None) -> Generator[FinetuneStep, None, list[dict]]:
+        """``config.epochs`` epochs in a seeded order, a validation pass after each; returns
+        the history (per finished epoch: train and validation accuracy)."""
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed)
+        run.total_steps = math.ceil(len(labels) / config.batch_size) * config.epochs
+        run.phase_started = time.perf_counter()
+        history: list[dict] = []
         for epoch in range(config.epochs):
-            for module in modules_in_train_mode:
+            for module in run.train_modules:
                 module.train()
-            order = torch.randperm(len(train_labels), generator=generator)
-            correct = seen = 0
-            for start in range(0, len(order), config.batch_size):
-                if stop is not None and stop.is_set():
-                    break
-                index = order[start:start + config.batch_size]
-                if len(index) == 1 and len(order) > 1:
-                    continue  # a last batch of one image: BatchNorm (the seed head's) cannot train on it
-                labels = train_labels[index].to(device)
-                logits = forward(batch_inputs(train_x[index]))
-                loss = F.cross_entropy(logits, labels)  # logits + class indices: softmax inside
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                correct += (logits.argmax(1) == labels).sum().item()
-                seen += len(index)
-                yield FinetuneStep("training", step, total_steps, time.perf_counter() - phase_started,
-                                   epoch + seen / len(train_labels), correct / seen, None, loss.item())
-            if stop is not None and stop.is_set() and seen < len(train_labels):
+            order = torch.randperm(len(labels), generator=generator)
+            correct, seen, loss = yield from self._epoch(run, labels, order, epoch, stop)
+            if stop is not None and stop.is_set() and seen < len(labels):
                 break
-            val_accuracy = evaluate()
+            wrong = count_wrong(run.forward, run.val_x, self.data.val_labels, _FEATURE_CHUNK, prepare=run.val_input)
+            val_accuracy = (len(run.val_x) - wrong) / len(run.val_x)
             history.append({"epoch": epoch + 1, "train_accuracy": correct / seen, "val_accuracy": val_accuracy})
-            yield FinetuneStep("training", step, total_steps, time.perf_counter() - phase_started,
+            yield FinetuneStep("training", run.step, run.total_steps, time.perf_counter() - run.phase_started,
                                epoch + 1.0, correct / seen, val_accuracy, loss.item())
+        return history
 
+    def _epoch(self, run: _Run, labels: torch.Tensor, order: torch.Tensor, epoch: int,
+               stop: threading.Event | None) -> Generator[FinetuneStep, None, tuple]:
+        """One pass over ``order``; returns (correct, seen, the last loss)."""
+        batch_size = self.config.batch_size
+        correct = seen = 0
+        loss = None
+        for start in range(0, len(order), batch_size):
+            if stop is not None and stop.is_set():
+                break
+            index = order[start:start + batch_size]
+            if len(index) == 1 and len(order) > 1:
+                continue  # a last batch of one image: BatchNorm (the seed head's) cannot train on it
+            batch_labels = labels[index].to(self.device)
+            logits = run.forward(run.train_input(run.train_x[index]))
+            loss = F.cross_entropy(logits, batch_labels)  # logits + class indices: softmax inside
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.step += 1
+            correct += (logits.argmax(1) == batch_labels).sum().item()
+            seen += len(index)
+            yield FinetuneStep("training", run.step, run.total_steps, time.perf_counter() - run.phase_started,
+                               epoch + seen / len(labels), correct / seen, None, loss.item())
+        return correct, seen, loss
+
+    def _result(self, classifier, head: nn.Module, run: _Run, history: list[dict], started: float) -> FinetuneResult:
+        config, model = self.config, classifier.model
         model.fc = head
         model.eval().requires_grad_(False)
         entry = read_manifest().get(config.backbone)
-        self.result = FinetuneResult(
+        return FinetuneResult(
             model=model, model_name=classifier.model_name,
             backbone_build=dict(entry.build) if entry is not None else {},
-            classes=list(self.data.classes), val_accuracy=val_accuracy,
+            classes=list(self.data.classes), val_accuracy=history[-1]["val_accuracy"] if history else None,
             preprocessing={"data_size": config.data_size, "input_size": config.input_size,
-                           "mean": list(mean), "std": list(std)},
-            epochs_done=len(history), steps=step, wall_time_s=time.perf_counter() - started,
-            device=str(device), history=history)
+                           "mean": list(classifier.mean), "std": list(classifier.std)},
+            epochs_done=len(history), steps=run.step, wall_time_s=time.perf_counter() - started,
+            device=str(self.device), history=history)
 
 
 def finetune(config: FinetuneConfig, data: InMemoryData, device: torch.device | str = "cpu") -> FinetuneResult:
@@ -299,15 +279,7 @@ def finetune(config: FinetuneConfig, data: InMemoryData, device: torch.device | 
 
 
 def suggested_key(config: FinetuneConfig) -> str:
-    return safe_key(f"{config.backbone}-{config.head}-{dataset_tag(config.data)}")
-
-
-def safe_key(name: str) -> str:
-    """A manifest key and file name: letters, digits, dot, dash and underscore only."""
-    key = re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.")
-    if not key:
-        raise ValueError("Give the model a name (letters, digits, - or _).")
-    return key[:80]
+    return safe_name(f"{config.backbone}-{config.head}-{dataset_tag(config.data)}")
 
 
 def save_finetuned(result: FinetuneResult, config: FinetuneConfig, key: str, folder=None) -> CheckpointEntry:
@@ -315,7 +287,9 @@ def save_finetuned(result: FinetuneResult, config: FinetuneConfig, key: str, fol
     registry, the inspect page and ``classify`` find it)."""
     if result.epochs_done == 0:
         raise ValueError("Nothing to save: the run stopped before its first epoch ended.")
-    key = safe_key(key)
+    key = safe_name(key)
+    if not key:
+        raise ValueError("Give the model a name (letters, digits, - or _).")
     if key in read_manifest():
         raise ValueError(f"{key!r} is the name of a shipped checkpoint: choose another name.")
     return save_checkpoint(

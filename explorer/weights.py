@@ -104,12 +104,17 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
         ) from error
 
 
-def load_pretrained(model: nn.Module, name: str) -> Path:
-    """Load the model's ImageNet weights from disk; WeightsError (with instructions) if absent."""
-    spec = get_model_spec(name)
+def require_weights(spec: ModelSpec) -> Path:
+    """Where the model's ImageNet weights are; WeightsError (with instructions) if absent."""
     path = find_weights(spec)
     if path is None:
-        raise WeightsError(f"No ImageNet weights for {name} on this machine. {get_instructions(spec)}")
+        raise WeightsError(f"No ImageNet weights for {spec.name} on this machine. {get_instructions(spec)}")
+    return path
+
+
+def load_pretrained(model: nn.Module, name: str) -> Path:
+    """Load the model's ImageNet weights from disk; WeightsError (with instructions) if absent."""
+    path = require_weights(get_model_spec(name))
     load_weights_file(model, path)
     return path
 

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from explorer import ui
+from explorer.navigation import PAGES
 
 st.title("ResNet Explorer")
 st.caption("An interactive companion to He, Zhang, Ren and Sun, *Deep Residual Learning for "
@@ -29,7 +29,7 @@ with right:
                "$W_s x$ (Eq. 2) or zero-pads the extra channels (option A).")
 
 st.markdown("### What each page shows")
-for page in ui.PAGES[1:]:
+for page in PAGES[1:]:
     st.page_link(page.path, label=page.title, icon=page.icon)
     st.markdown(page.summary)
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "

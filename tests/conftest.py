@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 
@@ -17,6 +19,11 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
     # A page's unexpected exception is shown as a short message; in tests it is raised too,
     # so `at.exception` still fails a test (tests/test_app.py checks the message itself).
     monkeypatch.setenv("EXPLORER_RAISE_ERRORS", "1")
+    # The app reads folders only inside its data roots (issue 16): the tests' own temporary
+    # folders and the project's shared data, as on a class server.
+    from explorer.roots import SHARED_DATA
+
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(SHARED_DATA)]))
     return root
 
 

@@ -6,12 +6,17 @@ from pathlib import Path
 import pytest
 from apptest_helpers import open_page
 
+from explorer import navigation
 from explorer.devices import available_devices
 from explorer.models import list_models
 from explorer.weights import weights_filename
 
-PAGES = ["../pages/home.py", "../pages/architecture.py", "../pages/degradation.py", "../pages/inspect_image.py",
-         "../pages/transfer.py"]
+PAGES = [page.path for page in navigation.PAGES]  # every page the app navigates, none typed by hand
+
+
+def test_page_table_names_every_page_file():
+    on_disk = {f"../pages/{path.name}" for path in (Path(__file__).parent.parent / "pages").glob("*.py")}
+    assert set(PAGES) == on_disk
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -28,10 +33,11 @@ def test_architecture_page_without_weights_labels_models_untrained():
     assert "python -m explorer weights download resnet18 resnet34 resnet50 resnet101 resnet152 vgg19" in banner
     assert os.environ["EXPLORER_PRETRAINED_DIR"] in banner
     zoo = at.dataframe[0].value
-    assert set(zoo["weights here"]) == {"untrained (weights missing)", "untrained (none published)"}
+    assert set(zoo["weights here"]) == {"untrained: weights not on this machine", "untrained: none published"}
+    assert len(zoo) == 11  # all rows, shown without an inner scrollbar (height from tables.row_height)
     assert zoo.set_index("model").loc["resnet152", "params (M)"] == pytest.approx(60.19)
     cifar = at.dataframe[1].value.set_index("model")
-    assert cifar.loc["resnet56", "params (M)"] == pytest.approx(0.853) and cifar.loc["resnet56", "params (M, Table 6)"] == 0.85
+    assert cifar.loc["resnet56", "params (M)"] == pytest.approx(0.853) and cifar.loc["resnet56", "params (M, Table 6)"] == "0.85"
     table_1 = at.dataframe[2].value
     assert list(table_1["output size"][:5]) == ["112×112", "56×56", "28×28", "14×14", "7×7"]
     assert table_1["resnet18"][1] == "3×3 max pool, stride 2 → [3×3, 64; 3×3, 64] × 2"
@@ -73,7 +79,7 @@ def test_speed_button_loads_every_depth_and_labels_them_untrained():
     assert not at.exception
     speed = at.dataframe[-1].value
     assert list(speed["model"]) == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
-    assert set(speed["weights"]) == {"untrained (random init)"}
+    assert set(speed["weights"]) == {"untrained (random init, denormals flushed)"}
     assert (speed["batch-1 latency (ms)"] > 0).all()
 
 

@@ -1,11 +1,13 @@
 """Table 1 as text, per-layer accounting, and block diagrams from real modules."""
 
 import pytest
+import torch
 from torch import nn
 
 from explorer.architecture import analyze, describe_modules, paper_table
 from explorer.diagrams import block_dot, block_examples
-from explorer.models import build_model
+from explorer.models import build_model, get_model_spec
+from explorer.speed import denormals_are_flushed, measure_speed
 
 
 def test_block_specs_are_written_like_the_paper():
@@ -60,7 +62,7 @@ def test_describe_modules_skips_layers_the_paper_leaves_implicit():
 
 def test_diagram_of_a_projection_block_shows_both_paths():
     model = build_model("resnet50", device="meta")
-    examples = dict(block_examples(model))
+    examples = dict(block_examples(model, get_model_spec("resnet50")))
     assert list(examples) == ["layer1.0", "layer1.1"]  # layer1.0 already projects 64 → 256
     dot = block_dot(model.get_submodule("layer1.0"), "layer1.0")
     assert "downsample_0" in dot and 'label=" projection"' in dot
@@ -71,5 +73,31 @@ def test_diagram_of_a_projection_block_shows_both_paths():
 
 def test_diagram_of_a_plain_block_has_no_addition():
     model = build_model("plain34", device="meta")
-    assert [caption for _, caption in block_examples(model)][0].startswith("Plain block")
+    assert [caption for _, caption in block_examples(model, get_model_spec("plain34"))][0].startswith("Plain block")
     assert "shortcut" not in block_dot(model.layer2[0], "plain")
+
+
+class _RecordsDenormalMode(nn.Module):
+    """A stand-in model that notes, at each forward pass, whether denormals are flushed."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 10)
+        self.flushed: list[bool] = []
+
+    def forward(self, x):
+        self.flushed.append(denormals_are_flushed())
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_speed_is_timed_with_denormals_flushed_and_the_mode_restored(monkeypatch, flush):
+    import explorer.speed
+
+    model = _RecordsDenormalMode()
+    monkeypatch.setattr(explorer.speed, "build_model", lambda name: model)
+    assert not denormals_are_flushed()
+    row = next(measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, repeats=2, flush_denormals=flush))
+    assert not denormals_are_flushed()  # the caller's mode is back while the row is handed over
+    assert model.flushed == [flush] * 5  # warm-up, two batch-1 and two batch-2 passes
+    assert row.denormals_flushed is flush

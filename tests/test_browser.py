@@ -247,3 +247,25 @@ def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):
         out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
         out_dir.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out_dir / "inspect.png"), full_page=True)
+
+
+def test_why_shortcuts_page_shows_the_surfaces_and_computes_fig7(app_url, tmp_path):
+    """The page opens with the shipped loss surfaces, and Fig. 7 computes with its verdict."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.route("**/*", _local_only)
+            page.goto(f"{app_url}/why_shortcuts", wait_until="domcontentloaded")
+            button = page.get_by_role("button", name="Compute the responses")
+            button.wait_for(timeout=90_000)
+            _wait_until_idle(page)
+            button.click()
+            page.get_by_text(re.compile(r"ResNet-(20|56)'s responses \(mean std")).first.wait_for(timeout=240_000)
+            _assert_no_error_shown(page)
+            assert page.locator("[data-testid='stPlotlyChart']").count() >= 2  # Fig. 7 and the path lengths
+            out_dir = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR") or tmp_path)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out_dir / "why_shortcuts.png"))
+        finally:
+            browser.close()

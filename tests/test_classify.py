@@ -3,23 +3,28 @@
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from explorer.checkpoints import load_checkpoint, read_manifest, save_checkpoint
+from explorer import checkpoints
+from explorer.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest, save_checkpoint
 from explorer.classify import (
     ClassifierError,
     checkpoint_model_input,
+    classifier_choices,
     classifier_names,
     default_classifier_name,
     load_classifier,
+    resolve_classifier,
 )
 from explorer.cli import main as cli_main
-from explorer.data import normalize
+from explorer.data import CIFAR10_MEAN, normalize
 from explorer.models import build_model
+from explorer.models.heads import replace_head
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -89,6 +94,84 @@ def test_imagenet_classifier_uses_torchvision_preprocessing_and_labels():
     assert classifier.model_input(Image.new("RGB", (500, 300))).shape == (3, 224, 224)
     assert classifier.model_input(Image.new("RGB", (1, 1))).shape == (3, 224, 224)
     assert len(classifier.predict([Image.new("RGB", (300, 300), "white")], topk=5)[0]) == 5
+
+
+def _aged(path: Path) -> None:
+    """A minute-old mtime: old enough for the manifest cache to trust it."""
+    stamp = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_a_name_resolves_in_one_pass_over_a_manifest_read_once(monkeypatch):
+    _save("plain20", 0.30)
+    _save("resnet20", 0.20)
+    _aged(Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "manifest.json")
+    reads = []
+    parse = checkpoints._read_manifest_file
+    monkeypatch.setattr(checkpoints, "_read_manifest_file", lambda path: reads.append(path) or parse(path))
+    source = resolve_classifier("resnet20")  # the one resnet20 checkpoint, by its architecture's name
+    assert (source.name, source.kind, source.model_name, source.input_size) == ("resnet20-toy", "checkpoint", "resnet20", 16)
+    assert source.mean == CIFAR10_MEAN and source.classes == tuple(CIFAR10_CLASSES) and source.trained
+    assert source.fingerprint == read_manifest()["resnet20-toy"].sha256 == source.entry.sha256
+    assert classifier_names() == ["resnet20-toy", "plain20-toy"]
+    choices = classifier_choices()
+    assert list(choices.items())[:2] == [("resnet20-toy", "resnet20-toy (trained here on toy, 20.0% validation error)"),
+                                         ("plain20-toy", "plain20-toy (trained here on toy, 30.0% validation error)")]
+    assert choices["resnet50"] == "resnet50 (untrained: no ImageNet weights here)"
+    classifier = source.load()
+    assert classifier.source is source and classifier.about == source.about
+    assert not classifier.model.training and not any(p.requires_grad for p in classifier.model.parameters())
+    assert load_classifier("plain20-toy").name == "plain20-toy"
+    assert len(reads) == 1  # the finetuned folder has no manifest: nothing to read there
+
+
+def test_a_finetuned_entry_resolves_to_its_own_preprocessing():
+    torch.manual_seed(0)
+    model = replace_head(build_model("resnet20", width=4, num_classes=10), "linear", 3)
+    preprocessing = {"data_size": 8, "input_size": 24, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    save_checkpoint(model, key="flowers", model_name="resnet20", kind="finetuned", folder=finetuned_dir(),
+                    build={"backbone_build": {"width": 4, "num_classes": 10}, "head": "linear", "num_classes": 3},
+                    classes=["daisy", "rose", "tulip"], val_error=0.25, steps=30, wall_time_s=12.0, device="cpu",
+                    config={"backbone": "resnet20-toy", "data": "folder:/photos/flowers", "train": "head",
+                            "epochs": 2, "preprocessing": preprocessing})
+    source = resolve_classifier("flowers")
+    assert (source.kind, source.input_size, source.mean, source.std) == ("finetuned", 24, (0.5,) * 3, (0.25,) * 3)
+    assert source.about == ("resnet20 backbone (resnet20-toy) with a linear head, fine-tuned (head) on flowers "
+                            "(3 classes, 2 epochs, 12 s on cpu): 75.0% validation accuracy")
+    assert classifier_choices()["flowers"] == "flowers (fine-tuned here on flowers, 75.0% validation accuracy)"
+    classifier = source.load()
+    image = Image.new("RGB", (40, 20), (250, 128, 0))
+    assert classifier.model_input(image).shape == (3, 24, 24)
+    batch = classifier.prepare([image])
+    assert batch[0, :, 0, 0].tolist() == pytest.approx([(250 / 255 - 0.5) / 0.25, (128 / 255 - 0.5) / 0.25, -2.0], abs=1e-6)
+    assert [p.label for p in classifier.predict([image], topk=3)[0]] == \
+        [classifier.classes[i] for i in model.eval()(batch).argsort(descending=True)[0].tolist()]
+
+
+def test_imagenet_names_resolve_to_weights_or_to_random_weights():
+    folder = Path(os.environ["EXPLORER_PRETRAINED_DIR"])
+    folder.mkdir(parents=True)
+    torch.save(build_model("resnet18").state_dict(), folder / "resnet18-f37072fd.pth")
+    present = resolve_classifier("resnet18")
+    assert (present.kind, present.weights, present.fingerprint) == (
+        "imagenet", folder / "resnet18-f37072fd.pth", str(folder / "resnet18-f37072fd.pth"))
+    assert present.input_size == 224 and present.mean == (0.485, 0.456, 0.406)
+    with pytest.raises(ClassifierError, match="python -m explorer weights download resnet34"):
+        resolve_classifier("resnet34")
+    missing = resolve_classifier("resnet34", allow_untrained=True)
+    assert (missing.kind, missing.trained, missing.weights) == ("untrained", False, None)
+    assert missing.about.startswith("resnet34 UNTRAINED: random weights")
+    assert missing.fingerprint != present.fingerprint
+    assert classifier_choices()["resnet18"] == "resnet18 (ImageNet weights)"
+
+
+def test_a_broken_manifest_leaves_the_imagenet_choices():
+    folder = Path(os.environ["EXPLORER_PRETRAINED_DIR"])
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not a valid checkpoint manifest"):
+        classifier_choices()
+    assert classifier_choices(checkpoints=False)["resnet50"] == "resnet50 (untrained: no ImageNet weights here)"
 
 
 @pytest.mark.parametrize("name, message", [

@@ -132,7 +132,7 @@ TABLE_1 = {
 def test_feature_maps_have_the_shapes_table_1_predicts(name):
     spec = get_model_spec(name)
     model = build_model(name).eval().requires_grad_(False)
-    ends = [point.name for point in feature_points(model, spec) if "end of stage" in point.label]
+    ends = [point.name for point in feature_points(model, spec) if point.stage_end]
     stage_layers = [layer for _, layer in stage_ends(model, spec)]
     assert [end.rsplit(".", 1)[0] for end in ends] == stage_layers
     batch = torch.randn(1, *spec.input_size)
@@ -194,6 +194,15 @@ def test_gradient_norms_match_autograd_and_leave_the_model_untouched():
     assert [norm for _, norm in norms] == pytest.approx([norm for _, norm in expected], rel=1e-5)
     assert len(norms) == 20  # plain-20: 19 conv layers and the fc layer
     assert list(model.parameters()) == parameters and all(p.grad is None and not p.requires_grad for p in parameters)
+
+
+def test_gradient_norms_of_resnet50_cover_its_50_layers_not_the_projections():
+    model = build_model("resnet50").eval().requires_grad_(False)
+    norms = gradient_norms(model, torch.randn(1, 3, 64, 64), torch.tensor([3]))
+    assert len(norms) == 50  # the paper's 50 layers: the 4 downsample projections are not counted
+    assert not any("downsample" in name for name, _ in norms)
+    assert norms[0][0] == "conv1.weight" and norms[-1][0] == "fc.weight"
+    assert all(norm > 0 for _, norm in norms)
 
 
 def test_shipped_twins_and_concurrent_sessions(shipped):
@@ -355,3 +364,18 @@ def test_page_broken_upload_shows_an_error_and_the_next_upload_works(shipped):
     at.file_uploader(key="uploads").upload("cat.jpg", sample_images()["cat"].read_bytes(), "image/jpeg").run()
     assert not at.exception and not at.error
     assert _cam_panels(at) == 3
+
+
+def test_a_link_opens_the_inspect_view_and_a_hostile_one_falls_back(shipped):
+    def opened(params):
+        return open_page(PAGE, params)
+
+    at = opened({"model": "resnet20-cifar10", "sample": "ship", "class": "frog", "stage": "layer2.2"})
+    assert at.selectbox(key="inspect.model").value == "resnet20-cifar10"
+    assert at.selectbox(key="inspect.focus").value == "sample: ship"
+    assert at.selectbox(key="inspect.target").value == "frog"
+    assert at.selectbox(key="inspect.stage").value == "layer2.2"
+    assert at.query_params["class"] in ("frog", ["frog"]) and at.query_params["sample"] in ("ship", ["ship"])
+    hostile = opened({"model": "../../etc/passwd", "sample": "<img src=x>", "stage": "x" * 500})
+    assert sum("From the link" in w.value for w in hostile.warning) >= 2
+    assert hostile.selectbox(key="inspect.model").value != "../../etc/passwd"

@@ -374,3 +374,36 @@ def test_model_colours_are_fixed_warm_for_plain_and_cool_for_residual():
     assert all(rgb(model_colour(n))[2] > rgb(model_colour(n))[0] for n in ("resnet20", "resnet56", "resnet110"))
     assert sum(rgb(model_colour("plain56"))) < sum(rgb(model_colour("plain20")))  # deeper is darker
     assert model_colour("resnet56") == model_colour("resnet56")
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../../etc", "/"])
+def test_the_lab_refuses_folders_outside_the_data_roots(folder):
+    at = open_lab()
+    at.selectbox(key="lab.dataset").set_value("A folder on this machine").run()
+    at.text_input(key="lab.folder").set_value(folder).run()
+    assert not at.exception
+    assert any("allowed data folders" in e.value or "climbs" in e.value for e in at.error)
+    assert _button(at, "Start your run").disabled
+
+
+def _lab_with_link(params: dict) -> AppTest:
+    return open_page(LAB, params)
+
+
+def test_a_link_opens_the_lab_with_its_settings_and_the_settings_go_into_the_link():
+    at = _lab_with_link({"preset": "demo", "models": "plain20,resnet56", "data": "synthetic", "seed": "7",
+                         "steps": "300"})
+    assert at.multiselect(key="lab.models").value == ["plain20", "resnet56"]
+    assert at.number_input(key="lab.seed").value == 7 and at.number_input(key="lab.steps").value == 300
+    assert at.selectbox(key="lab.dataset").value == "Synthetic (generated, instant)"
+    at.number_input(key="lab.seed").set_value(9).run()
+    assert at.query_params["seed"] in ("9", ["9"]) and at.query_params["models"] in ("plain20,resnet56", ["plain20,resnet56"])
+
+
+@pytest.mark.parametrize("params", [{"data": "/etc"}, {"models": "../../x,resnet20"}, {"steps": "9" * 40},
+                                    {"preset": "<script>"}, {"seed": "-1"}])
+def test_a_hostile_link_falls_back_to_defaults_with_a_notice(params):
+    at = _lab_with_link(params)
+    assert any("From the link" in w.value for w in at.warning)
+    assert at.number_input(key="lab.seed").value in (0,)
+    assert "etc" not in " ".join(str(v) for v in at.query_params.values())

@@ -8,7 +8,9 @@ from torch import fx
 
 from explorer.architecture import analyze
 from explorer.diagrams import shortcut_kind
-from explorer.models import UnknownModelError, build_model, get_model_spec, list_models, model_names
+from explorer.models import (UnknownModelError, blocks, build_model, conv_bn_pairs, counted_layers, get_model_spec,
+                             list_models, model_names, shortcut_modules, stage_ends)
+from explorer.models.cifar import PadShortcut
 
 # torchvision's published parameter counts (also the paper's models: Table 1 / Table 3).
 TORCHVISION_PARAMS = {
@@ -112,3 +114,84 @@ def test_imagenet_accuracy_comes_from_torchvision_metadata():
 def test_unknown_model_names_suggest_close_ones():
     with pytest.raises(UnknownModelError, match=r"Did you mean [\w, ]*resnet50"):
         get_model_spec("resnet5O")
+
+
+# --- the anatomy: what the registry entry says, checked against the modules ------------------
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_counted_layers_are_the_papers_depth(name):
+    spec = get_model_spec(name)
+    layers = counted_layers(build_model(name, device="meta"), spec)
+    assert len(layers) == spec.depth  # ResNet-50 → 50, plain-34 → 34, resnet56 → 56, vgg19 → 19
+    assert layers[-1][0] in ("fc", "classifier.6")  # forward order: the classifier last
+
+
+def test_resnet50_counts_no_shortcut_projection():
+    model, spec = build_model("resnet50", device="meta"), get_model_spec("resnet50")
+    found = blocks(model, spec)
+    assert len(found) == 16 and [b.name for b in found if b.shortcut] == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+    assert shortcut_modules(model, spec) == [f"layer{i}.0.downsample" for i in (1, 2, 3, 4)]
+    assert not any("downsample" in name for name, _ in counted_layers(model, spec))
+    # 54 conv and fc layers in all: the 4 projections are what the paper does not count.
+    assert sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in model.modules()) == 54
+    assert found[3].branch_end == "layer2.0.bn3" and found[3].stage == "conv3_x" and found[3].index == 0
+
+
+def test_resnet56_blocks_downsample_twice_with_option_a():
+    model, spec = build_model("resnet56", device="meta"), get_model_spec("resnet56")
+    found = blocks(model, spec)
+    assert len(found) == 27 and all(b.residual for b in found)  # 3 stages × n = 9 blocks
+    assert [b.name for b in found if b.downsampling] == ["layer2.0", "layer3.0"]
+    assert [b.shortcut for b in found if b.shortcut] == ["layer2.0.shortcut", "layer3.0.shortcut"]
+    assert isinstance(model.get_submodule("layer2.0.shortcut"), PadShortcut)  # identity blocks: None
+    assert [b.index for b in found[:10]] == [*range(9), 0] and found[9].stage == "stage2"
+
+
+def test_option_b_projections_are_shortcuts_and_not_counted():
+    model, spec = build_model("resnet20", device="meta", shortcut="B"), get_model_spec("resnet20")
+    assert shortcut_modules(model, spec) == ["layer2.0.shortcut", "layer3.0.shortcut"]
+    assert len(counted_layers(model, spec)) == 20
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 21  # 19 + two 1×1 projections
+    assert counted_layers(model) == counted_layers(model, spec)  # without the entry: the same layers
+
+
+def test_plain_blocks_have_no_shortcut_but_still_downsample():
+    model, spec = build_model("plain34", device="meta"), get_model_spec("plain34")
+    found = blocks(model, spec)
+    assert len(found) == 16 and not any(b.residual or b.shortcut for b in found)
+    assert [b.name for b in found if b.downsampling] == ["layer2.0", "layer3.0", "layer4.0"]
+    assert found[0].branch_end == "layer1.0.bn2"
+
+
+def test_conv_bn_pairs_are_the_stem_and_every_block_conv():
+    pairs = conv_bn_pairs(build_model("resnet20", device="meta"), get_model_spec("resnet20"))
+    assert len(pairs) == 19  # Fig. 7's layers: 6n + 1 conv layers, each followed by BN
+    assert pairs[:3] == [("conv1", "bn1"), ("layer1.0.conv1", "layer1.0.bn1"), ("layer1.0.conv2", "layer1.0.bn2")]
+    assert len(conv_bn_pairs(build_model("resnet50", device="meta"), get_model_spec("resnet50"))) == 49
+    assert conv_bn_pairs(build_model("vgg19", device="meta"), get_model_spec("vgg19")) == []  # no BN
+
+
+def test_stage_ends_are_the_body_stages_last_modules():
+    assert stage_ends(build_model("resnet18", device="meta"), get_model_spec("resnet18")) == [
+        ("conv2_x", "layer1"), ("conv3_x", "layer2"), ("conv4_x", "layer3"), ("conv5_x", "layer4")]
+    assert [stage for stage, _ in stage_ends(build_model("resnet20", device="meta"), get_model_spec("resnet20"))] == [
+        "stage1", "stage2", "stage3"]
+    assert blocks(build_model("vgg19", device="meta"), get_model_spec("vgg19")) == []
+
+
+def test_twins_are_symmetric_and_differ_only_in_shortcuts():
+    twins = {spec.name: spec.twin for spec in list_models() if spec.twin}
+    assert {"resnet18", "plain18", "resnet34", "plain34", "resnet20", "plain20", "resnet110"} <= set(twins)
+    for name, twin in twins.items():
+        spec, other = get_model_spec(name), get_model_spec(twin)
+        assert other.twin == name and other.depth == spec.depth and other.family == spec.family
+        assert other.residual != spec.residual
+    assert get_model_spec("resnet50").twin is None and get_model_spec("vgg19").twin is None
+
+
+def test_variants_rebuild_a_registered_model_with_its_parameters():
+    variants = {spec.name: spec.variant_of for spec in list_models() if spec.variant_of}
+    assert variants == {"resnet50_v1": "resnet50", "resnet101_v1": "resnet101", "resnet152_v1": "resnet152"}
+    for name, original in variants.items():
+        assert analyze(name).params == analyze(original).params

@@ -23,6 +23,7 @@ from explorer.weights import (
     get_instructions,
     load_pretrained,
     load_weights_file,
+    require_weights,
     weights_filename,
 )
 
@@ -37,6 +38,8 @@ def test_nothing_is_found_on_a_fresh_machine():
     assert find_weights(get_model_spec("resnet18")) is None
     with pytest.raises(WeightsError, match="python -m explorer weights download resnet18"):
         load_pretrained(build_model("resnet18"), "resnet18")
+    with pytest.raises(WeightsError, match="No ImageNet weights for resnet34 on this machine"):
+        require_weights(get_model_spec("resnet34"))
 
 
 def test_weights_in_pretrained_are_found_and_loaded(tmp_path):
@@ -46,7 +49,7 @@ def test_weights_in_pretrained_are_found_and_loaded(tmp_path):
     source = build_model("resnet18")
     torch.save(source.state_dict(), folder / weights_filename(spec.weights))
     model = build_model("resnet18")
-    assert load_pretrained(model, "resnet18") == folder / "resnet18-f37072fd.pth"
+    assert load_pretrained(model, "resnet18") == require_weights(spec) == folder / "resnet18-f37072fd.pth"
     assert torch.equal(model.conv1.weight, source.conv1.weight)
 
 

@@ -1,4 +1,5 @@
-"""Model registry: ``list_models()``, ``get_model_spec(name)``, ``build_model(name)``.
+"""Model registry: ``list_models()``, ``get_model_spec(name)``, ``build_model(name)``,
+and each model's anatomy (``blocks``, ``counted_layers``, ``stage_ends``, ...).
 
 Importing this package registers every model the app knows.
 """
@@ -16,14 +17,36 @@ from explorer.models.registry import (
 # Registration order is display order: the ImageNet zoo first, then the CIFAR nets.
 from explorer.models import imagenet  # noqa: E402,F401,I001
 from explorer.models import cifar  # noqa: E402,F401
+from explorer.models.anatomy import (  # noqa: E402
+    Block,
+    blocks,
+    body_stages,
+    conv_bn_pairs,
+    counted_layers,
+    head_stage,
+    shortcut_attributes,
+    shortcut_modules,
+    stage_ends,
+    stem_stage,
+)
 
 __all__ = [
+    "Block",
     "ModelSpec",
     "PaperNumbers",
     "UnknownModelError",
+    "blocks",
+    "body_stages",
     "build_model",
+    "conv_bn_pairs",
+    "counted_layers",
     "get_model_spec",
+    "head_stage",
     "list_models",
     "model_names",
     "register_model",
+    "shortcut_attributes",
+    "shortcut_modules",
+    "stage_ends",
+    "stem_stage",
 ]

@@ -155,6 +155,9 @@ for _depth, (_params_m, _error) in _TABLE_6.items():
             input_size=CIFAR_INPUT,
             num_classes=CIFAR_CLASSES,
             stages=cifar_stages,
+            branch=(("conv1", "bn1"), ("conv2", "bn2")),
+            shortcut_attribute="shortcut",
+            twin=f"{'plain' if _residual else 'resnet'}{_depth}",
             summary=(f"CIFAR-10 {'ResNet' if _residual else 'plain net'}-{_depth} (§4.2): "
                      f"{(_depth - 2) // 6} blocks per stage, 16/32/64 filters"),
             paper=(PaperNumbers(None, _error, "Table 6", params_m=_params_m) if _residual

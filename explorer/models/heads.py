@@ -31,6 +31,13 @@ def build_head(kind: str, in_features: int, num_classes: int) -> nn.Module:
     raise ValueError(f"Unknown head {kind!r}: use one of {', '.join(HEADS)}.")
 
 
+def replace_head(model: nn.Module, kind: str, num_classes: int) -> nn.Module:
+    """``model`` with a new ``kind`` head of ``num_classes`` outputs in place of its ``fc``:
+    how a fine-tuned checkpoint's architecture is rebuilt before its weights are loaded."""
+    model.fc = build_head(kind, feature_width(model), num_classes)
+    return model
+
+
 def feature_width(model: nn.Module) -> int:
     """How many features a ResNet's global pooling hands to its classifier."""
     fc = getattr(model, "fc", None)

@@ -126,6 +126,17 @@ _IMAGENET_MODELS = (
      PaperNumbers(19.6, None, "Fig. 3 (FLOPs)"), "VGG-19 (torchvision), the paper's Fig. 3 reference"),
 )
 
+# torchvision's blocks: the branch F(x) of Fig. 5, and the shortcut projection's attribute.
+_BRANCHES = {
+    "basic": (("conv1", "bn1"), ("conv2", "bn2")),
+    "plain": (("conv1", "bn1"), ("conv2", "bn2")),
+    "bottleneck": (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+    "vgg": (),
+}
+# Table 2 compares these pairs; the _v1 nets re-build torchvision's v1.5 models as in the paper.
+_TWINS = {"resnet18": "plain18", "plain18": "resnet18", "resnet34": "plain34", "plain34": "resnet34"}
+_VARIANT_OF = {"resnet50_v1": "resnet50", "resnet101_v1": "resnet101", "resnet152_v1": "resnet152"}
+
 for _name, _builder, _depth, _block, _weights, _paper, _summary in _IMAGENET_MODELS:
     register_model(ModelSpec(
         name=_name,
@@ -139,4 +150,8 @@ for _name, _builder, _depth, _block, _weights, _paper, _summary in _IMAGENET_MOD
         summary=_summary,
         weights=_weights,
         paper=_paper,
+        branch=_BRANCHES[_block],
+        shortcut_attribute=None if _block == "vgg" else "downsample",
+        twin=_TWINS.get(_name),
+        variant_of=_VARIANT_OF.get(_name),
     ))

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import WeightsEnum
 
 # A stage is a row of the paper's Table 1: its name and the top-level modules it is made of.
+# A model's ``stages`` list the stem first and the head (global pool, fc) last; the rows
+# between are the body, made of blocks (see :mod:`explorer.models.anatomy`).
 Stage = tuple[str, tuple[str, ...]]
 
 
@@ -29,6 +31,10 @@ class PaperNumbers:
     params_m: float | None = None  # millions of parameters, where the paper prints them
 
 
+BLOCK_KINDS = ("basic", "bottleneck", "plain", "vgg")
+RESIDUAL_BLOCKS = ("basic", "bottleneck")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything the app needs to know about a model before building it."""
@@ -40,11 +46,21 @@ class ModelSpec:
     block: str  # "basic", "bottleneck", "plain" or "vgg"
     input_size: tuple[int, int, int]  # (C, H, W) the model is measured at
     num_classes: int
-    stages: Callable[[nn.Module], Sequence[Stage]]
+    stages: Callable[[nn.Module], Sequence[Stage]]  # Table 1's rows: stem first, head last
     summary: str
     weights: WeightsEnum | None = None  # torchvision's published weights, if any
     paper: PaperNumbers | None = None
-    tags: tuple[str, ...] = field(default=())
+    # The anatomy of a block, read by explorer.models.anatomy instead of guessing from names.
+    # ``branch``: (conv, BatchNorm) attribute pairs of one block's residual branch F(x), in
+    # forward order; empty for a net without blocks (VGG).
+    branch: tuple[tuple[str, str], ...] = ()
+    shortcut_attribute: str | None = None  # the block's shortcut module: "downsample", "shortcut"
+    twin: str | None = None  # the same stack with/without shortcuts: resnet34 <-> plain34 (§4.1)
+    variant_of: str | None = None  # the torchvision model this one re-builds as in the paper
+
+    def __post_init__(self):
+        if self.block not in BLOCK_KINDS:
+            raise ValueError(f"block must be one of {BLOCK_KINDS}, got {self.block!r} for {self.name}.")
 
     def __reduce__(self):
         # Specs are registry singletons holding builder functions: pickle them by name, so
@@ -52,8 +68,13 @@ class ModelSpec:
         return get_model_spec, (self.name,)
 
     @property
+    def residual(self) -> bool:
+        """Whether the blocks add a shortcut (Eq. 1): basic and bottleneck blocks do."""
+        return self.block in RESIDUAL_BLOCKS
+
+    @property
     def has_shortcuts(self) -> bool:
-        return self.block in ("basic", "bottleneck")
+        return self.residual
 
     @property
     def imagenet_top1(self) -> float | None:

@@ -1,0 +1,87 @@
+"""``python -m explorer …``: the same core the pages use, from a terminal.
+
+The library never prints; this package decides how results look (a text table, or JSON
+with ``--json``). User mistakes end in one line on stderr and exit status 2, never in a
+traceback.
+
+One module a group of commands:
+
+* :mod:`~explorer.cli.zoo`: ``models``, ``arch``, ``weights list|download``;
+* :mod:`~explorer.cli.classify`: ``classify``, ``cam`` (Grad-CAM);
+* :mod:`~explorer.cli.finetune`: ``finetune`` (transfer learning);
+* :mod:`~explorer.cli.train`: ``train`` (its flags and config), run by :mod:`~explorer.cli.training_run`.
+
+Adding commands (the convention every module here follows):
+
+1. A module defines ``add_commands(commands)``, where ``commands`` is the
+   ``argparse._SubParsersAction`` of the top-level parser. For each command it calls
+   ``commands.add_parser(name, help=...)``, adds its arguments and ends with
+   ``parser.set_defaults(run=handler)``.
+2. ``handler(args: argparse.Namespace) -> None`` does the work and prints the result
+   (stdout; progress on stderr). A user mistake raises :class:`CommandError` (or a
+   ``ValueError``, ``UnknownModelError``, ``WeightsError``): :func:`main` prints
+   ``error: <message>`` on stderr and returns 2. Ctrl-C returns 130; success 0.
+3. Heavy imports (torch, the core) go inside the handlers, so ``--help`` stays instant
+   and the CLI never imports Streamlit.
+4. The module's ``add_commands`` is appended to :data:`COMMAND_GROUPS`, whose order is
+   the order of the commands in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from explorer import __version__
+from explorer.cli import classify, finetune, train, zoo
+from explorer.cli.common import CommandError, table
+from explorer.inside import commands as inside_commands  # "Why shortcuts work" (issue 15)
+__all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main", "table"]
+
+
+
+def _inside_commands(commands) -> None:
+    # Looked up when the parser is built: explorer.inside.commands imports explorer.cli.common,
+    # so either package may be imported first.
+    inside_commands.add_commands(commands)
+
+
+COMMAND_GROUPS = (zoo.add_commands, classify.add_commands, finetune.add_commands, train.add_commands,
+                  _inside_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m explorer",
+        description="ResNet Explorer: the models of He et al. (2015), from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_commands in COMMAND_GROUPS:
+        add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 0
+    from explorer.models import UnknownModelError
+    from explorer.weights import WeightsError
+
+    try:
+        args.run(args)
+    except (CommandError, UnknownModelError, WeightsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``models``, ``arch`` and ``weights``: what is registered, its Table 1, its ImageNet weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from explorer.cli.common import CommandError, table
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="every registered model: params, GMACs, paper numbers")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(run=_cmd_models)
+
+    arch = commands.add_parser("arch", help="the paper's Table 1 for one model, from the live model")
+    arch.add_argument("name", help="a registered model, e.g. resnet50 (see `models`)")
+    arch.add_argument("--json", action="store_true", help="machine-readable output")
+    arch.set_defaults(run=_cmd_arch)
+
+    weights = commands.add_parser("weights", help="torchvision's ImageNet weights: list or download")
+    weight_commands = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    listing = weight_commands.add_parser("list", help="which weight files are on this machine")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=_cmd_weights_list)
+    download = weight_commands.add_parser("download", help="download with torchvision's hash check")
+    download.add_argument("names", nargs="+", metavar="NAME", help="models, e.g. resnet50 resnet152")
+    download.add_argument("--dir", type=Path, default=None,
+                          help="folder to save into (default: the torch hub cache)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(run=_cmd_weights_download)
+
+
+def _zoo_entries() -> list[dict]:
+    from explorer.architecture import zoo_row
+    from explorer.checkpoints import best_checkpoints, trained_label
+    from explorer.models import list_models
+    from explorer.weights import weights_status
+
+    trained = best_checkpoints()
+    entries = []
+    for spec in list_models():
+        row = zoo_row(spec.name)
+        status = weights_status(spec)
+        entries.append({
+            "name": row.name, "family": spec.family, "depth": row.depth, "block": row.block,
+            "params": row.params, "macs": round(row.gmacs * 1e9), "gmacs": round(row.gmacs, 3),
+            "paper_gmacs": row.paper_gmacs, "imagenet_top1": row.imagenet_top1,
+            "paper_top1_error": row.paper_top1_error,
+            "weights": "present" if status.present else ("missing" if status.filename else "none published"),
+            "checkpoint": trained[spec.name].key if spec.name in trained else None,
+            "checkpoint_val_error": trained[spec.name].val_error if spec.name in trained else None,
+            "trained_here": trained_label(trained.get(spec.name)),
+        })
+    return entries
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    entries = _zoo_entries()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return
+    print(table(
+        ["name", "depth", "block", "params", "GMACs", "paper", "ImageNet top-1 %", "weights", "trained here (val error)"],
+        [[e["name"], e["depth"], e["block"], f"{e['params']:,}", f"{e['gmacs']:.2f}",
+          e["paper_gmacs"], e["imagenet_top1"], e["weights"], e["trained_here"]] for e in entries],
+    ))
+    print("\nGMACs: multiply-accumulates for one image at the model's input size "
+          "(what the paper calls FLOPs); BatchNorm, ReLU, pooling and additions are not counted.")
+
+
+def _cmd_arch(args: argparse.Namespace) -> None:
+    from explorer.architecture import analyze
+
+    analysis = analyze(args.name)
+    if args.json:
+        print(json.dumps({
+            "name": analysis.spec.name,
+            "input_size": list(analysis.spec.input_size),
+            "rows": [asdict(row) for row in analysis.stages],
+            "total_params": analysis.params,
+            "total_macs": analysis.macs,
+        }, indent=2))
+        return
+    print(f"{analysis.spec.name}: {analysis.spec.summary} (untrained architecture, "
+          f"input {'×'.join(map(str, analysis.spec.input_size))})\n")
+    print(table(
+        ["stage", "output size", "blocks", "params", "GMACs"],
+        [[r.stage, r.output_size, r.blocks, f"{r.params:,}", f"{r.macs / 1e9:.3f}"] for r in analysis.stages],
+    ))
+    print(f"\ntotal: {analysis.params:,} parameters, {analysis.macs / 1e9:.3f} GMACs")
+
+
+def _cmd_weights_list(args: argparse.Namespace) -> None:
+    from explorer.models import list_models
+    from explorer.weights import search_dirs, weights_status
+
+    statuses = [weights_status(spec) for spec in list_models() if spec.weights is not None]
+    if args.json:
+        print(json.dumps([{"name": s.name, "file": s.filename, "path": str(s.path) if s.path else None}
+                          for s in statuses], indent=2))
+        return
+    print(table(["model", "file", "where"],
+                [[s.name, s.filename, s.path or "missing"] for s in statuses]))
+    print("\nSearched: " + ", ".join(map(str, search_dirs())))
+    if not all(s.present for s in statuses):
+        print("Get missing files with: python -m explorer weights download NAME [NAME ...]")
+
+
+def _cmd_weights_download(args: argparse.Namespace) -> None:
+    from explorer.models import get_model_spec
+    from explorer.weights import WeightsError, download_weights
+
+    failures = []
+    for name in args.names:
+        get_model_spec(name)  # unknown names fail before any download starts
+    for name in args.names:
+        try:
+            path = download_weights(name, dest=args.dir, progress=not args.quiet)
+            print(f"{name}: saved {path}")
+        except WeightsError as error:
+            failures.append(f"{name}: {error}")
+    if failures:
+        raise CommandError("\n".join(failures))

@@ -1,0 +1,46 @@
+"""Why shortcuts work: looking inside trained plain and residual nets.
+
+Four views, each a pure function of a trained model (:class:`Subject`) and a batch of images
+(:class:`Probe`) that returns a frozen dataclass, takes an optional ``progress(fraction)``
+callback, and has a CLI command (:mod:`.commands`) and plotly figures (:mod:`.figures`):
+
+1. :func:`layer_responses`: the std of each 3×3 layer's response (He et al. 2015, Fig. 7);
+2. :func:`branch_ratios`: ‖F(x)‖ / ‖x‖ per block;
+3. :func:`lesion_study`: the error with blocks removed at test time (Veit et al. 2016), and
+   :func:`path_length_counts`, the binomial distribution of path lengths;
+4. :func:`loss_surface` / :func:`loss_line`: the loss along filter-normalised random
+   directions (Li et al. 2018); :func:`shipped_surfaces` are precomputed ones.
+
+Names are imported on first use (PEP 562), so ``explorer.inside.commands`` can be imported
+by the CLI without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from explorer.inside.defaults import DEFAULT_DRAWS, DEFAULT_GRID, DEFAULT_IMAGES, DEFAULT_SPAN
+
+_HOMES = {
+    "branches": ("BranchRatio", "Branches", "branch_ratios"),
+    "data": ("SAMPLES", "InsideError", "Probe", "Subject", "evaluate", "load_probe", "load_subject",
+             "require_labels"),
+    "landscape": ("Surface", "filter_normalized_direction", "loss_line", "loss_surface", "random_directions"),
+    "lesion": ("BlockLesion", "LesionStudy", "RandomLesion", "lesion_study", "lesioned", "path_length_counts",
+               "removable_blocks"),
+    "responses": ("LayerResponse", "Responses", "layer_responses", "mean_std"),
+    "shipped": ("save_surface", "shipped_surfaces"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = ["DEFAULT_DRAWS", "DEFAULT_GRID", "DEFAULT_IMAGES", "DEFAULT_SPAN", *sorted(_MODULE_OF)]
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"explorer.inside.{_MODULE_OF[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,146 @@
+"""Plotly figures of the four "Why shortcuts work" views: data in, ``go.Figure`` out.
+
+Each model keeps the colour :func:`explorer.figures.model_colour` gives it everywhere in the
+app (plain nets warm, ResNets cool, deeper darker), so the charts pair like the paper's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.figures import model_colour
+from explorer.inside.branches import Branches
+from explorer.inside.landscape import Surface
+from explorer.inside.lesion import LesionStudy, path_length_counts
+from explorer.inside.responses import Responses
+
+
+def _colour(registry_name: str | None) -> str:
+    try:
+        return model_colour(registry_name) if registry_name else "#333333"
+    except ValueError:
+        return "#333333"
+
+
+def responses_figure(results: Sequence[Responses], registry_names: Sequence[str | None] = ()) -> go.Figure:
+    """Fig. 7: the std of each 3×3 layer's response, in layer order (top) and sorted by
+    magnitude (bottom), one line per net. ``registry_names`` (e.g. "resnet56") pick the colours."""
+    figure = make_subplots(rows=2, cols=1, vertical_spacing=0.12,
+                           subplot_titles=("layer index (original)", "sorted by magnitude"))
+    names = list(registry_names) + [None] * (len(results) - len(registry_names))
+    for result, registry_name in zip(results, names):
+        colour = _colour(registry_name)
+        ordered = [layer.std for layer in result.layers]
+        figure.add_scatter(x=list(range(1, len(ordered) + 1)), y=ordered, name=result.model, mode="lines+markers",
+                           line=dict(color=colour), marker=dict(size=4), legendgroup=result.model,
+                           text=[layer.layer for layer in result.layers], row=1, col=1)
+        figure.add_scatter(x=list(range(1, len(ordered) + 1)), y=[layer.std for layer in result.by_magnitude()],
+                           name=result.model, mode="lines", line=dict(color=colour), legendgroup=result.model,
+                           showlegend=False, row=2, col=1)
+    figure.update_yaxes(title_text="std", row=1, col=1)
+    figure.update_yaxes(title_text="std", row=2, col=1)
+    figure.update_xaxes(title_text="layer index", row=2, col=1)
+    figure.update_layout(height=560, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.1))
+    return figure
+
+
+def branches_figure(results: Sequence[Branches], registry_names: Sequence[str | None] = ()) -> go.Figure:
+    """‖F(x)‖ / ‖x‖ per block, one bar group per net; downsampling blocks outlined."""
+    figure = go.Figure()
+    names = list(registry_names) + [None] * (len(results) - len(registry_names))
+    for result, registry_name in zip(results, names):
+        figure.add_bar(x=[b.block for b in result.blocks], y=[b.ratio for b in result.blocks], name=result.model,
+                       marker=dict(color=_colour(registry_name),
+                                   line=dict(width=[3 if b.downsampling else 0 for b in result.blocks],
+                                             color="black")),
+                       hovertext=["downsampling" if b.downsampling else "" for b in result.blocks])
+    figure.update_layout(barmode="group", height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
+                         yaxis_title="mean ‖F(x)‖ / ‖x‖", xaxis_title="block (outlined: downsampling)")
+    return figure
+
+
+def lesion_blocks_figure(studies: Sequence[LesionStudy], registry_names: Sequence[str | None] = ()) -> go.Figure:
+    """Error with one block removed (Veit et al. Fig. 3a), per block; dashed: nothing removed.
+    Downsampling blocks are drawn as diamonds."""
+    figure = go.Figure()
+    names = list(registry_names) + [None] * (len(studies) - len(registry_names))
+    for study, registry_name in zip(studies, names):
+        colour = _colour(registry_name)
+        figure.add_scatter(x=[b.block for b in study.blocks], y=[100 * b.error for b in study.blocks],
+                           name=study.model, mode="lines+markers", line=dict(color=colour),
+                           marker=dict(size=[12 if b.downsampling else 7 for b in study.blocks],
+                                       symbol=["diamond" if b.downsampling else "circle" for b in study.blocks]))
+        figure.add_hline(y=100 * study.baseline_error, line=dict(color=colour, dash="dash", width=1))
+    figure.update_layout(height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
+                         yaxis_title="top-1 error (%)", xaxis_title="block removed (◆ downsampling)")
+    return figure
+
+
+def lesion_random_figure(studies: Sequence[LesionStudy], registry_names: Sequence[str | None] = ()) -> go.Figure:
+    """Error vs the number k of random blocks removed (Veit et al. Fig. 5a): mean and min–max."""
+    figure = go.Figure()
+    names = list(registry_names) + [None] * (len(studies) - len(registry_names))
+    for study, registry_name in zip(studies, names):
+        ks = [0] + [r.removed for r in study.random]
+        mean = [study.baseline_error] + [r.error_mean for r in study.random]
+        low = [study.baseline_error] + [r.error_min for r in study.random]
+        high = [study.baseline_error] + [r.error_max for r in study.random]
+        figure.add_scatter(x=ks, y=[100 * e for e in mean], name=study.model, mode="lines+markers",
+                           line=dict(color=_colour(registry_name)),
+                           error_y=dict(type="data", symmetric=False, array=[100 * (h - m) for h, m in zip(high, mean)],
+                                        arrayminus=[100 * (m - lo) for m, lo in zip(mean, low)]))
+    figure.update_layout(height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
+                         yaxis_title="top-1 error (%)", xaxis_title="blocks removed at random (k)")
+    return figure
+
+
+def path_length_figure(n: int) -> go.Figure:
+    """How many of an n-block ResNet's 2ⁿ paths have each length (Veit et al. Fig. 6a)."""
+    counts = path_length_counts(n)
+    figure = go.Figure(go.Bar(x=list(range(n + 1)), y=counts, marker_color="#1f77b4"))
+    figure.update_layout(height=320, margin=dict(t=40, b=10), xaxis_title="path length (branches passed)",
+                         yaxis_title="number of paths", title=f"{n} blocks: 2^{n} = {2 ** n:,} paths")
+    return figure
+
+
+def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence[str | None] = ()) -> go.Figure:
+    """The 1-D slices (β = 0) of several surfaces on one axis (Li et al. Fig. 3)."""
+    figure = go.Figure()
+    names = list(registry_names) + [None] * (len(surfaces) - len(registry_names))
+    for surface, registry_name in zip(surfaces, names):
+        figure.add_scatter(x=list(surface.alphas), y=list(surface.line()), name=surface.model, mode="lines",
+                           line=dict(color=_colour(registry_name), width=3))
+    figure.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
+                         xaxis_title="α (filter-normalised direction)", yaxis_title="loss")
+    return figure
+
+
+def landscape_surfaces_figure(surfaces: Sequence[Surface], cap: float | None = None) -> go.Figure:
+    """Each surface as a 3-D plot (top) and a contour map (bottom), side by side on the same axes
+    and one colour scale (Li et al. Fig. 5); losses above ``cap`` are drawn at ``cap``."""
+    if not surfaces:
+        raise ValueError("Give at least one surface to draw.")
+    highest = max(max(max(row) for row in surface.loss) for surface in surfaces)
+    lowest = min(min(min(row) for row in surface.loss) for surface in surfaces)
+    top = min(highest, cap) if cap is not None else highest
+    columns = len(surfaces)
+    figure = make_subplots(rows=2, cols=columns, row_heights=[0.6, 0.4], vertical_spacing=0.06,
+                           specs=[[{"type": "surface"}] * columns, [{"type": "xy"}] * columns],
+                           subplot_titles=[s.model for s in surfaces] + [""] * columns)
+    for column, surface in enumerate(surfaces, start=1):
+        z = [[min(value, top) for value in row] for row in surface.loss]
+        # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
+        z_by_beta = [list(values) for values in zip(*z)]
+        shared = dict(x=list(surface.alphas), y=list(surface.betas), z=z_by_beta, colorscale="Viridis",
+                      showscale=column == columns)
+        figure.add_trace(go.Surface(cmin=lowest, cmax=top, **shared), row=1, col=column)
+        figure.add_trace(go.Contour(zmin=lowest, zmax=top, contours=dict(coloring="lines"), line=dict(width=2),
+                                    **{**shared, "showscale": False}), row=2, col=column)
+    figure.update_scenes(zaxis=dict(range=[lowest, top], title="loss"), xaxis_title="α", yaxis_title="β")
+    figure.update_xaxes(title_text="α")
+    figure.update_yaxes(title_text="β", scaleanchor=None)
+    figure.update_layout(height=780, margin=dict(t=40, b=10))
+    return figure

@@ -1,0 +1,127 @@
+"""What one browser session owns on the server, and letting go of it when its tab closes.
+
+A session owns its background jobs (a lab run, a fine-tuning run) and its upload folder
+(unpacked zips). When Streamlit releases the session (its session-scoped resources'
+``on_release``, called when the tab has been gone longer than the disconnected-session
+TTL), :meth:`SessionResources.release` stops every job, takes its waiting jobs out of the
+scheduler's queue, and, once the jobs have ended, deletes the upload folder *and* the
+decoded copies of those uploads in the data cache (explorer.data.cache keeps a decoded
+folder under ``cache_dir/"folders"``; without this, a student's images would outlive their
+session on the server's disk).
+
+``on_release`` runs on the server's event loop, so :meth:`~SessionResources.release` does
+not block: the waiting and deleting happen in a short-lived thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from explorer.data import default_cache_dir
+from explorer.scheduler import Scheduler, server_scheduler
+
+UPLOAD_PREFIX = "resnet-explorer-uploads-"
+JOIN_S = 30.0  # how long a released session's jobs get to finish their current step
+
+
+class Job(Protocol):  # explorer.jobs.BackgroundJob
+    def stop(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+    @property
+    def running(self) -> bool: ...
+
+
+def new_upload_dir(parent: Path | None = None) -> Path:
+    """A new, empty folder for one session's uploads (under the system's temporary folder)."""
+    return Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX, dir=parent)).resolve()
+
+
+def forget_cached_folders(folder: Path, cache_dir: Path | None = None) -> list[Path]:
+    """Delete the data cache's decoded copies of every data set inside ``folder`` (each
+    cache file records its data set's root); returns the files deleted."""
+    from safetensors import safe_open
+
+    folder = Path(folder).resolve()
+    deleted = []
+    for cached in sorted(((cache_dir or default_cache_dir()) / "folders").glob("*.safetensors")):
+        try:
+            with safe_open(str(cached), framework="pt") as handle:
+                root = (handle.metadata() or {}).get("root")
+        except Exception:  # noqa: BLE001 - not a cache file we can read: not ours to judge
+            continue
+        if root and Path(root).is_relative_to(folder):
+            cached.unlink(missing_ok=True)
+            deleted.append(cached)
+    return deleted
+
+
+def remove_uploads(folder: Path, cache_dir: Path | None = None) -> None:
+    """Delete an upload folder and the cache's decoded copies of what was in it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    forget_cached_folders(folder, cache_dir)
+
+
+class SessionResources:
+    """One session's jobs (by slot name: "lab", "finetune") and its upload folder."""
+
+    def __init__(self, *, scheduler: Scheduler | None = None, upload_parent: Path | None = None,
+                 cache_dir: Path | None = None):
+        self.id = uuid.uuid4().hex  # the session's name in the scheduler's queue
+        self._scheduler = scheduler
+        self._upload_parent, self._cache_dir = upload_parent, cache_dir
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._uploads: Path | None = None
+        self.released = False
+
+    def upload_dir(self) -> Path:
+        """The session's upload folder, made on first use."""
+        with self._lock:
+            if self.released:
+                raise RuntimeError("This session has been released; it has no upload folder any more.")
+            if self._uploads is None:
+                self._uploads = new_upload_dir(self._upload_parent)
+            return self._uploads
+
+    def job(self, slot: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(slot)
+
+    def replace_job(self, slot: str, job: Job) -> None:
+        """Make ``job`` the session's job in ``slot``, stopping the one it replaces."""
+        with self._lock:
+            previous, self._jobs[slot] = self._jobs.get(slot), job
+        if previous is not None and previous is not job:
+            previous.stop()
+
+    def release(self, *, background: bool = True) -> threading.Thread | None:
+        """Stop every job and leave the queue now; then (in a thread, with ``background``)
+        wait up to :data:`JOIN_S` for the jobs to end and delete the uploads. Safe to call twice."""
+        with self._lock:
+            if self.released:
+                return None
+            self.released = True
+            jobs, uploads = list(self._jobs.values()), self._uploads
+        for job in jobs:
+            job.stop()
+        (self._scheduler or server_scheduler()).release_session(self.id)
+        if not background:
+            self._clean_up(jobs, uploads)
+            return None
+        cleaner = threading.Thread(target=self._clean_up, args=(jobs, uploads), name=f"release-{self.id[:8]}",
+                                   daemon=True)
+        cleaner.start()
+        return cleaner
+
+    def _clean_up(self, jobs: list[Job], uploads: Path | None) -> None:
+        deadline = time.monotonic() + JOIN_S
+        for job in jobs:  # a job still decoding an upload would write its cache after we delete it
+            job.join(timeout=max(0.0, deadline - time.monotonic()))
+        if uploads is not None:
+            remove_uploads(uploads, self._cache_dir)

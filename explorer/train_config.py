@@ -1,0 +1,170 @@
+"""The training recipe as data: :class:`TrainConfig` (the paper's CIFAR-10 recipe, §4.2, by
+default), the presets that shrink it for a class demo, the checks that reject settings which
+cannot run, and reading a saved config back.
+
+A config is saved as ``asdict(config)`` inside every run record and training state
+(:mod:`explorer.runs`, :mod:`explorer.state`), so its fields, their names and their defaults
+are part of those files' format: a resumable run depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from explorer.data import Augmentation, InMemoryData
+from explorer.models import get_model_spec
+
+SCHEDULES = ("steps", "cosine", "onecycle")
+# The held-out split (and the synthetic images) are the same whatever the run's seeds: a seed
+# changes initialisation, data order and augmentation, never which images are held out.
+DATA_SEED = 0
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's CIFAR-10 recipe (§4.2) by default; presets below shrink it for demos."""
+
+    models: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56")
+    data: str = "cifar10"  # "cifar10", "synthetic[:N]" or "folder:PATH" (see explorer.data)
+    steps: int = 64_000  # iterations; §4.2 terminates at 64k
+    batch_size: int = 128  # §4.2: mini-batch of 128
+    lr: float = 0.1  # §4.2: start at 0.1 ...
+    milestones: tuple[int, ...] = (32_000, 48_000)  # ... divided by 10 at 32k and 48k iterations
+    momentum: float = 0.9  # §4.2
+    weight_decay: float = 1e-4  # §4.2
+    # §4.2, ResNet-110: "0.1 is slightly too large to start converging", so 0.01 until the
+    # training error is below 80% (about 400 iterations), then back to 0.1.
+    warmup_depth: int = 110  # models at least this deep warm up
+    warmup_lr: float = 0.01
+    warmup_until_error: float = 0.80
+    warmup_steps: int = 0  # not in the paper: the rate rises linearly from 0 over the first N steps
+    width: int = 16  # filters in the first stage (16/32/64 in the paper)
+    image_size: int = 32  # pixels; smaller images make a faster demo
+    shortcut: str = "A"  # "A": zero-padding identity (the paper's CIFAR choice); "B": projection
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    val_size: int | None = None  # None: 5k of CIFAR's 50k (§4.2's 45k/5k split), else 10%
+    val_every: int = 500  # steps between validation passes
+    val_limit: int | None = None  # images per validation pass (None: the whole split)
+    window: int = 50  # steps the reported training error is averaged over
+    grad_every: int = 10  # steps between per-layer gradient-norm records
+    classes: tuple[str, ...] | None = None  # train on these classes only (None: all of the data set's)
+    train_limit: int | None = None  # train on the first N training images only (a random subset)
+    seed: int = 0  # the first seed: initialisation, data order and augmentation
+    repeat: int = 1  # seeds seed … seed + repeat − 1, every model once per seed, in lock-step
+    # The learning-rate schedule (PyTorch's own schedulers): "steps" is §4.2 (÷10 at each
+    # milestone, MultiStepLR); "cosine" (CosineAnnealingLR) and "onecycle" (OneCycleLR, which
+    # also cycles the momentum) ignore the milestones and reach the paper's error sooner.
+    schedule: str = "steps"
+    schedule_steps: int | None = None  # the schedule's length; None: `steps` (an extended run keeps its own)
+    label_smoothing: float = 0.0  # not in the paper; 0.1 is the usual choice
+    nesterov: bool = False  # not in the paper (plain momentum SGD)
+    record_every: int = 1  # keep every k-th step in the run record (validation steps always)
+    # Speed switches, each measured with and without it by benchmarks/engine_speed.py.
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU and on tensor cores
+    one_sync: bool = True  # one host-device sync per step for every model's metrics, not one per model
+    inference_mode: bool = True  # validation under torch.inference_mode (else no_grad)
+    # Mixed precision: "bf16" autocast (CUDA, or CPUs with bf16 instructions: 1.4-1.5× here),
+    # "fp16" (CUDA only, with a gradient scaler). Off by default: the paper trains in fp32.
+    amp: str = "off"
+    cudnn_benchmark: bool = True  # CUDA only: let cuDNN pick the fastest convolution algorithms
+    compile: bool = False  # torch.compile every model (pays back only on long runs; off on CPU)
+    # Python threads the lock-step models are spread over. Small nets cannot keep two cores
+    # busy inside one convolution, but two models at once can (PyTorch releases the GIL in
+    # its kernels); pair it with torch.set_num_threads(cores // model_threads).
+    model_threads: int = 1
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.repeat))
+
+    @property
+    def schedule_length(self) -> int:
+        return self.schedule_steps or self.steps
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(record_every=10),
+    # Class demo, chosen with benchmarks/degradation_demo.py on a 2-core CPU (its docstring
+    # has the table of what was tried). Narrow nets (6/12/24 filters) on 16×16 images with
+    # batch 32 give the most steps per second; lr 0.2 after a 50-step ramp makes plain-56
+    # fail clearly while the ResNets learn. On five CIFAR-10 classes (explorer.lab's class
+    # demo), after 60 s, for each of seeds 0-2: plain-56 24-27 points above plain-20,
+    # ResNet-56 28-33 points below plain-56, ResNet-20 at 37-42% (chance 80%). NHWC is
+    # slower for nets this small (benchmarks/engine_speed.py: 0.86×), so it is off.
+    "demo": TrainConfig(
+        steps=800, batch_size=32, lr=0.2, warmup_steps=50, milestones=(700,), width=6, image_size=16,
+        val_every=50, val_limit=1000, window=25, grad_every=5, channels_last=False,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A preset with overrides. A new step count moves the learning-rate drops with it,
+    keeping their place in the schedule (§4.2: at 50% and 75% of 64k steps)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    base = PRESETS[name]
+    if "steps" in overrides and "milestones" not in overrides and overrides["steps"] != base.steps:
+        overrides["milestones"] = tuple(max(1, round(m * overrides["steps"] / base.steps)) for m in base.milestones)
+    return replace(base, **overrides)
+
+
+def check_config(config: TrainConfig, data: InMemoryData | None = None) -> None:
+    """Raise ValueError with a readable message for settings that cannot run."""
+    if not config.models:
+        raise ValueError("Pick at least one model.")
+    for name in config.models:
+        spec = get_model_spec(name)  # UnknownModelError (a ValueError) for typos
+        if spec.family != "cifar":
+            raise ValueError(f"{name} is an ImageNet model; the lab trains the CIFAR nets "
+                             "(plain20…110, resnet20…110).")
+    if len(set(config.models)) != len(config.models):
+        raise ValueError("Each model can be picked only once.")
+    for label, value in (("steps", config.steps), ("batch size", config.batch_size),
+                         ("width", config.width), ("image size", config.image_size),
+                         ("number of seeds (repeat)", config.repeat), ("record_every", config.record_every),
+                         ("model_threads", config.model_threads)):
+        if value < 1:
+            raise ValueError(f"The {label} must be at least 1, got {value}.")
+    if config.repeat > 10:
+        raise ValueError(f"At most 10 seeds in one run, got {config.repeat}.")
+    if not config.lr > 0:
+        raise ValueError(f"The learning rate must be positive, got {config.lr}.")
+    if config.shortcut not in ("A", "B"):
+        raise ValueError(f"Shortcut option must be 'A' or 'B', got {config.shortcut!r}.")
+    if config.image_size < 4:
+        raise ValueError("Images must be at least 4×4 pixels: the nets halve them twice.")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    if config.schedule_steps is not None and config.schedule_steps < 1:
+        raise ValueError(f"schedule_steps must be at least 1, got {config.schedule_steps}.")
+    if config.warmup_steps < 0:
+        raise ValueError(f"warmup_steps cannot be negative, got {config.warmup_steps}.")
+    if config.train_limit is not None and config.train_limit < config.batch_size:
+        raise ValueError(f"The training-image limit ({config.train_limit}) is below the batch size "
+                         f"({config.batch_size}).")
+    if not 0 <= config.label_smoothing < 1:
+        raise ValueError(f"Label smoothing must be in [0, 1), got {config.label_smoothing}.")
+    if config.amp not in AMP_MODES:
+        raise ValueError(f"Unknown AMP mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}.")
+    if data is not None and config.batch_size > len(data.train_labels):
+        raise ValueError(f"The batch size ({config.batch_size}) is larger than the "
+                         f"{len(data.train_labels)} training images; lower it.")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """The :class:`TrainConfig` saved as ``asdict(config)`` (in a run record or a training
+    state). Raises ValueError naming the fields if it was written by another version."""
+    names = set(TrainConfig.__dataclass_fields__)
+    unknown, missing = sorted(set(values) - names), sorted(names - set(values))
+    if unknown or missing:
+        raise ValueError("the config was written by another version of the training engine ("
+                         + "; ".join(filter(None, [unknown and f"unknown fields: {', '.join(unknown)}",
+                                                   missing and f"missing fields: {', '.join(missing)}"])) + ")")
+    augmentation = dict(values["augmentation"])
+    for key in ("erasing_scale", "erasing_ratio"):
+        augmentation[key] = tuple(augmentation[key])
+    return TrainConfig(**{**values, "models": tuple(values["models"]), "milestones": tuple(values["milestones"]),
+                          "classes": None if values["classes"] is None else tuple(values["classes"]),
+                          "augmentation": Augmentation(**augmentation)})

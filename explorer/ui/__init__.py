@@ -1,0 +1,51 @@
+"""The only package besides app.py that imports Streamlit: cached loaders and shared widgets.
+
+Pages call ``ui.<widget>``; each concept has its own module (:mod:`.common` errors, device and
+architecture caches; :mod:`.classifiers`; :mod:`.jobs`; :mod:`.lab`; :mod:`.inputs`; and one
+module per page that needs more than a few widgets). Cached objects are shared by every
+session of the server, so they are immutable (frozen dataclasses) and computed on the meta
+device; nothing here trains or mutates a shared model.
+"""
+
+from explorer.ui.classifiers import (
+    classifier,
+    classifier_choices,
+    prediction_card,
+    read_uploads,
+    shipped_checkpoints,
+    twin_classifiers,
+)
+from explorer.ui.common import (
+    DEVICE_KEY,
+    RAISE_ERRORS_ENV,
+    REPORT_LABEL,
+    analysis,
+    block_diagrams,
+    current_device,
+    device_picker,
+    keep_form_state,
+    paper_table,
+    report_errors,
+    untrained_banner,
+    weights_label,
+    zoo_rows,
+)
+from explorer.ui.inputs import dataset_picker, erasing_controls, session_upload_dir, zip_source
+from explorer.ui.jobs import JobSlot, finetune_job_slot, lab_job_slot, start_stop_controls
+from explorer.ui.lab import (
+    class_demo_button,
+    gradient_heatmaps,
+    lab_dataset_picker,
+    lab_progress,
+    lab_run_form,
+    run_downloads,
+)
+
+__all__ = [
+    "DEVICE_KEY", "RAISE_ERRORS_ENV", "REPORT_LABEL", "JobSlot", "analysis", "block_diagrams",
+    "class_demo_button", "classifier", "classifier_choices", "current_device", "dataset_picker",
+    "device_picker", "erasing_controls", "finetune_job_slot", "gradient_heatmaps", "keep_form_state",
+    "lab_dataset_picker", "lab_job_slot", "lab_progress", "lab_run_form", "paper_table", "prediction_card",
+    "read_uploads", "report_errors", "run_downloads", "session_upload_dir", "shipped_checkpoints",
+    "start_stop_controls", "twin_classifiers", "untrained_banner", "weights_label", "zip_source", "zoo_rows",
+]

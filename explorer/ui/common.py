@@ -1,0 +1,118 @@
+"""Widgets and cached loaders every page shares: errors, the device, the architecture measurements.
+
+Measurements that patch process-wide PyTorch state (FlopCounterMode's global hooks, torch.fx
+tracing) run in the isolation worker, never in a thread of this server; their results are
+frozen dataclasses, cached once per server and shared by every session.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import traceback
+from collections.abc import Callable
+
+import streamlit as st
+import torch
+
+from explorer import architecture, devices, diagrams, tables, weights
+from explorer.isolation import run_isolated
+from explorer.models import get_model_spec
+
+DEVICE_KEY = "device"
+_LOG = logging.getLogger("explorer")
+# Tests set this so that AppTest still sees a page's exception after the message is shown.
+RAISE_ERRORS_ENV = "EXPLORER_RAISE_ERRORS"
+REPORT_LABEL = "Report this problem"
+
+
+def keep_form_state(prefix: str) -> None:
+    """Keep the values of every widget whose key starts with ``prefix`` across page switches.
+
+    Streamlit forgets a widget's value once a run of another page does not draw it; writing
+    the value back as plain session state on every run (before any page draws) keeps it."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
+        st.session_state[key] = st.session_state[key]
+
+
+def report_errors(render: Callable[[], None]) -> Callable[[], None]:
+    """Wrap a page run or a fragment: an unexpected exception becomes a short message and a
+    collapsed report (the traceback, for a bug report) instead of a traceback on the
+    projector; the server log keeps the full traceback. Streamlit's own st.stop/st.rerun
+    are BaseExceptions and pass through."""
+    @functools.wraps(render)
+    def guarded() -> None:
+        try:
+            render()
+        except Exception as error:  # noqa: BLE001 - shown to the user, logged in full
+            _LOG.exception("Unhandled error in %s", getattr(render, "__qualname__", render))
+            summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            st.error(f"Something went wrong here: **{type(error).__name__}**{': ' + summary if summary else ''}. "
+                     "The rest of the app still works; change a setting or reload the page to try again.")
+            with st.expander(REPORT_LABEL):
+                st.caption("Paste this into a bug report. The server's log has the same traceback.")
+                st.code(traceback.format_exc(), language="text")
+            if os.environ.get(RAISE_ERRORS_ENV):
+                raise
+    return guarded
+
+
+def device_picker() -> None:
+    """Sidebar: the device in use, cuda → mps → cpu by default, with an override."""
+    options = devices.available_devices()
+    if st.session_state.get(DEVICE_KEY) not in options:
+        st.session_state[DEVICE_KEY] = options[0]
+    st.sidebar.selectbox(
+        "Device", options, key=DEVICE_KEY,
+        help="Where models run. The best one found is chosen first: CUDA GPU, then Apple MPS, then CPU.",
+    )
+    device = current_device()
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    st.sidebar.caption(f"Running on **{label}** · PyTorch {torch.__version__}")
+
+
+def current_device() -> torch.device:
+    return devices.pick_device(st.session_state.get(DEVICE_KEY))
+
+
+@st.cache_resource(show_spinner="Measuring the model on PyTorch's meta device…")
+def analysis(name: str) -> architecture.Analysis:
+    return run_isolated(architecture.analyze, name)
+
+
+@st.cache_resource(show_spinner="Measuring every registered model…")
+def zoo_rows(family: str = "imagenet") -> list[architecture.ZooRow]:
+    return run_isolated(architecture.zoo_rows, family)
+
+
+@st.cache_resource(show_spinner="Building Table 1 from the live models…")
+def paper_table(names: tuple[str, ...]) -> dict[str, list[str]]:
+    return run_isolated(architecture.paper_table, list(names))
+
+
+@st.cache_resource(show_spinner="Tracing the blocks with torch.fx…")
+def block_diagrams(name: str) -> list[diagrams.BlockDiagram]:
+    return run_isolated(diagrams.block_diagrams, name)
+
+
+def weights_label(name: str) -> str:
+    return tables.weights_label(name)
+
+
+def untrained_banner(names: list[str]) -> None:
+    """A banner when some models would run with random weights, with the exact fix."""
+    statuses = [weights.weights_status(get_model_spec(name)) for name in names]
+    missing = [s for s in statuses if s.filename and not s.present]
+    if not missing:
+        return
+    missing_names = " ".join(s.name for s in missing)
+    st.warning(
+        f"**No ImageNet weights found for {missing_names.replace(' ', ', ')}: these models are untrained** "
+        "(random initialisation). Architecture numbers are exact regardless; predictions "
+        "would be meaningless.\n\n"
+        f"To get the weights, run `python -m explorer weights download {missing_names}` "
+        f"or copy torchvision's files (e.g. `{missing[0].filename}`) into "
+        f"`{weights.pretrained_dir()}` or `{weights.hub_checkpoint_dir()}`.",
+        icon="⚠️",
+    )

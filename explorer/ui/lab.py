@@ -1,0 +1,144 @@
+"""The degradation lab's widgets: the one-click class demo, a run of one's own, its progress,
+gradient heatmaps and downloads."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import devices, links
+from explorer.models import get_model_spec
+from explorer.ui.common import current_device
+from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
+from explorer.ui import links as ui_links
+from explorer.ui.jobs import JobSlot
+
+
+def class_demo_button(slot: JobSlot) -> None:
+    """One click: the class demo (the four nets of Fig. 1 and 6) on real CIFAR-10 when it is
+    here, else the synthetic set; with the demo's sizes stated beside it."""
+    from explorer.jobs import TrainingJob
+    from explorer.lab import class_demo_config
+    from explorer.runs import user_runs_dir
+
+    demo = class_demo_config()
+    on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
+    if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
+                 disabled=slot.job is not None and slot.job.running):
+        devices.leave_one_core_for_the_ui()
+        slot.replace(TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()).start())
+    st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
+               f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
+               f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
+               f"{demo.steps:,} steps (the paper: 64,000), {len(demo.classes)} classes of {on} "
+               f"({', '.join(demo.classes)}).")
+
+
+def lab_run_form():
+    """The lab's settings for a run of one's own; returns what builds its job (for
+    :func:`start_stop_controls`), or None while the data set is not chosen. The values
+    survive page switches (keys under "lab.", see keep_form_state)."""
+    from explorer.jobs import TrainingJob
+    from explorer.lab import CLASS_DEMO_MODELS
+    from explorer.models import model_names
+    from explorer.runs import user_runs_dir
+    from explorer.train import preset
+
+    presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper"}
+    # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
+    for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
+                       ("lab.seed", 0), ("lab.repeat", 1)):
+        st.session_state.setdefault(key, value)
+
+    def preset_changed() -> None:  # a new preset brings its own step count
+        st.session_state["lab.steps"] = preset(presets[st.session_state["lab.preset"]]).steps
+
+    dataset_labels = {key: label for label, source in lab_dataset_choices().items()
+                      for key, linked in links.lab_datasets().items() if source == linked}
+    ui_links.apply_lab_link({key: label for label, key in presets.items()}, dataset_labels)
+    left, right = st.columns(2)
+    chosen = presets[left.radio("Preset", list(presets), key="lab.preset", on_change=preset_changed)]
+    models = right.multiselect("Models", model_names("cifar"), key="lab.models")
+    data = lab_dataset_picker(left)
+    shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True, key="lab.shortcut",
+                           help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
+    steps = left.number_input("Steps", 1, 64_000, step=100, key="lab.steps")
+    seed = left.number_input("Seed", 0, 10_000, key="lab.seed", help="Initial weights, data order and "
+                             "augmentation. Try another seed to see which differences are real and which are luck.")
+    repeat = left.number_input("Seeds per model", 1, 5, key="lab.repeat", help="Train every model with this "
+                               "many seeds (seed, seed + 1, …) side by side; the chart draws their mean and a band.")
+    with right:
+        augmentation = erasing_controls("lab")
+    linked = next((key for key, label in dataset_labels.items() if label == st.session_state.get("lab.dataset")), None)
+    ui_links.share_lab_link(chosen, models, linked, int(seed), int(steps))
+    if data is None:
+        return None
+    return lambda: TrainingJob(
+        preset(chosen, models=tuple(models), data=data, shortcut=shortcut, steps=int(steps),
+               augmentation=augmentation, seed=int(seed), repeat=int(repeat)),
+        device=current_device(), name=f"{chosen}-{data}", save_dir=user_runs_dir())
+
+
+def lab_progress(snapshot) -> None:
+    """Progress bar with step count, speed and ETA for a job snapshot (or, while the data
+    set loads, the images decoded so far)."""
+    st.progress(snapshot.fraction, text=snapshot.progress_text())
+    if snapshot.state == "loading data":
+        return
+    for message in snapshot.record.messages:
+        st.warning(message)
+    if snapshot.error:
+        st.error(f"Training failed: {snapshot.error}")
+
+
+def gradient_heatmaps(record) -> None:
+    """A plain and a residual net's per-layer gradient norms side by side (§4.1's question)."""
+    from explorer import figures
+
+    plain = [m for m in record.model_names if not get_model_spec(m).residual]
+    residual = [m for m in record.model_names if get_model_spec(m).residual]
+    shown = [names[-1] for names in (plain, residual) if names]  # the deepest of each kind
+    if not shown:
+        return
+    st.caption("Gradient norm of every conv/fc weight (log scale) over training: deep plain nets "
+               "start with much smaller gradients in early layers; shortcuts carry them back.")
+    for column, model in zip(st.columns(len(shown)), shown):
+        column.plotly_chart(figures.gradient_heatmap_figure(record, model), width="stretch",
+                            key=f"grad_{record.name}_{model}_{len(record.steps)}")
+
+
+def run_downloads(record, figure) -> None:
+    csv_column, html_column = st.columns(2)
+    csv_column.download_button("Metrics as CSV", record.to_csv(), f"{record.name}.csv", "text/csv")
+    html_column.download_button("Chart as HTML", figure.to_html(include_plotlyjs="cdn"),
+                                f"{record.name}.html", "text/html")
+    st.caption("For a PNG, use the camera icon in the chart's toolbar.")
+
+
+def lab_dataset_choices() -> dict[str, str]:
+    """The lab's data-set labels -> sources ("folder" and "zip" ask for more)."""
+    from explorer.lab import cifar10_source
+
+    found = cifar10_source()
+    choices = {}
+    if found is not None:
+        where = found.removeprefix("folder:") if found.startswith("folder:") else "torchvision's download"
+        choices[f"CIFAR-10 ({where})"] = found
+    choices["Synthetic (generated, instant)"] = "synthetic"
+    choices["A folder on this machine"] = "folder"
+    choices["A zip of class folders"] = "zip"
+    return choices
+
+
+def lab_dataset_picker(container) -> str | None:
+    """The lab's data set: real CIFAR-10 first (and by default) when it is on this machine,
+    then the synthetic set, a folder, or an uploaded zip. None until a choice is usable."""
+    choices = lab_dataset_choices()
+    picked = choices[container.selectbox("Dataset", list(choices), key="lab.dataset",
+                                         help="Real CIFAR-10 when it is found: $EXPLORER_CIFAR10_DIR, the "
+                                              "project's ../shared/data/cifar10/train, or torchvision's cache.")]
+    if picked == "folder":
+        folder = container.text_input("Folder with one sub-folder per class", key="lab.folder").strip()
+        return allowed_source(container, f"folder:{folder}") if folder else None
+    if picked == "zip":
+        return zip_source(container, "lab_zip")
+    return picked

@@ -1,0 +1,51 @@
+import streamlit as st
+
+from explorer.inside import figures, path_length_counts, shipped_surfaces
+from explorer.inside.data import SAMPLES
+from explorer.inside.verdicts import responses_verdict
+from explorer.ui import inside
+
+st.title("Why shortcuts work: inside the trained nets")
+st.caption("Four looks inside the shipped CIFAR-10 nets: the paper's Fig. 7 (layer responses), how much each "
+           "residual block changes its input, what happens when blocks are removed at test time (Veit et al. "
+           "2016), and the loss surface around the trained weights (Li et al. 2018).")
+nets = inside.shipped_nets()
+left, middle, right = st.columns([3, 2, 1])
+chosen = left.multiselect("Nets", list(nets), default=list(nets), key="inside.nets")
+data = middle.selectbox("Images", ["default", SAMPLES], key="inside.data", format_func={
+    "default": "the 5,000 held-out validation images (when CIFAR-10 is here)", SAMPLES: "the shipped sample photos"}.get)
+images = right.number_input("How many", 10, 5000, 1000, step=100, key="inside.images")
+responses_tab, branches_tab, lesion_tab, surface_tab = st.tabs(
+    ["Layer responses (Fig. 7)", "Residual branches", "Lesion study", "Loss surface"])
+
+with responses_tab:
+    st.caption("Std of each 3×3 layer's output after BN, before the ReLU and the addition (§4.2, Fig. 7). "
+               "The paper: residual responses are generally smaller than plain ones, and smaller in deeper ResNets.")
+    if inside.requested("responses", "Compute the responses"):
+        results = inside.computed("responses", chosen, data, int(images))
+        st.plotly_chart(figures.responses_figure(results, [nets.get(r.model) for r in results]), width="stretch")
+        st.markdown(responses_verdict(results, [nets.get(r.model) for r in results]))
+
+with branches_tab:
+    st.caption("Per block, the mean over the images of ‖F(x)‖ / ‖x‖: how much the residual branch changes its input.")
+    if inside.requested("branches", "Compute the branch ratios"):
+        residual = [name for name in chosen if inside.is_residual(nets[name])]
+        results = inside.computed("branches", residual, data, int(images))
+        st.plotly_chart(figures.branches_figure(results, [nets.get(r.model) for r in results]), width="stretch")
+
+with lesion_tab:
+    st.caption("Remove one block at test time (its branch set to zero, the shortcut kept; a plain block is skipped) "
+               "and measure the error; then remove k random blocks. Veit et al.: ResNets degrade gracefully.")
+    if inside.requested("lesion", "Run the lesion study"):
+        studies = inside.computed("lesion", chosen, data, int(images))
+        st.plotly_chart(figures.lesion_blocks_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
+        st.plotly_chart(figures.lesion_random_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
+    blocks = st.slider("Blocks n of a ResNet", 3, 54, 27, key="inside.paths")
+    st.plotly_chart(figures.path_length_figure(blocks), width="stretch")
+    st.caption(f"An n-block ResNet has 2ⁿ paths ({sum(path_length_counts(blocks)):,} for n = {blocks}); "
+               "C(n, k) of them pass through k branches, so most paths are about n/2 blocks long.")
+
+with surface_tab:
+    surfaces = shipped_surfaces()
+    shown = [surfaces[name] for name in chosen if name in surfaces]
+    inside.surface_section(shown, chosen, data, int(images), {name: nets[name] for name in chosen})

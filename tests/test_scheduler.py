@@ -1,0 +1,186 @@
+"""The server-wide job scheduler: queue order, cancel, session release, thread split, estimates."""
+
+import os
+import sys
+import threading
+
+import pytest
+import torch
+
+from explorer.scheduler import (
+    MAX_JOBS_ENV,
+    Scheduler,
+    default_max_jobs,
+    max_jobs_from_env,
+    start_estimates,
+    threads_per_job,
+)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Slots set torch's process-wide thread count; give the next test the count it had."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_jobs_wait_first_in_first_out():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    first, second, third = (scheduler.enqueue(name) for name in ("a", "b", "c"))
+    assert (first.state, first.position) == ("running", 0)
+    assert (second.position, third.position) == (1, 2)
+    assert scheduler.waiting_jobs() == ["b", "c"]
+    first.done()
+    assert (second.state, third.position) == ("running", 1)
+    assert scheduler.running_jobs() == ["b"]
+    second.done()
+    assert scheduler.running_jobs() == ["c"] and first.position is None
+
+
+def test_two_slots_run_two_jobs_and_the_third_waits():
+    scheduler = Scheduler(max_jobs=2, cores=4, nice=0)
+    tickets = [scheduler.enqueue(f"job{i}") for i in range(3)]
+    assert [t.state for t in tickets] == ["running", "running", "waiting"]
+    tickets[1].done()
+    assert tickets[2].state == "running"
+
+
+def test_a_cancelled_job_leaves_the_queue_and_its_wait_returns_false():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    running, cancelled, behind = (scheduler.enqueue(name) for name in ("a", "b", "c"))
+    cancelled.cancel()
+    assert cancelled.position is None and cancelled.wait() is False
+    assert behind.position == 1
+    running.done()
+    assert behind.state == "running" and cancelled.state == "cancelled"
+
+
+def test_a_stop_flag_cancels_a_blocked_wait():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    scheduler.enqueue("busy")
+    stop = threading.Event()
+    waiting = scheduler.enqueue("waiting")
+    results = []
+    thread = threading.Thread(target=lambda: results.append(waiting.wait(stop.is_set, poll_s=0.01)))
+    thread.start()
+    stop.set()
+    thread.join(timeout=10)
+    assert results == [False] and scheduler.waiting_jobs() == []
+
+
+def test_releasing_a_session_removes_only_its_waiting_jobs():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    mine_running = scheduler.enqueue("mine-1", session="tab-1")
+    theirs = scheduler.enqueue("theirs", session="tab-2")
+    mine_waiting = scheduler.enqueue("mine-2", session="tab-1")
+    results = []
+    thread = threading.Thread(target=lambda: results.append(mine_waiting.wait()))
+    thread.start()
+    assert scheduler.release_session("tab-1") == 1
+    thread.join(timeout=10)
+    assert results == [False]
+    assert scheduler.waiting_jobs() == ["theirs"] and mine_running.state == "running"
+    assert theirs.position == 1
+
+
+def test_a_waiting_job_is_told_its_position_as_it_moves_up():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    first, second = scheduler.enqueue("a"), scheduler.enqueue("b")
+    seen = []
+    ran = []
+
+    def third_job():
+        with scheduler.slot("c", on_position=lambda position, _eta: seen.append(position)) as ticket:
+            ran.append(ticket is not None)
+
+    thread = threading.Thread(target=third_job)
+    thread.start()
+    while not seen:
+        thread.join(timeout=0.01)
+    first.done()
+    while seen[-1] != 1:
+        thread.join(timeout=0.01)
+    second.done()
+    thread.join(timeout=10)
+    assert seen == [2, 1] and ran == [True]
+    assert scheduler.running_jobs() == [] and scheduler.waiting_jobs() == []
+
+
+def test_a_slot_yields_none_when_cancelled_and_frees_its_place():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    busy = scheduler.enqueue("busy")
+    with scheduler.slot("later", cancelled=lambda: True) as ticket:
+        assert ticket is None
+    assert scheduler.waiting_jobs() == [] and busy.state == "running"
+
+
+def test_threads_are_split_among_running_jobs_leaving_one_core():
+    assert threads_per_job(1, 2) == 1  # the 2-core laptop: the other core answers the pages
+    assert threads_per_job(1, 16) == 15
+    assert threads_per_job(3, 16) == 5
+    assert threads_per_job(7, 16) == 2
+    assert threads_per_job(4, 2) == 1 and threads_per_job(1, 1) == 1
+
+
+def test_a_job_thread_gets_its_share_and_a_lower_priority():
+    scheduler = Scheduler(max_jobs=2, cores=5, nice=3)
+    seen = {}
+
+    def job():
+        with scheduler.slot("alone") as ticket:
+            seen["threads"] = torch.get_num_threads()
+            seen["share"] = ticket.threads
+            if sys.platform.startswith("linux"):
+                seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            other = scheduler.enqueue("second")  # a second job starts: the share halves
+            ticket.pace()
+            seen["threads_with_two"] = torch.get_num_threads()
+            other.done()
+
+    main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if sys.platform.startswith("linux") else 0
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join(timeout=30)
+    assert seen["threads"] == seen["share"] == 4  # 5 cores, one kept for interactive work
+    assert seen["threads_with_two"] == 2
+    if "nice" in seen:
+        assert seen["nice"] == min(19, main_nice + 3)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice  # only that thread
+    # torch.get_num_threads() answers for the calling thread; a thread new to torch copies the
+    # process-wide count, which the last job out set back to the idle default, the cores but one.
+    fresh = []
+    newcomer = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    newcomer.start()
+    newcomer.join(timeout=10)
+    assert fresh == [4]
+
+
+def test_default_job_limit_comes_from_the_core_count_or_the_environment():
+    assert [default_max_jobs(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 1, 3, 7]
+    assert max_jobs_from_env({}, cores=8) == 3
+    assert max_jobs_from_env({MAX_JOBS_ENV: " 5 "}, cores=2) == 5
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match=MAX_JOBS_ENV):
+            max_jobs_from_env({MAX_JOBS_ENV: bad})
+    with pytest.raises(ValueError, match="at least 1"):
+        Scheduler(max_jobs=0)
+
+
+def test_start_estimates_follow_the_slots_as_they_free():
+    # Two slots free after 10 s and 30 s; each queued job then runs 20 s.
+    assert start_estimates([10.0, 30.0], 3, 20.0) == [10.0, 30.0, 30.0]
+    assert start_estimates([0.0], 2, 60.0) == [0.0, 60.0]
+    assert start_estimates([5.0], 2, None) == [5.0, None]  # no run has finished yet
+    assert start_estimates([None, 4.0], 1, 20.0) == [None]
+    assert start_estimates([-3.0], 1, 10.0) == [0.0]  # a job past its estimate frees "now"
+
+
+def test_a_waiting_job_estimates_its_wait_from_the_running_job():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    running, next_job, last = (scheduler.enqueue(name) for name in ("a", "b", "c"))
+    assert next_job.wait_estimate_s is None  # nothing reported, no past run
+    running.report(eta_s=40.0)
+    assert next_job.wait_estimate_s == 40.0
+    assert last.wait_estimate_s is None  # needs the length of a run, and none has finished
+    assert running.wait_estimate_s is None  # running: nothing to wait for

@@ -1,0 +1,86 @@
+"""A released session stops its jobs, leaves the queue and deletes its uploads and their cached copies."""
+
+import threading
+
+import torch
+
+from explorer.data.cache import cache_slot, write_cache
+from explorer.scheduler import Scheduler
+from explorer.sessions import UPLOAD_PREFIX, SessionResources, forget_cached_folders
+
+
+class FakeJob:
+    """Stands in for explorer.jobs.BackgroundJob: a thread that runs until stopped."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._stop.wait, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def join(self, timeout=None):
+        self._thread.join(timeout)
+
+    @property
+    def running(self):
+        return self._thread.is_alive()
+
+
+def cache_a_decoded_folder(cache_dir, root):
+    images, labels = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1])
+    path = cache_slot(cache_dir / "folders", root, 4)
+    write_cache(path, "key", images, labels, ("a", "b"), root)
+    return path
+
+
+def test_release_stops_the_jobs_and_deletes_the_uploads_and_their_cache(tmp_path):
+    session = SessionResources(scheduler=Scheduler(max_jobs=1, cores=2, nice=0), upload_parent=tmp_path,
+                               cache_dir=tmp_path / "cache")
+    uploads = session.upload_dir()
+    assert uploads.name.startswith(UPLOAD_PREFIX) and uploads.parent == tmp_path.resolve()
+    (uploads / "upload-1" / "cat").mkdir(parents=True)
+    theirs = tmp_path / "shared" / "pets"
+    theirs.mkdir(parents=True)
+    ours_cached = cache_a_decoded_folder(tmp_path / "cache", uploads / "upload-1")
+    theirs_cached = cache_a_decoded_folder(tmp_path / "cache", theirs)
+    lab, finetune = FakeJob(), FakeJob()
+    session.replace_job("lab", lab)
+    session.replace_job("finetune", finetune)
+    cleaner = session.release()
+    cleaner.join(timeout=10)
+    assert not lab.running and not finetune.running
+    assert not uploads.exists() and not ours_cached.exists()
+    assert theirs.exists() and theirs_cached.exists()  # another data set's cache stays
+    assert session.release() is None  # a second release does nothing
+
+
+def test_replacing_a_job_stops_the_previous_one():
+    session = SessionResources(scheduler=Scheduler(max_jobs=1, cores=2, nice=0))
+    first, second = FakeJob(), FakeJob()
+    session.replace_job("lab", first)
+    session.replace_job("lab", second)
+    first.join(timeout=10)
+    assert not first.running and second.running and session.job("lab") is second
+    session.release(background=False)
+    assert not second.running
+
+
+def test_release_takes_the_sessions_waiting_jobs_out_of_the_queue(tmp_path):
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    session, other = (SessionResources(scheduler=scheduler, upload_parent=tmp_path) for _ in range(2))
+    scheduler.enqueue("other's run", session=other.id)
+    scheduler.enqueue("mine", session=session.id)
+    scheduler.enqueue("other's second", session=other.id)
+    session.release(background=False)
+    assert scheduler.waiting_jobs() == ["other's second"]
+
+
+def test_forgetting_cached_folders_skips_files_that_are_not_cache_files(tmp_path):
+    (tmp_path / "cache" / "folders").mkdir(parents=True)
+    (tmp_path / "cache" / "folders" / "junk.safetensors").write_bytes(b"not safetensors")
+    cached = cache_a_decoded_folder(tmp_path / "cache", tmp_path / "up" / "a")
+    assert forget_cached_folders(tmp_path / "up", tmp_path / "cache") == [cached]
+    assert (tmp_path / "cache" / "folders" / "junk.safetensors").exists()
+    assert forget_cached_folders(tmp_path / "elsewhere", tmp_path / "cache") == []

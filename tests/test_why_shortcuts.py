@@ -1,0 +1,83 @@
+"""The "Why shortcuts work" page: each view computes on the shipped checkpoints, with a verdict."""
+
+from pathlib import Path
+
+import pytest
+from apptest_helpers import open_page
+
+from explorer.inside.responses import LayerResponse, Responses
+from explorer.inside.verdicts import responses_verdict
+
+PAGE = "../pages/why_shortcuts.py"
+SHIPPED = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+
+
+def _on_samples(at, nets):
+    at.multiselect(key="inside.nets").set_value(nets)
+    at.selectbox(key="inside.data").set_value("samples")
+    at.number_input(key="inside.images").set_value(10)
+    return at.run()
+
+
+def test_page_opens_with_the_shipped_nets_and_the_path_counts(shipped):
+    at = open_page(PAGE)
+    assert not at.exception
+    assert set(at.multiselect(key="inside.nets").value) == {
+        "plain20-cifar10", "plain56-cifar10", "resnet20-cifar10", "resnet56-cifar10"}
+    assert "2ⁿ paths (134,217,728 for n = 27)" in " ".join(c.value for c in at.caption)
+
+
+def test_responses_view_draws_fig7_and_states_a_verdict(shipped):
+    at = _on_samples(open_page(PAGE), ["plain20-cifar10", "resnet20-cifar10"])
+    at.button(key="inside.go_responses").click().run(timeout=120)
+    assert not at.exception and not at.error
+    assert "ResNet-20's responses" in " ".join(m.value for m in at.markdown)
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert "plain20-cifar10" in figure and "resnet20-cifar10" in figure
+
+
+def test_branches_and_lesion_views_compute_on_samples(shipped):
+    at = _on_samples(open_page(PAGE), ["plain20-cifar10", "resnet20-cifar10"])
+    at.button(key="inside.go_branches").click().run(timeout=120)
+    at.button(key="inside.go_lesion").click().run(timeout=300)
+    assert not at.exception and not at.error
+    specs = " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
+    assert "layer1.0" in specs  # a block of resnet20 on the branch and lesion charts
+
+
+def test_an_impossible_net_gets_a_message_not_a_traceback(shipped, monkeypatch):
+    from explorer.ui import inside
+
+    monkeypatch.setattr(inside, "shipped_nets", lambda: {"resnet50": "resnet50"})  # no ImageNet weights here
+    at = open_page(PAGE)
+    at.button(key="inside.go_responses").click().run(timeout=60)
+    assert not at.exception
+    assert "resnet50" in at.error[0].value
+
+
+def _responses(model, stds):
+    return Responses(model, tuple(LayerResponse(f"l{i}", s) for i, s in enumerate(stds)), 10, "test")
+
+
+def test_verdict_reads_the_paper_claims_from_the_numbers():
+    results = [_responses("p20", [1.0, 1.0]), _responses("r20", [0.5, 0.7]), _responses("r56", [0.4, 0.4])]
+    verdict = responses_verdict(results, ["plain20", "resnet20", "resnet56"])
+    assert "ResNet-20's responses (mean std 0.600) are smaller than plain-20's (1.000): as the paper" in verdict
+    assert "ResNet-56 (0.400) is below ResNet-20 (0.600)" in verdict
+    flipped = responses_verdict([_responses("p20", [0.1]), _responses("r20", [0.5])], ["plain20", "resnet20"])
+    assert "not smaller" in flipped and "unlike the paper" in flipped
+
+
+def test_the_surface_view_shows_the_shipped_surfaces_and_computes_ones_own(shipped):
+    at = _on_samples(open_page(PAGE), ["resnet20-cifar10"])
+    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert any('"type":"surface"' in spec.replace(" ", "") for spec in specs)  # precomputed, shown at once
+    at.slider(key="inside.grid").set_value(3)
+    at.button(key="inside.go_landscape").click().run(timeout=120)
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == len(specs) + 1
