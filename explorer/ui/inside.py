@@ -44,23 +44,29 @@ _RESULTS: dict[tuple, object] = {}
 _RESULTS_LOCK = threading.Lock()
 
 
-def _computed(view: str, name: str, data: str, images: int, options: tuple, progress):
-    key = (view, name, data, images, options)
+def _remembered(key: tuple, compute):
     with _RESULTS_LOCK:
         if key in _RESULTS:
             return _RESULTS[key]
-    subject = load_subject(name)
-    probe = load_probe(subject, data, images)
-    if view == "landscape":
-        grid, span = options
-        result = loss_surface(subject, probe, grid=grid, span=span, progress=progress)
-    else:
-        result = VIEWS[view](subject, probe, progress=progress)
+    result = compute()
     with _RESULTS_LOCK:
         _RESULTS[key] = result
         while len(_RESULTS) > MAX_RESULTS:
             _RESULTS.pop(next(iter(_RESULTS)))
     return result
+
+
+def _computed(view: str, name: str, data: str, images: int, options: tuple, progress):
+    def compute():
+        subject = load_subject(name)
+        # The images once per (net, data, count): every view of that net runs on the same probe.
+        probe = _remembered(("probe", name, data, images), lambda: load_probe(subject, data, images))
+        if view == "landscape":
+            grid, span = options
+            return loss_surface(subject, probe, grid=grid, span=span, progress=progress)
+        return VIEWS[view](subject, probe, progress=progress)
+
+    return _remembered((view, name, data, images, options), compute)
 
 
 def computed(view: str, names: list[str], data: str, images: int, options: tuple = ()) -> list:
