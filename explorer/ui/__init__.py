@@ -12,7 +12,6 @@ from explorer.ui.classifiers import (
     classifier_choices,
     prediction_card,
     read_uploads,
-    shipped_checkpoints,
     twin_classifiers,
 )
 from explorer.ui.common import (
@@ -27,7 +26,6 @@ from explorer.ui.common import (
     paper_table,
     report_errors,
     untrained_banner,
-    weights_label,
     zoo_rows,
 )
 from explorer.ui.inputs import dataset_picker, erasing_controls, session_upload_dir, zip_source
@@ -46,6 +44,6 @@ __all__ = [
     "class_demo_button", "classifier", "classifier_choices", "current_device", "dataset_picker",
     "device_picker", "erasing_controls", "finetune_job_slot", "gradient_heatmaps", "keep_form_state",
     "lab_dataset_picker", "lab_job_slot", "lab_progress", "lab_run_form", "paper_table", "prediction_card",
-    "read_uploads", "report_errors", "run_downloads", "session_upload_dir", "shipped_checkpoints",
-    "start_stop_controls", "twin_classifiers", "untrained_banner", "weights_label", "zip_source", "zoo_rows",
+    "read_uploads", "report_errors", "run_downloads", "session_upload_dir",
+    "start_stop_controls", "twin_classifiers", "untrained_banner", "zip_source", "zoo_rows",
 ]

@@ -21,16 +21,6 @@ def classifier_choices() -> dict[str, str]:
         return choices(checkpoints=False)
 
 
-def shipped_checkpoints() -> set[str]:
-    """Keys of the project's own checkpoints (pretrained/manifest.json); empty if unreadable."""
-    from explorer.checkpoints import read_manifest
-
-    try:
-        return set(read_manifest())
-    except CheckpointError:
-        return set()
-
-
 def _classifier_fingerprint(name: str) -> str:
     """Changes when the files behind ``name`` change, so a retrained model is reloaded."""
     from explorer.classify import resolve_classifier

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
-from explorer import architecture, devices, diagrams, tables, weights
+from explorer import architecture, devices, diagrams, weights
 from explorer.isolation import run_isolated
 from explorer.models import get_model_spec
 
@@ -94,10 +94,6 @@ def paper_table(names: tuple[str, ...]) -> dict[str, list[str]]:
 @st.cache_resource(show_spinner="Tracing the blocks with torch.fx…")
 def block_diagrams(name: str) -> list[diagrams.BlockDiagram]:
     return run_isolated(diagrams.block_diagrams, name)
-
-
-def weights_label(name: str) -> str:
-    return tables.weights_label(name)
 
 
 def untrained_banner(names: list[str]) -> None:
