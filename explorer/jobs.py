@@ -9,11 +9,12 @@ what a reader sees (:class:`Snapshot`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,16 +22,35 @@ import torch
 from explorer.data import load_data
 from explorer.loop import eta_s, safe_name
 from explorer.runs import RunRecord, new_record, save_run
+from explorer.scheduler import Scheduler, Ticket
 from explorer.train import TrainConfig, Training, check_config, layer_names, load_training_data
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """A job waiting for one of the server's training slots (explorer.scheduler, issue 16)."""
+
+    position: int  # 1: the next to start
+    wait_s: float | None  # estimated seconds until it starts; None while unknown
+    slots: int  # how many training runs the server runs at once
+
+    def text(self) -> str:
+        """"waiting for a free training slot: number 2 in line · starts in about 40 s (…)"."""
+        place = "next in line" if self.position == 1 else f"number {self.position} in line"
+        wait = f" · starts in about {self.wait_s:,.0f} s" if self.wait_s is not None else ""
+        runs = "1 run" if self.slots == 1 else f"{self.slots} runs"
+        return (f"waiting for a free training slot: {place}{wait} (this server trains {runs} at a time "
+                f"so that every page stays quick; Stop leaves the queue)")
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """What a reader sees of a job at one instant; subclasses add what their run reports."""
 
-    state: str  # "loading data", then the run's phases, then "finished", "stopped" or "failed"
+    state: str  # "queued", "loading data", then the run's phases, then "finished", "stopped" or "failed"
     error: str | None
+    queue: QueuePlace | None = field(default=None, kw_only=True)  # while "queued"
 
     @property
     def fraction(self) -> float:
@@ -69,7 +89,9 @@ class JobSnapshot(Snapshot):
 
     def progress_text(self) -> str:
         """"training: step 300 of 800 · 410 images/s · about 12 s left", for a progress bar
-        (while the data set loads: the images decoded so far)."""
+        (while the data set loads: the images decoded so far; while queued: its place)."""
+        if self.queue is not None:
+            return self.queue.text()
         if self.state == "loading data":
             decoded, of = self.loading or (0, 0)
             once = (" (a folder is decoded once, then read from the disk cache)"
@@ -83,7 +105,12 @@ class JobSnapshot(Snapshot):
 
 class BackgroundJob:
     """A worker thread with a stop flag, a lock for what it shares, a state and an error.
-    Subclasses do their run in :meth:`_work`; an exception there becomes the job's error."""
+    Subclasses do their run in :meth:`_work`; an exception there becomes the job's error.
+
+    Started with a :class:`~explorer.scheduler.Scheduler` (the app's, issue 16), the work
+    waits for one of the server's training slots first: the job is "queued" meanwhile, its
+    snapshot says its place, and Stop takes it out of the queue. Without one (the CLI, the
+    tests) it starts at once."""
 
     def __init__(self, name: str, config, device: torch.device | str, loader: Callable):
         self.config = config
@@ -94,8 +121,18 @@ class BackgroundJob:
         self._state = "loading data"
         self._error: str | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._scheduler: Scheduler | None = None
+        self._session: str | None = None
+        self._ticket: Ticket | None = None
+        self._queue: QueuePlace | None = None
+        self._first_state = self._state  # what the work starts in, once out of the queue
 
-    def start(self):
+    def start(self, scheduler: Scheduler | None = None, *, session: str | None = None):
+        """Start the worker thread; with ``scheduler``, it first waits for a slot there
+        (``session`` names the tab, so the scheduler can drop its waiting jobs when it closes)."""
+        self._scheduler, self._session = scheduler, session
+        if scheduler is not None:
+            self._first_state, self._state = self._state, "queued"
         self._thread.start()
         return self
 
@@ -114,11 +151,37 @@ class BackgroundJob:
 
     def _run(self) -> None:
         try:
-            self._work()
+            with self._slot() as ticket:
+                if ticket is None:  # stopped, or its tab closed, while it waited
+                    with self._lock:
+                        self._state, self._queue = "stopped", None
+                    return
+                with self._lock:
+                    self._ticket, self._queue = (ticket if isinstance(ticket, Ticket) else None), None
+                    if self._state == "queued":
+                        self._state = self._first_state
+                self._work()
         except Exception as error:  # noqa: BLE001 - shown to the user
             self._fail(error)
         finally:
             self._after()
+
+    def _slot(self):
+        if self._scheduler is None:
+            return contextlib.nullcontext(True)
+        return self._scheduler.slot(self._thread.name, session=self._session, cancelled=self._stop.is_set,
+                                    on_position=self._queued)
+
+    def _queued(self, position: int, wait_s: float | None) -> None:
+        with self._lock:
+            self._queue = QueuePlace(position, wait_s, self._scheduler.max_jobs)
+
+    def _pace(self, eta_s: float | None) -> None:
+        """Between steps, in the worker: follow the slot's share of the torch threads and tell
+        the queue how long this run has left (its wait estimates)."""
+        if self._ticket is not None:
+            self._ticket.pace()
+            self._ticket.report(eta_s=eta_s)
 
     def _work(self) -> None:
         raise NotImplementedError
@@ -160,7 +223,7 @@ class TrainingJob(BackgroundJob):
             record.steps = list(self._record.steps)
             record.messages = list(self._record.messages)
             return JobSnapshot(state=self._state, error=self._error, record=record, saved_to=self._saved_to,
-                               total_steps=self.config.steps, loading=self._loading)
+                               total_steps=self.config.steps, loading=self._loading, queue=self._queue)
 
     @property
     def can_resume(self) -> bool:
@@ -193,6 +256,7 @@ class TrainingJob(BackgroundJob):
         for record in self._training.steps(self._stop):
             with self._lock:
                 self._record.append(record)
+            self._pace(eta_s(record.elapsed_s, record.step, self.config.steps))
         with self._lock:
             self._set_end_state()
             self._record.finished = self._state == "finished"
@@ -223,6 +287,8 @@ class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "trainin
     def progress_text(self, epochs: int, running: bool) -> str:
         """"training: 300 of 1,760 steps · epoch 1.7 of 5 · about 12 s left", for a progress bar."""
         last = self.last
+        if self.queue is not None:
+            return self.queue.text()
         if last is None:
             return "loading the data set…"
         what = "computing the backbone's features" if last.phase == "features" else "training"
@@ -248,7 +314,7 @@ class FinetuneJob(BackgroundJob):
     def snapshot(self) -> FinetuneSnapshot:
         with self._lock:
             return FinetuneSnapshot(state=self._state, error=self._error, last=self._last,
-                                    history=list(self._history), result=self._result)
+                                    history=list(self._history), result=self._result, queue=self._queue)
 
     def _work(self) -> None:
         data = self._loader(self.config.data, image_size=self.config.data_size,
@@ -260,6 +326,7 @@ class FinetuneJob(BackgroundJob):
                 if step.val_accuracy is not None:
                     self._history.append({"epoch": round(step.epoch), "train_accuracy": step.train_accuracy,
                                           "val_accuracy": step.val_accuracy})
+            self._pace(step.eta_s)
         with self._lock:
             self._result = run.result
             self._set_end_state()

@@ -28,6 +28,15 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fresh_server_scheduler(monkeypatch):
+    """Each test gets the server's job queue empty (issue 16): a job a previous test left
+    stopping must not hold the one training slot of a 2-core machine."""
+    from explorer import scheduler
+
+    monkeypatch.setattr(scheduler, "_server_scheduler", scheduler.Scheduler())
+
+
+@pytest.fixture(autouse=True)
 def fresh_streamlit_caches():
     """AppTest sessions in one process share st.cache_resource, the lab's session-scoped job
     slot included: clear it after each test so one test's training job never shows in the next

@@ -204,19 +204,20 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
 
 def test_a_new_run_or_a_closed_tab_stops_the_session_job():
     from explorer.jobs import TrainingJob
+    from explorer.sessions import SessionResources
     from explorer.train import preset
     from explorer.ui import JobSlot
 
     config = preset("demo", models=("plain20",), data="synthetic:400", steps=100_000)
-    slot = JobSlot()
-    first = TrainingJob(config, device="cpu", name="first").start()
-    slot.replace(first)
-    second = TrainingJob(config, device="cpu", name="second").start()
-    slot.replace(second)  # starting a new run stops the old one
+    resources = SessionResources()
+    slot = JobSlot(resources, "lab")
+    first = TrainingJob(config, device="cpu", name="first")
+    slot.start(first)
+    second = TrainingJob(config, device="cpu", name="second")
+    slot.start(second)  # starting a new run stops the old one
     first.join(timeout=30)
     assert not first.running and first.snapshot().state == "stopped"
-    JobSlot.release(slot)  # what st.cache_resource's on_release calls when the session ends
-    second.join(timeout=30)
+    resources.release().join(timeout=60)  # what st.cache_resource's on_release calls when the session ends
     assert not second.running and second.snapshot().state == "stopped"
 
 
@@ -411,3 +412,29 @@ def test_a_hostile_link_falls_back_to_defaults_with_a_notice(params):
     assert any("From the link" in w.value for w in at.warning)
     assert at.number_input(key="lab.seed").value in (0,)
     assert "etc" not in " ".join(str(v) for v in at.query_params.values())
+
+
+def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leave():
+    """Issue 16: one training slot (a 2-core server) held by another tab's run: this tab's run
+    waits, says so, and Stop takes it out of the queue. (AppTest's sessions share one session
+    id, so the other tab is a ticket in the same server-wide queue; benchmarks/classroom_load.py
+    drives real tabs.)"""
+    from explorer import scheduler
+
+    queue = scheduler.server_scheduler()
+    other_tab = queue.enqueue("another tab's run", session="another tab")
+    at = open_lab()
+    configure(at, data="synthetic", models=["plain20"], steps=50_000)
+    _button(at, "Start your run").click().run()
+    poll(at, lambda at: "waiting for a free training slot: next in line" in progress_text(at))
+    assert _button(at, "Start your run").disabled and not _button(at, "Stop").disabled
+    assert len(queue.waiting_jobs()) == 1
+    _button(at, "Stop").click().run()
+    poll(at, lambda at: "stopped" in progress_text(at))
+    assert queue.waiting_jobs() == [] and queue.running_jobs() == ["another tab's run"]
+    _button(at, "Start your run").click().run()  # again, and this time the slot frees
+    poll(at, lambda at: "waiting for a free training slot" in progress_text(at))
+    other_tab.done()
+    poll(at, lambda at: "training: step" in progress_text(at))
+    _button(at, "Stop").click().run()
+    poll(at, lambda at: "stopped" in progress_text(at))

@@ -3,6 +3,7 @@
 import os
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -184,3 +185,55 @@ def test_a_waiting_job_estimates_its_wait_from_the_running_job():
     assert next_job.wait_estimate_s == 40.0
     assert last.wait_estimate_s is None  # needs the length of a run, and none has finished
     assert running.wait_estimate_s is None  # running: nothing to wait for
+
+
+def _until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _tiny_run(steps=2):
+    from explorer.train import preset
+
+    return preset("demo", models=("plain20",), data="synthetic:400", steps=steps)
+
+
+def test_a_job_waits_for_a_slot_says_its_place_and_leaves_the_queue_on_stop():
+    from explorer.jobs import TrainingJob
+
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    holder = scheduler.enqueue("another session's run")
+    loads = []
+
+    def loader(*args, **kwargs):  # must not run while the job waits
+        loads.append(args)
+        raise AssertionError("the data was loaded before the job had a slot")
+
+    job = TrainingJob(_tiny_run(), device="cpu", name="queued", loader=loader).start(scheduler, session="tab-2")
+    _until(lambda: job.snapshot().queue is not None)
+    snapshot = job.snapshot()
+    assert snapshot.state == "queued" and snapshot.queue.position == 1 and snapshot.fraction == 0
+    assert snapshot.progress_text().startswith("waiting for a free training slot: next in line")
+    assert "trains 1 run at a time" in snapshot.progress_text()
+    job.stop()
+    job.join(timeout=10)
+    assert not job.running and job.snapshot().state == "stopped" and job.snapshot().queue is None
+    assert scheduler.waiting_jobs() == [] and scheduler.running_jobs() == ["another session's run"] and not loads
+    holder.done()
+
+
+def test_a_queued_job_starts_when_the_slot_frees():
+    from explorer.jobs import TrainingJob
+
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    holder = scheduler.enqueue("first")
+    job = TrainingJob(_tiny_run(steps=3), device="cpu", name="second").start(scheduler)
+    _until(lambda: job.snapshot().queue is not None)
+    assert scheduler.waiting_jobs() == ["train-second"]
+    holder.done()
+    job.join(timeout=60)
+    snapshot = job.snapshot()
+    assert snapshot.state == "finished" and snapshot.done_steps == 3 and snapshot.queue is None
+    assert scheduler.running_jobs() == [] and scheduler.waiting_jobs() == []

@@ -26,12 +26,6 @@ def erasing_controls(key: str, default_p: float = 0.0):
                         erasing_value="random" if fill.startswith("random") else 0.0)
 
 
-def _remove_folder(path) -> None:
-    from explorer.sessions import remove_uploads
-
-    remove_uploads(path)  # and the data cache's decoded copies of the session's images
-
-
 def allowed_source(container, source: str) -> str | None:
     """``source`` if the server lets sessions read it (folders only inside $EXPLORER_DATA_ROOTS
     or this session's uploads, issue 16), else None with the reason shown."""
@@ -42,13 +36,12 @@ def allowed_source(container, source: str) -> str | None:
         return None
 
 
-@st.cache_resource(scope="session", on_release=_remove_folder)
 def session_upload_dir():
-    """This session's own temporary folder for unpacked uploads, deleted when the tab closes."""
-    import tempfile
-    from pathlib import Path
+    """This session's own temporary folder for unpacked uploads, deleted (with the data
+    cache's decoded copies of its images) when the tab closes."""
+    from explorer.ui.jobs import session_resources
 
-    return Path(tempfile.mkdtemp(prefix="resnet-explorer-uploads-"))
+    return session_resources().upload_dir()
 
 
 def dataset_picker(container) -> str | None:

@@ -1,65 +1,73 @@
-"""A session's background jobs: the slot that holds one (stopped when the tab closes) and
-its Start / Resume / Stop buttons."""
+"""A session's background jobs, held by its :class:`~explorer.sessions.SessionResources`
+(stopped, taken out of the queue and their uploads deleted when the tab closes), and their
+Start / Resume / Stop buttons. Jobs wait for one of the server's training slots
+(explorer.scheduler, issue 16)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from explorer import devices
+from explorer.scheduler import server_scheduler
+from explorer.sessions import SessionResources
+
+
+@st.cache_resource(scope="session", on_release=SessionResources.release)
+def session_resources() -> SessionResources:
+    """What this browser session owns on the server: its jobs and its upload folder."""
+    return SessionResources()
 
 
 class JobSlot:
-    """This session's training job; released (and the job stopped) when the tab closes."""
+    """One of the session's jobs ("lab", "finetune")."""
 
-    def __init__(self):
-        self.job = None
+    def __init__(self, resources: SessionResources, name: str):
+        self.resources, self.name = resources, name
 
-    def replace(self, job) -> None:
-        self.release()
-        self.job = job
+    @property
+    def job(self):
+        return self.resources.job(self.name)
 
-    def release(self) -> None:
-        if self.job is not None:
-            self.job.stop()
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def start(self, job) -> None:
+        """Start ``job`` in the server's queue as this slot's job (stopping the one it replaces)."""
+        self.resources.replace_job(self.name, job.start(server_scheduler(), session=self.resources.id))
+
+
+def lab_job_slot() -> JobSlot:
+    return JobSlot(session_resources(), "lab")
+
+
+def finetune_job_slot() -> JobSlot:
+    return JobSlot(session_resources(), "finetune")
 
 
 def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False,
                         resumable: bool = False) -> bool:
     """Start and Stop buttons for the session's background job (and, with ``resumable``, a
-    Resume button for a stopped run). Start is disabled while a job runs (stop it first),
-    Stop while none does. ``make_job`` builds the job (a ValueError, i.e. a bad setting, is
-    shown to the user); True when a job was started."""
+    Resume button for a stopped run). Start is disabled while a job runs or waits (stop it
+    first), Stop while none does. ``make_job`` builds the job (a ValueError, i.e. a bad
+    setting, is shown to the user); True when a job was started."""
     if resumable:
         start, resume, stop = st.columns([1, 1, 4])
     else:
         (start, stop), resume = st.columns([1, 5]), None
     started = False
-    running = slot.job is not None and slot.job.running
+    running = slot.running
     if start.button(label, type="primary", disabled=disabled or running,
                     help="A run is going: stop it first." if running else None):
         try:
-            job = make_job()
-            devices.leave_one_core_for_the_ui()
-            slot.replace(job.start())
+            slot.start(make_job())
             started = True
         except ValueError as error:
             st.error(str(error))
     if resume is not None and slot.job is not None and slot.job.can_resume:
         if resume.button("Resume", help="Continue the stopped run exactly where it stopped."):
-            devices.leave_one_core_for_the_ui()
-            slot.job = slot.job.resumed().start()
+            slot.start(slot.job.resumed())
             started = True
     if stop.button("Stop", disabled=not running):
         slot.job.stop()
         slot.job.join(timeout=10)  # the current step ends first, so the page redraws with Resume
     return started
-
-
-@st.cache_resource(scope="session", on_release=JobSlot.release)
-def lab_job_slot() -> JobSlot:
-    return JobSlot()
-
-
-@st.cache_resource(scope="session", on_release=JobSlot.release)
-def finetune_job_slot() -> JobSlot:
-    return JobSlot()

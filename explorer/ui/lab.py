@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import devices, links
+from explorer import links
 from explorer.models import get_model_spec
 from explorer.ui.common import current_device
 from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
@@ -23,9 +23,8 @@ def class_demo_button(slot: JobSlot) -> None:
     demo = class_demo_config()
     on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
     if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
-                 disabled=slot.job is not None and slot.job.running):
-        devices.leave_one_core_for_the_ui()
-        slot.replace(TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()).start())
+                 disabled=slot.running):
+        slot.start(TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
     st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
                f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
                f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
@@ -82,7 +81,7 @@ def lab_progress(snapshot) -> None:
     """Progress bar with step count, speed and ETA for a job snapshot (or, while the data
     set loads, the images decoded so far)."""
     st.progress(snapshot.fraction, text=snapshot.progress_text())
-    if snapshot.state == "loading data":
+    if snapshot.state in ("queued", "loading data"):
         return
     for message in snapshot.record.messages:
         st.warning(message)

@@ -89,7 +89,7 @@ def finetune_live_view(slot: JobSlot) -> None:
             st.info("Choose a backbone and a data set, then press **Start fine-tuning**.")
             return
         snapshot = job.snapshot()
-        if snapshot.state == "loading data" or snapshot.last is not None:
+        if snapshot.state in ("queued", "loading data") or snapshot.last is not None:
             st.progress(snapshot.fraction, text=snapshot.progress_text(job.config.epochs, running=job.running))
         if snapshot.error:
             st.error(f"Fine-tuning failed: {snapshot.error}")
