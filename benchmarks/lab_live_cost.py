@@ -10,8 +10,10 @@
    waits until the run finishes with the page open and refreshing; reads the steps per
    second from the run record the lab saves.
 
-Prints both and their ratio. Goal (issue "The class demo that convinces"): lab ≥ 0.8× the
-CLI. Only loopback addresses are contacted. Check ``uptime`` first.
+Prints both and their ratio, and where the CPU went while the lab trained: CPU seconds per
+wall second of the server's training threads, its other threads (the script runs that
+redraw the page, the websocket) and Chromium's processes. Goal (issue "The class demo that
+convinces"): lab ≥ 0.8× the CLI. Only loopback addresses are contacted. Check ``uptime`` first.
 """
 
 from __future__ import annotations
@@ -32,6 +34,35 @@ from classroom_load import CHROMIUM, CHROMIUM_ARGS, local_only, start_server
 from explorer.lab import class_demo_config
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+TRAINING_THREADS = ("train-", "lock-step")  # explorer.jobs' and explorer.train's thread names
+
+
+def _cpu_s(stat_path: Path) -> float:
+    """utime + stime of a /proc/.../stat, in seconds (the name field may hold spaces)."""
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_split(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the server's training threads, its other threads, and Chromium."""
+    split = {"training threads": 0.0, "other server threads": 0.0, "Chromium": 0.0}
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            kind = "training threads" if name.startswith(TRAINING_THREADS) else "other server threads"
+            split[kind] += _cpu_s(task / "stat")
+        except OSError:  # the thread ended meanwhile
+            continue
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and "chrom" in (process / "comm").read_text():
+                split["Chromium"] += _cpu_s(process / "stat")
+        except OSError:
+            continue
+    return split
+
+
 def steps_per_second(record_path: Path) -> tuple[int, float]:
     last = json.loads(record_path.read_text())["steps"][-1]
     return last["step"], last["step"] / last["elapsed_s"]
@@ -47,7 +78,7 @@ def cli_speed(config, folder: Path) -> tuple[int, float]:
     return steps_per_second(out)
 
 
-async def lab_speed(url: str, runs_dir: Path, timeout_s: float) -> tuple[int, float]:
+async def lab_speed(url: str, runs_dir: Path, timeout_s: float, server_pid: int) -> tuple[int, float]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -58,10 +89,15 @@ async def lab_speed(url: str, runs_dir: Path, timeout_s: float) -> tuple[int, fl
         button = page.get_by_role("button", name="Start the class demo", exact=False)
         await button.first.wait_for(timeout=120_000)
         await button.first.click()
+        await page.get_by_text("training: step").first.wait_for(timeout=timeout_s * 1000)
+        before, started = cpu_split(server_pid), time.monotonic()
         deadline = time.monotonic() + timeout_s
         while not list(runs_dir.glob("*.json")) and time.monotonic() < deadline:
             await page.wait_for_timeout(1000)
+        after, wall = cpu_split(server_pid), time.monotonic() - started
         await browser.close()
+    print(f"while the lab trained ({wall:.0f} s), CPU seconds per second: "
+          + ", ".join(f"{kind} {(after[kind] - before[kind]) / wall:.2f}" for kind in before))
     saved = sorted(runs_dir.glob("*.json"))
     if not saved:
         raise SystemExit(f"the lab's run did not finish within {timeout_s:.0f} s")
@@ -83,7 +119,7 @@ def main() -> None:
         print(f"CLI: {steps} steps at {cli:.2f} steps/s")
         process, url = start_server(folder / "server")
         try:
-            steps, lab = asyncio.run(lab_speed(url, folder / "server" / "runs", args.timeout))
+            steps, lab = asyncio.run(lab_speed(url, folder / "server" / "runs", args.timeout, process.pid))
         finally:
             process.terminate()
             process.wait(timeout=15)

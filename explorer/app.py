@@ -9,6 +9,11 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+# Imported whole before any page runs: plotly uses pandas when `sys.modules` has it, and
+# Streamlit imports it lazily, so a chart drawn in one session while another session's first
+# table is still importing pandas met a half-initialised module ("partially initialized module
+# 'pandas' has no attribute 'Series'", seen by benchmarks/classroom_load.py).
+import pandas  # noqa: E402, F401
 import streamlit as st  # noqa: E402
 
 from explorer import ui  # noqa: E402

@@ -25,8 +25,11 @@ seconds, so an idle server does not keep a second copy of PyTorch in memory.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import threading
+import types
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,7 +75,24 @@ def _submit(function, args):
             # spawn, never fork: forking a process with live OpenMP and server threads can deadlock.
             _executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         _calls_in_flight += 1
-        return _executor.submit(function, *args)
+        with _bare_main():  # the first submit starts the worker process
+            return _executor.submit(function, *args)
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """spawn imports the parent's ``__main__`` again in the worker. Under ``streamlit run``
+    that is the page script Streamlit last ran as ``__main__`` (explorer/app.py): the worker
+    ran the whole app in bare mode, 730 MiB and a screen of warnings (benchmarks/
+    classroom_load.py). A bare ``__main__`` (no file, no spec) is not imported at all. The
+    running script keeps its own module's namespace, so swapping the entry is safe."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _call_finished() -> None:

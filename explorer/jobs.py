@@ -161,6 +161,8 @@ class BackgroundJob:
                     if self._state == "queued":
                         self._state = self._first_state
                 self._work()
+                if self._ticket is not None:
+                    self._ticket.completed = self._state == "finished"
         except Exception as error:  # noqa: BLE001 - shown to the user
             self._fail(error)
         finally:

@@ -108,6 +108,7 @@ class Ticket:
         self.enqueued_at = time.monotonic()
         self.started_at: float | None = None
         self.eta_s: float | None = None  # the running job's own estimate of its time left
+        self.completed = False  # set by a job that ran to its end: only those teach the wait estimate
         self._scheduler = scheduler
         self._threads_applied: int | None = None
         self._nice_before: int | None = None
@@ -268,7 +269,8 @@ class Scheduler:
     def _finish(self, ticket: Ticket) -> None:
         if ticket.state == "running":
             self._running.remove(ticket)
-            self._run_lengths.append(time.monotonic() - ticket.started_at)
+            if ticket.completed:  # a run stopped after 5 s says nothing about how long runs take
+                self._run_lengths.append(time.monotonic() - ticket.started_at)
             ticket.state = "done"
             self._grant()
         else:

@@ -1,16 +1,22 @@
 """What one browser session owns on the server, and letting go of it when its tab closes.
 
 A session owns its background jobs (a lab run, a fine-tuning run) and its upload folder
-(unpacked zips). When Streamlit releases the session (its session-scoped resources'
-``on_release``, called when the tab has been gone longer than the disconnected-session
-TTL), :meth:`SessionResources.release` stops every job, takes its waiting jobs out of the
-scheduler's queue, and, once the jobs have ended, deletes the upload folder *and* the
-decoded copies of those uploads in the data cache (explorer.data.cache keeps a decoded
+(unpacked zips). :meth:`SessionResources.release` stops every job, takes its waiting jobs
+out of the scheduler's queue, and, once the jobs have ended, deletes the upload folder *and*
+the decoded copies of those uploads in the data cache (explorer.data.cache keeps a decoded
 folder under ``cache_dir/"folders"``; without this, a student's images would outlive their
 session on the server's disk).
 
-``on_release`` runs on the server's event loop, so :meth:`~SessionResources.release` does
-not block: the waiting and deleting happen in a short-lived thread.
+When. Streamlit 1.67 calls a session-scoped resource's ``on_release`` the moment the tab's
+websocket drops, although it keeps the session itself for ``server.disconnectedSessionTTL``
+seconds in case the tab reconnects (measured with benchmarks/classroom_load.py: a job was
+gone 2.6 s after its tab closed, with a TTL of 40 s). A Wi-Fi blip must not stop a student's
+run or delete their uploads, so the :class:`SessionRegistry` keeps each session's resources
+by Streamlit's session id: a dropped session is released only when it has stayed away for
+the TTL, and a tab that comes back within it finds its run still going.
+
+``on_release`` runs on the server's event loop, so nothing here blocks it: the waiting and
+deleting happen in short-lived threads.
 """
 
 from __future__ import annotations
@@ -70,9 +76,9 @@ def remove_uploads(folder: Path, cache_dir: Path | None = None) -> None:
 class SessionResources:
     """One session's jobs (by slot name: "lab", "finetune") and its upload folder."""
 
-    def __init__(self, *, scheduler: Scheduler | None = None, upload_parent: Path | None = None,
-                 cache_dir: Path | None = None):
-        self.id = uuid.uuid4().hex  # the session's name in the scheduler's queue
+    def __init__(self, *, session_id: str | None = None, scheduler: Scheduler | None = None,
+                 upload_parent: Path | None = None, cache_dir: Path | None = None):
+        self.id = session_id or uuid.uuid4().hex  # the session's name in the scheduler's queue
         self._scheduler = scheduler
         self._upload_parent, self._cache_dir = upload_parent, cache_dir
         self._lock = threading.Lock()
@@ -125,3 +131,58 @@ class SessionResources:
             job.join(timeout=max(0.0, deadline - time.monotonic()))
         if uploads is not None:
             remove_uploads(uploads, self._cache_dir)
+
+
+class SessionRegistry:
+    """The server's sessions by id; a dropped session is released after a grace period
+    unless it comes back (see the module's docstring)."""
+
+    def __init__(self, make: type[SessionResources] = SessionResources):
+        self._make = make
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SessionResources] = {}
+        self._leaving: dict[str, threading.Timer] = {}
+
+    def resume(self, session_id: str) -> SessionResources:
+        """The session's resources: the ones it had if it dropped and came back in time, else new."""
+        with self._lock:
+            timer = self._leaving.pop(session_id, None)
+            if timer is not None:
+                timer.cancel()
+            if session_id not in self._sessions:
+                self._sessions[session_id] = self._make(session_id=session_id)
+            return self._sessions[session_id]
+
+    def dropped(self, session_id: str, grace_s: float) -> None:
+        """The session's tab went away: release it in ``grace_s`` seconds unless it resumes."""
+        with self._lock:
+            if session_id not in self._sessions or session_id in self._leaving:
+                return
+            timer = threading.Timer(max(0.0, grace_s), self._expire, args=(session_id,))
+            timer.daemon = True
+            self._leaving[session_id] = timer
+            timer.start()
+
+    def release_all(self) -> None:
+        """Release every session now (a server shutting down; the tests between cases)."""
+        with self._lock:
+            for timer in self._leaving.values():
+                timer.cancel()
+            sessions, self._sessions, self._leaving = list(self._sessions.values()), {}, {}
+        for resources in sessions:
+            resources.release()
+
+    def _expire(self, session_id: str) -> None:
+        with self._lock:
+            if self._leaving.pop(session_id, None) is None:  # it came back meanwhile
+                return
+            resources = self._sessions.pop(session_id)
+        resources.release()
+
+
+_server_sessions = SessionRegistry()
+
+
+def server_sessions() -> SessionRegistry:
+    """The one registry of this server process."""
+    return _server_sessions

@@ -46,3 +46,6 @@ def fresh_streamlit_caches():
 
     if "streamlit" in sys.modules:
         sys.modules["streamlit"].cache_resource.clear()
+        from explorer.sessions import server_sessions
+
+        server_sessions().release_all()  # the dropped sessions now, not after the TTL

@@ -187,6 +187,19 @@ def test_a_waiting_job_estimates_its_wait_from_the_running_job():
     assert running.wait_estimate_s is None  # running: nothing to wait for
 
 
+def test_only_runs_that_ended_teach_the_wait_estimate():
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    stopped_early = scheduler.enqueue("stopped after a moment")
+    waiting = scheduler.enqueue("waiting")
+    stopped_early.done()  # not completed: a Stop, a failure
+    later = scheduler.enqueue("later")
+    assert later.wait_estimate_s is None  # no run length known yet
+    waiting.completed = True
+    waiting.done()
+    following = scheduler.enqueue("following")
+    assert following.wait_estimate_s is not None and following.wait_estimate_s >= 0  # one finished run's length
+
+
 def _until(condition, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not condition():

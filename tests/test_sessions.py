@@ -6,7 +6,7 @@ import torch
 
 from explorer.data.cache import cache_slot, write_cache
 from explorer.scheduler import Scheduler
-from explorer.sessions import UPLOAD_PREFIX, SessionResources, forget_cached_folders
+from explorer.sessions import UPLOAD_PREFIX, SessionRegistry, SessionResources, forget_cached_folders
 
 
 class FakeJob:
@@ -84,3 +84,22 @@ def test_forgetting_cached_folders_skips_files_that_are_not_cache_files(tmp_path
     assert forget_cached_folders(tmp_path / "up", tmp_path / "cache") == [cached]
     assert (tmp_path / "cache" / "folders" / "junk.safetensors").exists()
     assert forget_cached_folders(tmp_path / "elsewhere", tmp_path / "cache") == []
+
+
+def test_a_dropped_tab_that_comes_back_in_time_keeps_its_run_and_uploads(tmp_path):
+    """Streamlit releases session resources as soon as a websocket drops; the registry waits
+    for the grace period (the disconnected-session TTL) before letting go."""
+    registry = SessionRegistry()
+    resources = registry.resume("tab-1")
+    job = FakeJob()
+    resources.replace_job("lab", job)
+    uploads = resources.upload_dir()
+    registry.dropped("tab-1", grace_s=0.3)  # a Wi-Fi blip
+    assert registry.resume("tab-1") is resources  # back within the grace period
+    threading.Event().wait(0.6)
+    assert job.running and uploads.exists() and not resources.released
+    registry.dropped("tab-1", grace_s=0.1)  # gone for good
+    job.join(timeout=10)  # the timer releases the session, which stops the job
+    assert resources.released and not job.running
+    assert registry.resume("tab-1") is not resources  # a new visit starts afresh
+    registry.release_all()

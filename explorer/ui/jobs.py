@@ -1,20 +1,29 @@
 """A session's background jobs, held by its :class:`~explorer.sessions.SessionResources`
-(stopped, taken out of the queue and their uploads deleted when the tab closes), and their
-Start / Resume / Stop buttons. Jobs wait for one of the server's training slots
-(explorer.scheduler, issue 16)."""
+(stopped, taken out of the queue and their uploads deleted when the tab has been closed for
+the disconnected-session TTL), and their Start / Resume / Stop buttons. Jobs wait for one of
+the server's training slots (explorer.scheduler, issue 16)."""
 
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.scheduler import server_scheduler
-from explorer.sessions import SessionResources
+from explorer.sessions import SessionResources, server_sessions
 
 
-@st.cache_resource(scope="session", on_release=SessionResources.release)
+def _tab_dropped(resources: SessionResources) -> None:
+    # Called the moment the websocket drops (explorer/sessions.py): release only if the tab
+    # stays away for as long as Streamlit keeps the session for a reconnect.
+    server_sessions().dropped(resources.id, grace_s=st.get_option("server.disconnectedSessionTTL"))
+
+
+@st.cache_resource(scope="session", on_release=_tab_dropped)
 def session_resources() -> SessionResources:
-    """What this browser session owns on the server: its jobs and its upload folder."""
-    return SessionResources()
+    """What this browser session owns on the server: its jobs and its upload folder (the same
+    ones again when the tab reconnects in time)."""
+    context = get_script_run_ctx()
+    return server_sessions().resume(context.session_id if context is not None else "no session")
 
 
 class JobSlot:
