@@ -361,6 +361,12 @@ def test_the_class_demo_uses_five_classes_of_cifar10_or_five_synthetic_patterns(
     assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 800
     synthetic = class_demo_config("synthetic")
     assert synthetic.classes == tuple(f"pattern{i}" for i in range(5))
+    from explorer.train import preset
+
+    # The synthetic demo starts gentler (ResNet-56's last ReLU dies at lr 0.2, explorer/lab.py);
+    # the real one keeps the preset's rate and ramp.
+    assert (synthetic.lr, synthetic.warmup_steps) == (0.1, 150)
+    assert (demo.lr, demo.warmup_steps) == (preset("demo").lr, preset("demo").warmup_steps) == (0.2, 50)
     from explorer.data import load_data
 
     restricted = load_data("synthetic:200", image_size=8).restricted(synthetic.classes)
