@@ -22,7 +22,10 @@ stores a process-wide count that every thread *new to torch* copies at its first
 Streamlit script run is a new thread). A running job therefore sets it in its own thread to
 its share of the cores, ``(cores - 1) // running``: one core stays free for the
 interactive work (classify, Grad-CAM, feature maps), which is never scheduled here and never
-waits for a slot. The job's thread also lowers its own OS priority (``nice``, Linux only,
+waits for a slot. A lone job on an otherwise quiet machine takes every core
+(explorer.cpu_load: other processes below 0.3 of a core; back to the share above 0.6): on
+the 2-core laptop that is the difference between 6.3 and ~12 class-demo steps per second,
+and its lower priority still lets an interactive request take a core first. The job's thread also lowers its own OS priority (``nice``, Linux only,
 inherited by the threads it starts), so when an interactive request and a training step want
 the same core the request wins. Measured (benchmarks/scheduler_threads.py, 2 cores, other
 processes keeping the load near 12): ResNet-20 alone trained 0.2× as fast with a team of 2
@@ -44,9 +47,12 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
+from explorer.cpu_load import OtherLoad
+
 MAX_JOBS_ENV = "EXPLORER_MAX_JOBS"
 TRAINING_NICE = 10  # added to a job thread's nice value: the CFS weight of nice 10 is ~1/10 of nice 0
 _RUN_HISTORY = 20  # past run lengths kept for the wait estimate
+QUIET_BELOW, BUSY_ABOVE = 0.3, 0.6  # cores other processes use: a lone job takes all cores / its share
 
 PositionCallback = Callable[[int, "float | None"], None]  # (position, estimated wait in s or None)
 
@@ -112,6 +118,7 @@ class Ticket:
         self._scheduler = scheduler
         self._threads_applied: int | None = None
         self._nice_before: int | None = None
+        self._all_cores = False  # a lone job on a quiet machine
 
     @property
     def position(self) -> int | None:
@@ -126,7 +133,13 @@ class Ticket:
     @property
     def threads(self) -> int:
         """This running job's current share of torch threads."""
-        return self._scheduler.threads_per_running_job()
+        share = self._scheduler.threads_per_running_job()
+        if self._scheduler.running_count() != 1:
+            return share
+        others = self._scheduler.other_load.cores() if self._scheduler.other_load is not None else None
+        if others is not None:  # hysteresis: the job's own team size moves the reading a little
+            self._all_cores = others < (BUSY_ABOVE if self._all_cores else QUIET_BELOW)
+        return self._scheduler.cores if self._all_cores and others is not None else share
 
     def wait(self, cancelled: Callable[[], bool] = lambda: False, *, on_position: PositionCallback | None = None,
              poll_s: float = 0.2) -> bool:
@@ -191,8 +204,11 @@ class Scheduler:
     """At most ``max_jobs`` jobs run at once; the others wait first in, first out.
     ``cores`` is what the thread share divides; ``nice`` is added to a running job's thread."""
 
-    def __init__(self, max_jobs: int | None = None, *, cores: int | None = None, nice: int = TRAINING_NICE):
+    def __init__(self, max_jobs: int | None = None, *, cores: int | None = None, nice: int = TRAINING_NICE,
+                 other_load: OtherLoad | None = None, measure_load: bool = True):
         self.cores = cores or usable_cores()
+        # what other processes use of the cores; None: unknown, every job keeps its share
+        self.other_load = other_load or (OtherLoad() if measure_load else None)
         self.max_jobs = max_jobs if max_jobs is not None else max_jobs_from_env(cores=self.cores)
         if self.max_jobs < 1:
             raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}.")
@@ -250,6 +266,10 @@ class Scheduler:
     def threads_per_running_job(self) -> int:
         with self._changed:
             return threads_per_job(len(self._running), self.cores)
+
+    def running_count(self) -> int:
+        with self._changed:
+            return len(self._running)
 
     # Below: called with self._changed held.
 

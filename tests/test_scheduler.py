@@ -125,7 +125,7 @@ def test_threads_are_split_among_running_jobs_leaving_one_core():
 
 
 def test_a_job_thread_gets_its_share_and_a_lower_priority():
-    scheduler = Scheduler(max_jobs=2, cores=5, nice=3)
+    scheduler = Scheduler(max_jobs=2, cores=5, nice=3, measure_load=False)
     seen = {}
 
     def job():
@@ -155,6 +155,53 @@ def test_a_job_thread_gets_its_share_and_a_lower_priority():
     newcomer.start()
     newcomer.join(timeout=10)
     assert fresh == [4]
+
+
+class FakeCounters:
+    """A clock and busy-time counters for explorer.cpu_load.OtherLoad."""
+
+    def __init__(self):
+        self.now = self.machine = self.process = 0.0
+
+    def advance(self, seconds, *, others, ours):  # cores busy meanwhile
+        self.now += seconds
+        self.machine += seconds * (others + ours)
+        self.process += seconds * ours
+
+    def load(self):
+        from explorer.cpu_load import OtherLoad
+
+        return OtherLoad(3.0, clock=lambda: self.now, machine=lambda: self.machine, process=lambda: self.process)
+
+
+def test_other_load_is_the_machines_busy_time_less_this_process():
+    counters = FakeCounters()
+    load = counters.load()
+    assert load.cores() is None  # the first reading only starts the window
+    counters.advance(1, others=1.0, ours=1.0)
+    assert load.cores() is None  # window not over
+    counters.advance(3, others=0.5, ours=2.0)
+    assert load.cores() == pytest.approx((1.0 + 1.5) / 4)
+
+
+def test_a_lone_job_takes_every_core_while_other_processes_are_quiet():
+    counters = FakeCounters()
+    scheduler = Scheduler(max_jobs=2, cores=2, nice=0, other_load=counters.load())
+    ticket = scheduler.enqueue("lone")
+    assert ticket.threads == 1  # no reading yet: its share, one core kept for the pages
+    counters.advance(3, others=0.1, ours=1.0)
+    assert ticket.threads == 2  # quiet: both cores
+    counters.advance(3, others=0.45, ours=2.0)
+    assert ticket.threads == 2  # hysteresis: 0.45 is below the 0.6 that takes a core back
+    counters.advance(3, others=0.8, ours=2.0)
+    assert ticket.threads == 1  # a browser, another process: back to the share
+    counters.advance(3, others=0.45, ours=1.0)
+    assert ticket.threads == 1  # and it stays there until the others drop below 0.3
+    second = scheduler.enqueue("second")
+    counters.advance(3, others=0.0, ours=1.0)
+    assert ticket.threads == 1 and second.threads == 1  # two jobs: never more than the share
+    second.done()
+    ticket.done()
 
 
 def test_default_job_limit_comes_from_the_core_count_or_the_environment():
