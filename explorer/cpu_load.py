@@ -47,12 +47,15 @@ class OtherLoad:
         self._cores: float | None = None
 
     def cores(self) -> float | None:
-        now, machine = self._clock(), self._machine()
+        now = self._clock()
+        if self._last is not None and now - self._last[0] < self.window_s:
+            return self._cores  # called between training steps: read /proc only once a window
+        machine = self._machine()
         if machine is None:
             return None
         if self._last is None:
             self._last = (now, machine, self._process())
-        elif now - self._last[0] >= self.window_s:
+        else:
             then, machine_then, process_then = self._last
             process = self._process()
             self._cores = max(0.0, (machine - machine_then) - (process - process_then)) / (now - then)

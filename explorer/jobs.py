@@ -57,6 +57,13 @@ class Snapshot:
         """How far the current phase is, in [0, 1], for a progress bar."""
         raise NotImplementedError
 
+    def queued_text(self) -> str | None:
+        """Its place in the server's queue while it waits (before the first report of the
+        place, a moment after Start), else None."""
+        if self.queue is not None:
+            return self.queue.text()
+        return "waiting for a free training slot…" if self.state == "queued" else None
+
 
 def _time_left(eta_s: float | None) -> str:
     return f" · about {eta_s:,.0f} s left" if eta_s is not None else ""
@@ -90,8 +97,8 @@ class JobSnapshot(Snapshot):
     def progress_text(self) -> str:
         """"training: step 300 of 800 · 410 images/s · about 12 s left", for a progress bar
         (while the data set loads: the images decoded so far; while queued: its place)."""
-        if self.queue is not None:
-            return self.queue.text()
+        if queued := self.queued_text():
+            return queued
         if self.state == "loading data":
             decoded, of = self.loading or (0, 0)
             once = (" (a folder is decoded once, then read from the disk cache)"
@@ -289,8 +296,8 @@ class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "trainin
     def progress_text(self, epochs: int, running: bool) -> str:
         """"training: 300 of 1,760 steps · epoch 1.7 of 5 · about 12 s left", for a progress bar."""
         last = self.last
-        if self.queue is not None:
-            return self.queue.text()
+        if queued := self.queued_text():
+            return queued
         if last is None:
             return "loading the data set…"
         what = "computing the backbone's features" if last.phase == "features" else "training"
