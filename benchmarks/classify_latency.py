@@ -9,7 +9,7 @@ in a fresh thread as a page run would make them, in four settings, in one run:
 1. ``idle``: nothing else in this process;
 2. ``job, unscheduled``: the class demo (explorer.lab.class_demo_config, on the synthetic set)
    training in a thread the way the lab started it before the scheduler: the process-wide
-   thread count set to the cores but one (devices.leave_one_core_for_the_ui), normal priority;
+   thread count set to the cores but one, normal priority;
 3. ``job, scheduled``: the same job inside :meth:`explorer.scheduler.Scheduler.slot`: its
    share of the threads and its thread at nice +10, calling ``ticket.pace()`` between steps;
 4. ``idle`` again, to see how much the machine's own load drifted meanwhile.
@@ -29,7 +29,6 @@ import time
 
 import torch
 
-from explorer import devices
 from explorer.attribution import explain
 from explorer.classify import load_classifier
 from explorer.images import read_image_file, sample_images
@@ -101,7 +100,7 @@ def main() -> None:
     classifier = load_classifier(args.model, allow_untrained=True)
     images = [read_image_file(path) for path in list(sample_images().values())[:4]]
     data = load_training_data(class_demo_config("synthetic"))
-    devices.leave_one_core_for_the_ui()  # what the lab did before starting a job; also the idle default
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # what the lab did before the scheduler; the idle default
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min), torch threads "
           f"{torch.get_num_threads()}; {args.requests} requests each, each in a fresh thread")
     settings = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 
@@ -44,15 +42,3 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def leave_one_core_for_the_ui() -> int:
-    """Use all CPU cores but one for torch's intra-op threads; return the thread count.
-
-    When the browser and the training run share a laptop, a torch thread per core makes
-    OpenMP's threads fight the browser's rendering for the last core: on 2 cores the live
-    lab trained 3.4× slower that way than with one torch thread. Process-wide setting.
-    """
-    threads = max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    return threads
