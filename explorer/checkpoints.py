@@ -58,6 +58,8 @@ class CheckpointEntry:
     # "trained": a registry architecture trained from scratch (``explorer train``);
     # "finetuned": a backbone with a new head (``explorer finetune``), see :func:`build_entry_model`.
     kind: str = "trained"
+    epochs: float | None = None  # passes over the training split (None in entries written before it was kept)
+    machine: str | None = None  # explorer.devices.machine_description: "AMD EPYC, 2 cores"
 
 
 FINETUNED_FOLDER = "finetuned"  # under pretrained/: the user's own fine-tuned models, not committed
@@ -184,7 +186,8 @@ def trained_label(entry: CheckpointEntry | None) -> str | None:
 
 def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict, classes: list,
                     val_error: float | None, config: dict, steps: int, wall_time_s: float,
-                    device: str, folder: Path | None = None, kind: str = "trained") -> CheckpointEntry:
+                    device: str, folder: Path | None = None, kind: str = "trained",
+                    epochs: float | None = None, machine: str | None = None) -> CheckpointEntry:
     """Write ``<key>.safetensors`` and its manifest entry (atomically, other entries kept)."""
     folder = folder or pretrained_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,6 +198,7 @@ def save_checkpoint(model: nn.Module, *, key: str, model_name: str, build: dict,
         key=key, file=file, sha256=sha256_of(folder / file), model=model_name, build=build,
         classes=list(classes), params=sum(p.numel() for p in model.parameters()), val_error=val_error,
         config=config, steps=steps, wall_time_s=round(wall_time_s, 1), device=device, kind=kind,
+        epochs=None if epochs is None else round(epochs, 2), machine=machine,
     )
     entries = {k: e for k, e in read_manifest(folder).items() if k != key}
     entries[key] = entry

@@ -42,3 +42,21 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def machine_description(device: torch.device | str) -> str:
+    """What a number was measured on, for manifests and records: "NVIDIA H200" for a GPU;
+    for a CPU its model name and core count, "AMD EPYC, 2 cores" (from /proc/cpuinfo on Linux)."""
+    import os
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"

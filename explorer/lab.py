@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from explorer.data import default_cache_dir
@@ -41,7 +42,9 @@ SYNTHETIC_DEMO_CLASSES = tuple(f"pattern{i}" for i in range(5))
 # first, then 0.1) keeps it alive: lr 0.1 reached over 150 steps passes all three criteria of
 # benchmarks/degradation_demo.py for seeds 0-2 from step 250 to 800; after 90 s (1 thread,
 # load ~3): plain-20 26-48%, plain-56 76-78%, ResNet-20 12-14%, ResNet-56 15-18% (its docstring).
-SYNTHETIC_DEMO_OVERRIDES = {"lr": 0.1, "warmup_steps": 150}
+# Measured with the preset as it was then (batches of 32, 800 steps, ÷10 at 700), which the
+# synthetic demo keeps.
+SYNTHETIC_DEMO_OVERRIDES = {"lr": 0.1, "warmup_steps": 150, "batch_size": 32, "steps": 800, "milestones": (700,)}
 
 
 def class_demo_config(source: str | None = None):
@@ -88,3 +91,50 @@ def _label(name: str) -> str:
     """"plain56" -> "plain-56", "resnet56" -> "ResNet-56", as the paper writes them."""
     spec = get_model_spec(name)
     return f"{'ResNet' if spec.has_shortcuts else 'plain'}-{spec.depth}"
+
+
+# Fig. 6 in full: plain and residual nets of the same four depths, in lock-step.
+FIG6_MODELS = ("plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56")
+
+
+@dataclass(frozen=True)
+class DepthOrdering:
+    """One panel of Fig. 6 at a step: each net's error, shallowest first, and whether depth
+    orders them as the paper found (§4.2: deeper plain nets have higher training error,
+    deeper ResNets lower)."""
+
+    shortcuts: bool
+    errors: tuple[tuple[str, float], ...]  # (model, error), by depth
+
+    @property
+    def as_in_the_paper(self) -> bool:
+        values = [error for _, error in self.errors]
+        pairs = list(zip(values, values[1:]))
+        return len(values) >= 2 and all(deeper < shallower if self.shortcuts else deeper > shallower
+                                        for shallower, deeper in pairs)
+
+    def describe(self) -> str:
+        order = (" > " if self.shortcuts else " < ") if self.as_in_the_paper else ", "
+        shown = order.join(f"{_label(name)} {100 * error:.1f}%" for name, error in self.errors)
+        return f"{'ResNets' if self.shortcuts else 'plain nets'}: {shown} " + (
+            "(as in Fig. 6)" if self.as_in_the_paper else "(not yet ordered by depth)")
+
+
+def depth_orderings(record, key: str = "train_error", step: int | None = None) -> list[DepthOrdering]:
+    """Fig. 6's two panels, plain first, from one step of a run (default: its last) and its
+    first seed: ``key`` is "train_error" (a window average) or "val_error"."""
+    entries = [s for s in record.steps if step is None or s["step"] <= step]
+    if key == "val_error":
+        entries = [s for s in entries if any(m.get("val_error") is not None for m in s["models"])]
+    if not entries:
+        return []
+    errors = {m["name"]: m[key] for m in entries[-1]["models"]
+              if m.get("seed", record.seeds[0]) == record.seeds[0] and m.get(key) is not None
+              and not math.isnan(m[key])}
+    panels = []
+    for shortcuts in (False, True):
+        names = sorted((n for n in errors if get_model_spec(n).has_shortcuts == shortcuts),
+                       key=lambda n: get_model_spec(n).depth)
+        if len(names) >= 2:
+            panels.append(DepthOrdering(shortcuts, tuple((n, errors[n]) for n in names)))
+    return panels

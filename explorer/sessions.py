@@ -17,10 +17,18 @@ the TTL, and a tab that comes back within it finds its run still going.
 
 ``on_release`` runs on the server's event loop, so nothing here blocks it: the waiting and
 deleting happen in short-lived threads.
+
+Closing tabs also log noise: with Starlette 1.10, Streamlit 1.67's websocket endpoint, reading
+from a socket that is already closing, calls ``close()`` a second time and uvicorn logs the
+second ``WebSocketDisconnected`` as a 50-line "Exception in ASGI application" (two of them when
+benchmarks/classroom_load.py closed 10 tabs). The session is gone either way;
+:func:`quiet_closed_tab_tracebacks` turns exactly that record into one line, so the server log
+keeps showing real errors.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -186,3 +194,22 @@ _server_sessions = SessionRegistry()
 def server_sessions() -> SessionRegistry:
     """The one registry of this server process."""
     return _server_sessions
+
+
+class _ClosedTabTraceback(logging.Filter):
+    """uvicorn's traceback for a websocket that closed twice, as one line (see the module doc)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        kind = type(error)
+        if kind.__name__ == "WebSocketDisconnected" and kind.__module__.startswith("starlette"):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                f"a browser tab closed while its websocket was closing ({error}); ignored", (), None, None)
+        return True
+
+
+def quiet_closed_tab_tracebacks(logger: logging.Logger | None = None) -> None:
+    """Install :class:`_ClosedTabTraceback` on uvicorn's error log, once per process."""
+    logger = logger or logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ClosedTabTraceback) for f in logger.filters):
+        logger.addFilter(_ClosedTabTraceback())

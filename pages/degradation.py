@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.lab import gap_caption
+from explorer.lab import depth_orderings, gap_caption
 from explorer.runs import RunError, list_runs, load_run
 
 st.title("Degradation lab: plain vs residual, trained live")
@@ -58,5 +58,7 @@ if records:
         key="lab.fig6")
     figure = figures.fig6_figure(records[0]) if as_fig6 else figures.training_curves_figure(records)
     st.plotly_chart(figure, width="stretch")
+    if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
+        st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(records[0])))
     ui.gradient_heatmaps(records[0])
     ui.run_downloads(records[0], figure)

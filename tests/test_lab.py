@@ -272,6 +272,25 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
         assert f"{run}: resnet20 train" in names
 
 
+def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(monkeypatch):
+    """The eight-net record (the fig6 preset) draws as Fig. 6 and says which panel is ordered by depth."""
+    from explorer.lab import depth_orderings
+    from explorer.runs import load_run
+
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+    record = load_run(SHIPPED / "runs" / "fig6-width8-cifar10-2400-steps.json")
+    plain, residual = depth_orderings(record)
+    assert plain.as_in_the_paper  # deeper plain nets, higher training error: the left panel
+    assert [n for n, _ in residual.errors] == ["resnet20", "resnet32", "resnet44", "resnet56"]
+    at = open_lab()
+    at.multiselect(key="lab.replay").set_value(["fig6-width8-cifar10-2400-steps"]).run(timeout=120)
+    assert not at.exception and at.toggle(key="lab.fig6").value
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}  # two panels
+    words = " ".join(m.value for m in at.markdown)
+    assert plain.describe() in words and residual.describe() in words
+
+
 def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):
     from explorer import lab
 
@@ -335,6 +354,43 @@ def test_the_gap_caption_says_what_the_curves_show():
                                    "with shortcuts, ResNet-56 is 22 points better than plain-56.")
 
 
+def test_depth_orderings_read_both_panels_of_fig6_from_a_run():
+    from explorer.lab import FIG6_MODELS, depth_orderings
+    from explorer.runs import RunRecord
+
+    def step(number, train, val=None):
+        return {"step": number, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
+            {"name": n, "loss": 1.0, "train_error": e, "val_error": None if val is None else val[n], "lr": 0.1,
+             "grad_norms": None, "stopped": None, "seed": 0} for n, e in train.items()]}
+
+    record = RunRecord("fig6", {"models": list(FIG6_MODELS), "seed": 0, "repeat": 1}, {})
+    assert depth_orderings(record) == []
+    as_paper = dict(zip(FIG6_MODELS, (0.20, 0.25, 0.30, 0.40, 0.19, 0.17, 0.16, 0.15)))
+    record.steps.append(step(100, as_paper, val=as_paper))
+    swapped = {**as_paper, "resnet44": 0.14}  # ResNet-44 below ResNet-56: the right panel breaks
+    record.steps.append(step(200, swapped))
+    plain, residual = depth_orderings(record)
+    assert (plain.shortcuts, residual.shortcuts) == (False, True)
+    assert [n for n, _ in plain.errors] == ["plain20", "plain32", "plain44", "plain56"]
+    assert plain.as_in_the_paper and not residual.as_in_the_paper
+    assert residual.describe() == ("ResNets: ResNet-20 19.0%, ResNet-32 17.0%, ResNet-44 14.0%, ResNet-56 15.0% "
+                                   "(not yet ordered by depth)")
+    assert plain.describe().startswith("plain nets: plain-20 20.0% < plain-32 25.0% <")
+    assert all(p.as_in_the_paper for p in depth_orderings(record, step=150))  # the earlier step
+    assert all(p.as_in_the_paper for p in depth_orderings(record, "val_error"))  # the last validated step
+    record.steps[-1]["models"][0]["train_error"] = float("nan")  # a stopped model drops out of its panel
+    assert [n for n, _ in depth_orderings(record)[0].errors] == ["plain32", "plain44", "plain56"]
+
+
+def test_the_fig6_preset_trains_the_eight_nets_of_fig6():
+    from explorer.cli.train import PRESET_NAMES
+    from explorer.lab import FIG6_MODELS
+    from explorer.train_config import PRESETS, preset
+
+    assert set(PRESET_NAMES) == set(PRESETS)  # the CLI's choices (kept apart so --help skips torch)
+    assert preset("fig6").models == FIG6_MODELS
+
+
 def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
     from explorer.figures import fig6_figure, shows_fig6
     from explorer.runs import RunRecord
@@ -358,7 +414,7 @@ def test_the_class_demo_uses_five_classes_of_cifar10_or_five_synthetic_patterns(
 
     demo = class_demo_config("folder:/data/cifar10/train")
     assert demo.classes == ("airplane", "automobile", "frog", "horse", "ship")
-    assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 800
+    assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 300
     synthetic = class_demo_config("synthetic")
     assert synthetic.classes == tuple(f"pattern{i}" for i in range(5))
     from explorer.train import preset

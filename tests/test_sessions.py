@@ -103,3 +103,32 @@ def test_a_dropped_tab_that_comes_back_in_time_keeps_its_run_and_uploads(tmp_pat
     assert resources.released and not job.running
     assert registry.resume("tab-1") is not resources  # a new visit starts afresh
     registry.release_all()
+
+
+def test_a_closed_tabs_double_close_logs_one_line_and_other_errors_keep_their_traceback():
+    import logging
+
+    from starlette.websockets import WebSocketDisconnected
+
+    from explorer.sessions import quiet_closed_tab_tracebacks
+
+    logger = logging.getLogger("test.uvicorn.error")
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append((self.format(record), record.exc_info))
+
+    logger.addHandler(Keep())
+    quiet_closed_tab_tracebacks(logger)
+    quiet_closed_tab_tracebacks(logger)
+    assert len(logger.filters) == 1  # once per process, however often app.py reruns
+    for error in (WebSocketDisconnected('Cannot call "send" once a close message has been sent.'),
+                  ValueError("a real bug")):
+        try:
+            raise error
+        except Exception:
+            logger.exception("Exception in ASGI application\n")
+    (closed, closed_info), (real, real_info) = records
+    assert closed_info is None and "Traceback" not in closed and "a browser tab closed" in closed
+    assert real_info[0] is ValueError and "Traceback" in real and "a real bug" in real

@@ -13,6 +13,10 @@ from pathlib import Path
 from explorer.cli.common import CommandError
 from explorer.cli.training_run import train_and_save
 
+# explorer.train_config.PRESETS' names (a test keeps them equal): importing it here would load
+# torch for every `--help`.
+PRESET_NAMES = ("demo", "paper", "fig6")
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     training = commands.add_parser("train", help="train CIFAR plain/residual nets in lock-step (degradation lab)")
@@ -23,10 +27,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     """What is trained, on what, and how: these become the TrainConfig."""
-    training.add_argument("--models", default="plain20,plain56,resnet20,resnet56",
-                          help="comma-separated CIFAR nets (default: plain20,plain56,resnet20,resnet56)")
+    training.add_argument("--models", default=None,
+                          help="comma-separated CIFAR nets (default: the preset's; plain20,plain56,resnet20,"
+                               "resnet56 for demo and paper, the eight of Fig. 6 for fig6)")
     training.add_argument("--data", default="synthetic", help="synthetic, cifar10 or folder:PATH")
-    training.add_argument("--preset", default="demo", choices=["demo", "paper"])
+    training.add_argument("--preset", default="demo", choices=PRESET_NAMES,
+                          help="demo (the class demo's sizes), paper (§4.2) or fig6 (Fig. 6's eight nets)")
     training.add_argument("--steps", type=int, default=None,
                           help="override the preset's step count (with --resume: extend the run to N steps)")
     training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
@@ -109,8 +115,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _config_from_args(args: argparse.Namespace):
     from explorer.train import preset
 
-    overrides = {"models": tuple(n.strip() for n in args.models.split(",") if n.strip()), "data": args.data,
-                 "shortcut": args.shortcut, "seed": args.seed, "repeat": args.repeat}
+    overrides = {"data": args.data, "shortcut": args.shortcut, "seed": args.seed, "repeat": args.repeat}
+    if args.models is not None:
+        overrides["models"] = tuple(n.strip() for n in args.models.split(",") if n.strip())
     for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr", "amp",
                    "weight_decay", "warmup_steps", "val_every", "train_limit", "model_threads"):
         if getattr(args, option) is not None:

@@ -168,6 +168,7 @@ def _run_steps(session: _Session) -> float:
 
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
     from explorer.checkpoints import dataset_tag, save_checkpoint
+    from explorer.devices import machine_description
     from explorer.train import evaluate
 
     stopped = {m["name"] for m in record.steps[-1]["models"] if m.get("stopped")}
@@ -180,7 +181,8 @@ def _save_trained(args, config, data, trained, record, device, wall_time_s: floa
             model, key=f"{name}-{dataset_tag(config.data)}", model_name=name,
             build={"width": config.width, "shortcut": config.shortcut, "num_classes": data.num_classes},
             classes=list(data.classes), val_error=val_error, config=asdict(config),
-            steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir)
+            steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir,
+            epochs=record.steps[-1]["epoch"], machine=machine_description(device))
         print(f"{name}: saved {args.save_dir / entry.file} (validation error "
               f"{100 * val_error:.2f}% on {len(data.val_labels)} images)", file=sys.stderr)
 

@@ -13,6 +13,8 @@ from explorer.cli.common import CommandError, table
 def add_commands(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="every registered model: params, GMACs, paper numbers")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--shipped", action="store_true",
+                        help="the shipped checkpoints and recorded runs as the README's Markdown tables")
     models.set_defaults(run=_cmd_models)
 
     arch = commands.add_parser("arch", help="the paper's Table 1 for one model, from the live model")
@@ -58,6 +60,12 @@ def _zoo_entries() -> list[dict]:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
+    if args.shipped:
+        from explorer.shipped import BEGIN, END, shipped_tables
+        from explorer.weights import pretrained_dir
+
+        print(f"{BEGIN}\n{shipped_tables(pretrained_dir())}\n{END}")
+        return
     entries = _zoo_entries()
     if args.json:
         print(json.dumps(entries, indent=2))

@@ -42,14 +42,16 @@ def lab_run_form():
     from explorer.runs import user_runs_dir
     from explorer.train import preset
 
-    presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper"}
+    presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper",
+               "Fig. 6 in full (eight nets, about 30 minutes)": "fig6"}
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
     for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
                        ("lab.seed", 0), ("lab.repeat", 1)):
         st.session_state.setdefault(key, value)
 
-    def preset_changed() -> None:  # a new preset brings its own step count
-        st.session_state["lab.steps"] = preset(presets[st.session_state["lab.preset"]]).steps
+    def preset_changed() -> None:  # a new preset brings its own step count and nets
+        chosen = preset(presets[st.session_state["lab.preset"]])
+        st.session_state["lab.steps"], st.session_state["lab.models"] = chosen.steps, list(chosen.models)
 
     dataset_labels = {key: label for label, source in lab_dataset_choices().items()
                       for key, linked in links.lab_datasets().items() if source == linked}
