@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from explorer import __version__
+from explorer.devices import machine_description
 from explorer.train import StepRecord, TrainConfig
 from explorer.weights import pretrained_dir
 
@@ -129,7 +130,7 @@ def new_record(name: str, config: TrainConfig, device: torch.device | str,
                layer_names: dict[str, list[str]]) -> RunRecord:
     environment = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": machine_description(device),
         "torch": torch.__version__,
         "explorer": __version__,
         "python": platform.python_version(),
