@@ -12,6 +12,7 @@ from pathlib import Path
 
 from explorer.data import default_cache_dir
 from explorer.models import get_model_spec
+from explorer.train_config import PRESETS
 
 CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # a folder of CIFAR-10 JPEGs in ImageFolder layout
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +94,8 @@ def _label(name: str) -> str:
     return f"{'ResNet' if spec.has_shortcuts else 'plain'}-{spec.depth}"
 
 
-# Fig. 6 in full: plain and residual nets of the same four depths, in lock-step.
-FIG6_MODELS = ("plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56")
+# Fig. 6 in full: plain and residual nets of the same four depths, in lock-step (the fig6 preset's).
+FIG6_MODELS = PRESETS["fig6"].models
 
 
 @dataclass(frozen=True)
