@@ -21,10 +21,17 @@ Measured (2 cores, the background training paused, real CIFAR-10, 300 steps):
 |---|---:|---:|---:|---|
 | Streamlit's defaults | 5.49–5.89 | 3.16–3.93 | 0.62–0.70 | 1.32–1.43, 0.19–0.24, 0.19–0.24 |
 | ``runner.postScriptGC = false`` | 5.94 | 4.51 | 0.76 | 1.69, 0.03, 0.19 |
+| and the chart every 2.5 s (was 1.5), 150 points per curve (was 300), heatmaps updated in place (a stable key) | 4.43, 4.09 | 4.03, 3.40 | 0.91, 0.83 | 1.73, 0.03–0.04, 0.16–0.17 |
 
 py-spy on the server (first row) put 70% of the page threads' samples in the full
 ``gc.collect()`` Streamlit runs after every script run, the chart's fragment included:
 .streamlit/config.toml turns it off.
+
+The last row is another machine of the same kind, on another day: this one trained the demo
+at 4.1–4.9 steps/s from the CLI where the first gave 5.5–6.3, and its speed drifted within the
+hour, so only the ratio of the two runs side by side means anything. A heatmap keyed by the
+run's length was a new chart every refresh (mounted afresh by the browser); keyed by model it
+is updated in place.
 """
 
 from __future__ import annotations

@@ -28,8 +28,11 @@ keeps showing real errors.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +45,27 @@ from explorer.scheduler import Scheduler, server_scheduler
 
 UPLOAD_PREFIX = "resnet-explorer-uploads-"
 JOIN_S = 30.0  # how long a released session's jobs get to finish their current step
+# Streamlit forgets its own state of a closed tab (its widgets, figures, cached session
+# resources) at about the same disconnected-session TTL as the registry releases ours, in
+# another thread: the collection after a release waits this long for it (see return_freed_memory).
+COLLECT_AFTER_S = 5.0
+
+
+def return_freed_memory() -> None:
+    """Free what the sessions that left held, and give the memory back to the OS.
+
+    The server runs no full collection after each script run (``runner.postScriptGC = false``
+    in .streamlit/config.toml, for the lab's speed), so the reference cycles of a closed tab's
+    state wait for the collector's oldest generation; and glibc keeps freed heap pages in its
+    arenas. A full ``gc.collect()`` and ``malloc_trim(0)`` after each release (rare: once per
+    closed tab) bring the server's RSS back after a class leaves (issue "Classroom server",
+    benchmarks/classroom_load.py)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl, …): nothing to trim
+            pass
 
 
 class Job(Protocol):  # explorer.jobs.BackgroundJob
@@ -116,7 +140,8 @@ class SessionResources:
 
     def release(self, *, background: bool = True) -> threading.Thread | None:
         """Stop every job and leave the queue now; then (in a thread, with ``background``)
-        wait up to :data:`JOIN_S` for the jobs to end and delete the uploads. Safe to call twice."""
+        wait up to :data:`JOIN_S` for the jobs to end, delete the uploads and, from
+        :data:`COLLECT_AFTER_S` after the release on, :func:`return_freed_memory`. Safe to call twice."""
         with self._lock:
             if self.released:
                 return None
@@ -125,20 +150,23 @@ class SessionResources:
         for job in jobs:
             job.stop()
         (self._scheduler or server_scheduler()).release_session(self.id)
-        if not background:
-            self._clean_up(jobs, uploads)
+        if not background:  # nothing to wait for: collect at once
+            self._clean_up(jobs, uploads, collect_after_s=0.0)
             return None
-        cleaner = threading.Thread(target=self._clean_up, args=(jobs, uploads), name=f"release-{self.id[:8]}",
-                                   daemon=True)
+        cleaner = threading.Thread(target=self._clean_up, args=(jobs, uploads, COLLECT_AFTER_S),
+                                   name=f"release-{self.id[:8]}", daemon=True)
         cleaner.start()
         return cleaner
 
-    def _clean_up(self, jobs: list[Job], uploads: Path | None) -> None:
-        deadline = time.monotonic() + JOIN_S
+    def _clean_up(self, jobs: list[Job], uploads: Path | None, collect_after_s: float) -> None:
+        started = time.monotonic()
+        deadline = started + JOIN_S
         for job in jobs:  # a job still decoding an upload would write its cache after we delete it
             job.join(timeout=max(0.0, deadline - time.monotonic()))
         if uploads is not None:
             remove_uploads(uploads, self._cache_dir)
+        time.sleep(max(0.0, started + collect_after_s - time.monotonic()))
+        return_freed_memory()
 
 
 class SessionRegistry:

@@ -18,7 +18,7 @@ ui.start_stop_controls(slot, "Start your run", make_job or (lambda: None), disab
 
 # Every refresh is a figure sent to the browser and drawn there, on the cores the training
 # needs (benchmarks/lab_live_cost.py): a slower refresh with fewer points leaves them to it.
-@st.fragment(run_every=1.5)
+@st.fragment(run_every=2.5)
 @ui.report_errors
 def live_view():
     if slot.job is None:
@@ -28,7 +28,7 @@ def live_view():
     ui.lab_progress(snapshot)
     if caption := gap_caption(snapshot.record):
         st.markdown(f"#### {caption}")
-    st.plotly_chart(figures.training_curves_figure([snapshot.record], max_points=300), width="stretch",
+    st.plotly_chart(figures.training_curves_figure([snapshot.record], max_points=150), width="stretch",
                     key="live_curves")
     if snapshot.saved_to:
         st.caption(f"Saved to `{snapshot.saved_to}`; it is now in the replay list below.")
@@ -38,7 +38,7 @@ def live_view():
 @ui.report_errors
 def live_heatmaps():
     if slot.job is not None:
-        ui.gradient_heatmaps(slot.job.snapshot().record)
+        ui.gradient_heatmaps(slot.job.snapshot().record, "live")
 
 
 live_view()
@@ -60,5 +60,5 @@ if records:
     st.plotly_chart(figure, width="stretch")
     if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
         st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(records[0])))
-    ui.gradient_heatmaps(records[0])
+    ui.gradient_heatmaps(records[0], "replay")
     ui.run_downloads(records[0], figure)

@@ -73,7 +73,11 @@ def test_demo_run_on_synthetic_data_grows_curves_and_stops():
     assert max(stopped_at.values()) < 5000
     assert len(at.get("plotly_chart")) == 3  # the curves and a plain/residual gradient heatmap pair
     poll(at, lambda at: any("Saved to" in c.value for c in at.caption))
-    assert list(Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json"))
+    [saved] = Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json")
+    # The finished run replayed beside its live view: the same heatmaps twice, apart by key.
+    at.multiselect(key="lab.replay").set_value([saved.stem]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.get("plotly_chart")) == 6
 
 
 def test_a_stopped_run_resumes_where_it_stopped():

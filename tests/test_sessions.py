@@ -132,3 +132,25 @@ def test_a_closed_tabs_double_close_logs_one_line_and_other_errors_keep_their_tr
     (closed, closed_info), (real, real_info) = records
     assert closed_info is None and "Traceback" not in closed and "a browser tab closed" in closed
     assert real_info[0] is ValueError and "Traceback" in real and "a real bug" in real
+
+
+def test_a_release_frees_what_the_session_held_in_reference_cycles():
+    """The server runs no full collection after each script run (.streamlit/config.toml):
+    the release collects, so a closed tab's cycles do not wait for the oldest generation."""
+    import gc
+    import weakref
+
+    class State:  # a closed tab's state that refers to itself, as widget callbacks often do
+        pass
+
+    gc.disable()  # only the release may collect
+    try:
+        state = State()
+        state.self = state
+        gone = weakref.ref(state)
+        del state
+        assert gone() is not None
+        SessionResources(session_id="tab-1").release(background=False)
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -91,8 +91,12 @@ def lab_progress(snapshot) -> None:
         st.error(f"Training failed: {snapshot.error}")
 
 
-def gradient_heatmaps(record) -> None:
-    """A plain and a residual net's per-layer gradient norms side by side (§4.1's question)."""
+def gradient_heatmaps(record, where: str) -> None:
+    """A plain and a residual net's per-layer gradient norms side by side (§4.1's question).
+
+    ``where`` ("live", "replay") keeps the chart keys of the same run shown twice apart; the
+    keys stay the same from one refresh to the next, so a live chart is updated in place
+    rather than mounted afresh in the browser (benchmarks/lab_live_cost.py)."""
     from explorer import figures
 
     plain = [m for m in record.model_names if not get_model_spec(m).residual]
@@ -104,7 +108,7 @@ def gradient_heatmaps(record) -> None:
                "start with much smaller gradients in early layers; shortcuts carry them back.")
     for column, model in zip(st.columns(len(shown)), shown):
         column.plotly_chart(figures.gradient_heatmap_figure(record, model), width="stretch",
-                            key=f"grad_{record.name}_{model}_{len(record.steps)}")
+                            key=f"grad_{where}_{record.name}_{model}")
 
 
 def run_downloads(record, figure) -> None:
