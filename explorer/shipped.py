@@ -58,15 +58,12 @@ def run_table(paths: list[Path]) -> str:
         if not record.steps:
             continue
         last = record.steps[-1]
-        latest = {}
-        for step in record.steps:  # each model's last validation error, wherever it was measured
-            for m in step["models"]:
-                if m.get("seed", record.seeds[0]) == record.seeds[0]:
-                    latest.setdefault(m["name"], [None, None])[0] = m["train_error"]
-                    if m.get("val_error") is not None:
-                        latest[m["name"]][1] = m["val_error"]
-        errors = ", ".join(f"{name} {100 * train:.1f} / {'—' if val is None else f'{100 * val:.1f}'}%"
-                           for name, (train, val) in latest.items())
+        def last_value(model: str, key: str) -> str:  # the first seed's, wherever it was last measured
+            values = record.series(model, key)[1]
+            return "—" if not values else f"{100 * values[-1]:.1f}"
+
+        errors = ", ".join(f"{name} {last_value(name, 'train_error')} / {last_value(name, 'val_error')}%"
+                           for name in record.model_names)
         classes = record.config.get("classes")
         rows.append(f"| `runs/{path.name}` | {', '.join(record.model_names)} | {recipe_summary(record.config)}"
                     f"{'' if not classes else ' (' + ', '.join(classes) + ')'} | {last['epoch']:.1f} | {errors} "

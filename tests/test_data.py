@@ -17,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 
-import explorer.data as data
 from explorer.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,

@@ -111,7 +111,7 @@ def test_the_lab_trains_several_seeds_and_draws_their_band():
 
 def test_recorded_runs_replay_instantly(tmp_path):
     from explorer.runs import new_record, save_run
-    from explorer.train import TrainConfig, preset
+    from explorer.train import preset
 
     config = preset("demo", models=("plain20", "resnet20"))
     record = new_record("recorded", config, "cpu", {})

@@ -6,7 +6,6 @@ import shutil
 import stat
 import time
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
