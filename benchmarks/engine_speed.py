@@ -41,10 +41,9 @@ accuracy, ResNet-20 at paper width, 1,000 steps of a cosine schedule, seeds 0 an
 (``python -m explorer train --preset paper --models resnet20 --steps 1000 --schedule cosine
 --repeat 2 --amp bf16``): validation error 34.7% and 31.9% in bf16 against 33.9% and 31.9% in
 fp32, inside the two seeds' spread; 394 s against 553 s of training (1.40×; a 35-s test ran
-beside part of the fp32 run). The demo's nets are
-so small that a step is mostly Python and dispatch, which no switch here removes. Within the
-same hour this machine's speed drifted by up to a quarter (the demo at 4.6–6.3 steps/s), so
-compare only numbers from one run.
+beside part of the fp32 run). The demo's nets are so small that a step is mostly Python and
+dispatch, which no switch here removes. Within the same hour this machine's speed drifted by up
+to a quarter (the demo at 4.6–6.3 steps/s), so compare only numbers from one run.
 """
 
 from __future__ import annotations

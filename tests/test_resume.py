@@ -201,8 +201,8 @@ def test_channels_last_and_contiguous_give_equal_losses():
 
 def test_bf16_autocast_on_cpu_follows_the_fp32_losses_and_keeps_fp32_weights():
     """amp=bf16 (about 1.6x at paper width on a CPU with bf16 instructions,
-    benchmarks/engine_speed.py) runs convolutions in bfloat16 (8 bits of mantissa) and keeps
-    the weights, the optimizer and batch norm's statistics in fp32."""
+    benchmarks/engine_speed.py) runs convolutions in bfloat16 (8 significant bits) and keeps
+    the weights and batch norm's statistics in fp32."""
     config = _tiny(steps=5, lr=0.01, width=4)
     data = load_data(config.data, image_size=config.image_size)
     run = Training(replace(config, amp="bf16"), data)
