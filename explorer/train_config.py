@@ -203,7 +203,12 @@ def recipe_summary(config: dict) -> str:
         changes.append(f"{len(config['classes'])} classes")
     if config.get("train_limit"):
         changes.append(f"{config['train_limit']:,} training images")
-    erasing = (config.get("augmentation") or {}).get("erasing_p", 0.0)
+    augmentation = config.get("augmentation") or {}
+    dropped = [name for name, kept in (("crop", augmentation.get("pad", paper.augmentation.pad) > 0),
+                                       ("flip", augmentation.get("flip", paper.augmentation.flip))) if not kept]
+    if dropped:
+        changes.append("no " + " or ".join(dropped))
+    erasing = augmentation.get("erasing_p", 0.0)
     if erasing:
         changes.append(f"random erasing p={erasing}")
     if config.get("amp", "off") != "off":

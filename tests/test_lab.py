@@ -323,6 +323,26 @@ def test_start_is_disabled_while_a_run_goes_and_stop_while_none_does():
     assert not _button(at, "Start your run").disabled and _button(at, "Stop").disabled
 
 
+def test_the_form_says_where_the_chosen_preset_departs_from_the_paper():
+    at = open_lab()
+    at.radio(key="lab.preset").set_value("Fig. 6 in full (eight nets, about 30 minutes)").run()
+    assert any("departs from the paper" in c.value and "10,000 training images" in c.value for c in at.caption)
+    at.radio(key="lab.preset").set_value("Paper recipe §4.2 (64k steps: hours)").run()
+    assert any("§4.2's recipe, 64,000 steps" in c.value for c in at.caption)
+
+
+def test_random_erasing_from_the_form_keeps_the_presets_crop_and_flip():
+    """The form's erasing knobs add to the chosen preset's augmentation, never replace it."""
+    at = open_lab()
+    configure(at, data="synthetic", models=["resnet20"], steps=2)
+    at.slider(key="lab.erasing_p").set_value(0.5)
+    _button(at, "Start your run").click().run()
+    poll(at, lambda at: any("Saved to" in c.value for c in at.caption))
+    [saved] = Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json")
+    augmentation = json.loads(saved.read_text())["config"]["augmentation"]
+    assert (augmentation["pad"], augmentation["flip"], augmentation["erasing_p"]) == (4, True, 0.5)
+
+
 def test_the_lab_form_survives_a_page_switch():
     at = open_lab()
     configure(at, data="synthetic", models=["plain32", "resnet32"], steps=1234)

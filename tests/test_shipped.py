@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from explorer.data import Augmentation
 from explorer.shipped import readme_block, shipped_tables
 from explorer.train_config import TrainConfig, preset, recipe_summary
 
@@ -25,6 +26,9 @@ def test_a_recipe_names_only_where_it_departs_from_section_4_2():
     fast = asdict(replace(TrainConfig(), steps=35_000, schedule="cosine", nesterov=True, label_smoothing=0.1,
                           weight_decay=5e-4))
     assert recipe_summary(fast) == "35,000 steps; cosine schedule, Nesterov, label smoothing 0.1, weight decay 0.0005"
+    fitting = asdict(replace(TrainConfig(), augmentation=Augmentation(pad=0, flip=False)))
+    assert recipe_summary(fitting) == "64,000 steps; no crop or flip"
+    assert recipe_summary(asdict(replace(TrainConfig(), augmentation=Augmentation(flip=False)))) == "64,000 steps; no flip"
 
 
 def test_the_machine_is_named_with_its_cores():

@@ -9,9 +9,12 @@ from explorer.lab import SHARED_CIFAR10
 from explorer.roots import RootsError, check_app_source, data_roots
 
 
-def erasing_controls(key: str, default_p: float = 0.0):
+def erasing_controls(key: str, default_p: float = 0.0, base=None):
     """Random erasing's knobs (torchvision.transforms.v2.RandomErasing, Zhong et al. 2017):
-    the same Augmentation fields in the lab, the fine-tuning page and the preview."""
+    the same Augmentation fields in the lab, the fine-tuning page and the preview. The crop
+    and flip are ``base``'s (a preset's augmentation; default: the paper's)."""
+    from dataclasses import replace
+
     from explorer.data import Augmentation
 
     p = st.slider("Random erasing probability", 0.0, 1.0, default_p, 0.05, key=f"{key}.erasing_p",
@@ -22,8 +25,8 @@ def erasing_controls(key: str, default_p: float = 0.0):
         ratio = st.slider("Box aspect ratio (height / width)", 0.1, 10.0, (0.3, 3.3), 0.1, key=f"{key}.erasing_ratio")
         fill = st.radio("Fill", ["mean colour (0 after normalisation)", "random pixels"], horizontal=True,
                         key=f"{key}.erasing_fill")
-    return Augmentation(erasing_p=p, erasing_scale=scale, erasing_ratio=ratio,
-                        erasing_value="random" if fill.startswith("random") else 0.0)
+    return replace(base or Augmentation(), erasing_p=p, erasing_scale=scale, erasing_ratio=ratio,
+                   erasing_value="random" if fill.startswith("random") else 0.0)
 
 
 def allowed_source(container, source: str) -> str | None:

@@ -3,6 +3,8 @@ gradient heatmaps and downloads."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import streamlit as st
 
 from explorer import links
@@ -41,6 +43,7 @@ def lab_run_form():
     from explorer.models import model_names
     from explorer.runs import user_runs_dir
     from explorer.train import preset
+    from explorer.train_config import recipe_summary
 
     presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper",
                "Fig. 6 in full (eight nets, about 30 minutes)": "fig6"}
@@ -58,6 +61,7 @@ def lab_run_form():
     ui_links.apply_lab_link({key: label for label, key in presets.items()}, dataset_labels)
     left, right = st.columns(2)
     chosen = presets[left.radio("Preset", list(presets), key="lab.preset", on_change=preset_changed)]
+    left.caption(f"Where this preset departs from the paper (§4.2): {recipe_summary(asdict(preset(chosen)))}.")
     models = right.multiselect("Models", model_names("cifar"), key="lab.models")
     data = lab_dataset_picker(left)
     shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True, key="lab.shortcut",
@@ -68,7 +72,7 @@ def lab_run_form():
     repeat = left.number_input("Seeds per model", 1, 5, key="lab.repeat", help="Train every model with this "
                                "many seeds (seed, seed + 1, …) side by side; the chart draws their mean and a band.")
     with right:
-        augmentation = erasing_controls("lab")
+        augmentation = erasing_controls("lab", base=preset(chosen).augmentation)
     linked = next((key for key, label in dataset_labels.items() if label == st.session_state.get("lab.dataset")), None)
     ui_links.share_lab_link(chosen, models, linked, int(seed), int(steps))
     if data is None:

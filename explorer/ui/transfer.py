@@ -3,13 +3,12 @@ live view of a fine-tuning job, and saving, reloading and classifying with its r
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import streamlit as st
 
 from explorer import figures
 from explorer.checkpoints import CheckpointError, finetuned_dir
 from explorer.classify import ClassifierError
+from explorer.data import Augmentation
 from explorer.images import ImageError, read_image, read_image_file, sample_images
 from explorer.models.heads import HEADS
 from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation, default_upsample,
@@ -70,7 +69,7 @@ def finetune_settings() -> FinetuneConfig:
                                         help="A quicker demo on a large data set: a random subset of this size.")
         cache = st.checkbox("Cache the backbone's features when only the head trains", True)
         # Only random erasing here: the lab's crop and flip are for training from scratch (§4.2).
-        augmentation = replace(erasing_controls("finetune"), pad=0, flip=False)
+        augmentation = erasing_controls("finetune", base=Augmentation(pad=0, flip=False))
 
     config = FinetuneConfig(backbone=backbone, data=data or "", upsample=upsample, train=train, head=head,
                             epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), cache_features=cache,
