@@ -231,7 +231,9 @@ def test_classify_cli_works_offline_with_the_shipped_default(monkeypatch, tmp_pa
     image.write_bytes(_png(Image.new("RGB", (64, 48), (90, 120, 200))))
     assert cli_main(["classify", str(image)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("resnet20-cifar10: resnet20 trained by this project on cifar10")
+    entries = read_manifest(SHIPPED)
+    best = min(entries, key=lambda key: entries[key].val_error)
+    assert out.startswith(f"{best}: {entries[best].model} trained by this project on cifar10")
     assert sum(label in out for label in CIFAR10_CLASSES) == 5
 
 

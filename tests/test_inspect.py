@@ -19,6 +19,7 @@ from apptest_helpers import open_page
 from explorer.architecture import analyze
 from explorer.attribution import (class_gradient_norms, explain, grad_cams, gradient_norms, layer_grad_cam, overlay, stage_ends,
                                   upsample)
+from explorer.checkpoints import read_manifest
 from explorer.classify import load_classifier, residual_twin
 from explorer.cli import main
 from explorer.features import captured_outputs, feature_maps, feature_points, image_feature_map, most_active_channels
@@ -329,7 +330,9 @@ def _cam_panels(at) -> int:
 
 def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
     at = open_page(PAGE)
-    assert at.selectbox[0].value == "resnet20-cifar10"  # the shipped checkpoint is the default
+    entries = read_manifest(SHIPPED)
+    best = min(entries, key=lambda key: entries[key].val_error)
+    assert at.selectbox[0].value == best  # the best shipped checkpoint is the default
     assert "untrained" in at.selectbox[0].format_func("resnet50")  # no ImageNet weights in tests
     image = Image.open(sample_images()["airplane"]).resize((64, 48))
     at.file_uploader(key="uploads").upload("plane.png", _png(image), "image/png").run()
@@ -341,7 +344,7 @@ def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
     assert _cam_panels(at) == 3  # stage1..3 of the CIFAR net
     assert any(sum(t["type"] == "heatmap" for t in spec["data"]) == 16 for spec in charts)  # feature maps
     gradients = [spec for spec in charts if spec["layout"].get("barmode") == "group"]
-    assert [bar["name"] for bar in gradients[0]["data"]] == ["plain20-cifar10", "resnet20-cifar10"]
+    assert [bar["name"] for bar in gradients[0]["data"]] == [residual_twin(best), best]  # plain twin first
 
 
 def test_page_imagenet_resnet_shows_four_stage_cams(monkeypatch, tmp_path):

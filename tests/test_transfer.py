@@ -49,9 +49,13 @@ def _config(**overrides) -> FinetuneConfig:
 # --- fine-tuning ------------------------------------------------------------------------------
 
 def test_offline_the_default_backbone_is_the_best_shipped_model(pretrained):
-    # Best validation error first: the shipped ResNet-20 (11.4%), then plain-20, ResNet-56, plain-56.
-    assert backbone_names() == ["resnet20-cifar10", "plain20-cifar10", "resnet56-cifar10", "plain56-cifar10"]
-    assert default_backbone_name() == "resnet20-cifar10"
+    # Best validation error first, as the shipped manifest measured them.
+    shipped = read_manifest()
+    by_error = sorted(shipped, key=lambda key: shipped[key].val_error)
+    assert set(by_error) == {"resnet20-cifar10", "plain20-cifar10", "resnet56-cifar10", "plain56-cifar10"}
+    assert backbone_names() == by_error
+    assert default_backbone_name() == by_error[0]
+    assert by_error[-1] == "plain56-cifar10"  # the degradation problem, in the shipped numbers
 
 
 def test_head_only_on_cached_features_beats_chance_in_seconds_and_reloads_identically(pretrained, synthetic):
