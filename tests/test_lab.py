@@ -278,16 +278,22 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
 
 def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(monkeypatch):
     """The eight-net record (the fig6 preset) draws as Fig. 6 and says which panel is ordered by depth."""
+    from dataclasses import asdict, replace
+
     from explorer.lab import depth_orderings
     from explorer.runs import load_run
+    from explorer.train_config import preset
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
-    record = load_run(SHIPPED / "runs" / "fig6-width8-cifar10-2400-steps.json")
+    record = load_run(SHIPPED / "runs" / "fig6-width4-cifar10-2000-steps.json")
+    expected = json.loads(json.dumps(asdict(replace(preset("fig6"), data=record.config["data"]))))
+    assert record.config == expected  # a run of the preset itself
     plain, residual = depth_orderings(record)
     assert plain.as_in_the_paper  # deeper plain nets, higher training error: the left panel
+    assert residual.as_in_the_paper  # deeper ResNets, lower training error: the right panel
     assert [n for n, _ in residual.errors] == ["resnet20", "resnet32", "resnet44", "resnet56"]
     at = open_lab()
-    at.multiselect(key="lab.replay").set_value(["fig6-width8-cifar10-2400-steps"]).run(timeout=120)
+    at.multiselect(key="lab.replay").set_value(["fig6-width4-cifar10-2000-steps"]).run(timeout=120)
     assert not at.exception and at.toggle(key="lab.fig6").value
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}  # two panels
@@ -325,7 +331,7 @@ def test_start_is_disabled_while_a_run_goes_and_stop_while_none_does():
 
 def test_the_form_says_where_the_chosen_preset_departs_from_the_paper():
     at = open_lab()
-    at.radio(key="lab.preset").set_value("Fig. 6 in full (eight nets, about 30 minutes)").run()
+    at.radio(key="lab.preset").set_value("Fig. 6 in full (eight nets, about 20 minutes)").run()
     assert any("departs from the paper" in c.value and "10,000 training images" in c.value for c in at.caption)
     at.radio(key="lab.preset").set_value("Paper recipe §4.2 (64k steps: hours)").run()
     assert any("§4.2's recipe, 64,000 steps" in c.value for c in at.caption)

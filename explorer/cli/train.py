@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from explorer.cli.common import CommandError
@@ -40,7 +41,7 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
     training.add_argument("--erasing", type=float, default=0.0, metavar="P",
                           help="random-erasing probability (0 = off, the paper's recipe)")
-    training.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    training.add_argument("--seed", type=int, default=None, help="the first seed (default: the preset's, 0; fig6: 1)")
     training.add_argument("--repeat", type=int, default=1, metavar="K",
                           help="train every model with seeds SEED…SEED+K−1, in lock-step (default 1)")
     training.add_argument("--schedule", default=None, choices=["steps", "cosine", "onecycle"],
@@ -115,11 +116,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _config_from_args(args: argparse.Namespace):
     from explorer.train import preset
 
-    overrides = {"data": args.data, "shortcut": args.shortcut, "seed": args.seed, "repeat": args.repeat}
+    overrides = {"data": args.data, "shortcut": args.shortcut, "repeat": args.repeat}
     if args.models is not None:
         overrides["models"] = tuple(n.strip() for n in args.models.split(",") if n.strip())
     for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr", "amp",
-                   "weight_decay", "warmup_steps", "val_every", "train_limit", "model_threads"):
+                   "weight_decay", "warmup_steps", "val_every", "train_limit", "model_threads", "seed"):
         if getattr(args, option) is not None:
             overrides[option] = getattr(args, option)
     for switch in ("nesterov", "compile"):
@@ -131,11 +132,10 @@ def _config_from_args(args: argparse.Namespace):
         overrides["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
     if args.no_channels_last:
         overrides["channels_last"] = False
-    if args.erasing:
-        from explorer.data import Augmentation
-
-        overrides["augmentation"] = Augmentation(erasing_p=args.erasing)
-    return preset(args.preset, **overrides)
+    config = preset(args.preset, **overrides)
+    if args.erasing:  # added to the preset's crop and flip
+        config = replace(config, augmentation=replace(config.augmentation, erasing_p=args.erasing))
+    return config
 
 
 def _resumed_config(args: argparse.Namespace):

@@ -46,15 +46,16 @@ def lab_run_form():
     from explorer.train_config import recipe_summary
 
     presets = {"Class demo (small nets, about a minute)": "demo", "Paper recipe §4.2 (64k steps: hours)": "paper",
-               "Fig. 6 in full (eight nets, about 30 minutes)": "fig6"}
+               "Fig. 6 in full (eight nets, about 20 minutes)": "fig6"}
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
     for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
                        ("lab.seed", 0), ("lab.repeat", 1)):
         st.session_state.setdefault(key, value)
 
-    def preset_changed() -> None:  # a new preset brings its own step count and nets
+    def preset_changed() -> None:  # a new preset brings its own step count, nets and seed
         chosen = preset(presets[st.session_state["lab.preset"]])
         st.session_state["lab.steps"], st.session_state["lab.models"] = chosen.steps, list(chosen.models)
+        st.session_state["lab.seed"] = chosen.seed
 
     dataset_labels = {key: label for label, source in lab_dataset_choices().items()
                       for key, linked in links.lab_datasets().items() if source == linked}
