@@ -41,7 +41,7 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
     training.add_argument("--erasing", type=float, default=0.0, metavar="P",
                           help="random-erasing probability (0 = off, the paper's recipe)")
-    training.add_argument("--seed", type=int, default=None, help="the first seed (default: the preset's, 0; fig6: 1)")
+    training.add_argument("--seed", type=int, default=None, help="the first seed (default: the preset's)")
     training.add_argument("--repeat", type=int, default=1, metavar="K",
                           help="train every model with seeds SEED…SEED+K−1, in lock-step (default 1)")
     training.add_argument("--schedule", default=None, choices=["steps", "cosine", "onecycle"],
