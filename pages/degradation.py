@@ -3,6 +3,7 @@ import streamlit as st
 from explorer import figures, ui
 from explorer.lab import depth_orderings, gap_caption
 from explorer.runs import RunError, list_runs, load_run
+from explorer.train_config import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
 st.caption("The paper's Fig. 1 and Fig. 6: a deeper *plain* net ends with **higher training error** "
@@ -60,5 +61,7 @@ if records:
     st.plotly_chart(figure, width="stretch")
     if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
         st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(records[0])))
+    st.caption("Where each run departs from the paper (§4.2): " + "; ".join(
+        f"{record.name}: {recipe_summary(record.config)}" for record in records) + ".")
     ui.gradient_heatmaps(records[0], "replay")
     ui.run_downloads(records[0], figure)

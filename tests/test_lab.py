@@ -299,6 +299,7 @@ def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(
     assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}  # two panels
     words = " ".join(m.value for m in at.markdown)
     assert plain.describe() in words and residual.describe() in words
+    assert any("no crop or flip" in c.value for c in at.caption)  # why validation error rises above training
 
 
 def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):
