@@ -3,20 +3,19 @@ session's own folder, deleted when the tab closes) and the random-erasing knobs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
+from explorer.data import Augmentation
 from explorer.lab import SHARED_CIFAR10
 from explorer.roots import RootsError, check_app_source, data_roots
 
 
-def erasing_controls(key: str, default_p: float = 0.0, base=None):
+def erasing_controls(key: str, default_p: float = 0.0, base: Augmentation | None = None) -> Augmentation:
     """Random erasing's knobs (torchvision.transforms.v2.RandomErasing, Zhong et al. 2017):
     the same Augmentation fields in the lab, the fine-tuning page and the preview. The crop
     and flip are ``base``'s (a preset's augmentation; default: the paper's)."""
-    from dataclasses import replace
-
-    from explorer.data import Augmentation
-
     p = st.slider("Random erasing probability", 0.0, 1.0, default_p, 0.05, key=f"{key}.erasing_p",
                   help="Blank out one random rectangle of each training image with this probability. "
                        "0 is the paper's recipe.")

@@ -62,7 +62,8 @@ def lab_run_form():
     ui_links.apply_lab_link({key: label for label, key in presets.items()}, dataset_labels)
     left, right = st.columns(2)
     chosen = presets[left.radio("Preset", list(presets), key="lab.preset", on_change=preset_changed)]
-    left.caption(f"Where this preset departs from the paper (§4.2): {recipe_summary(asdict(preset(chosen)))}.")
+    base = preset(chosen)
+    left.caption(f"Where this preset departs from the paper (§4.2): {recipe_summary(asdict(base))}.")
     models = right.multiselect("Models", model_names("cifar"), key="lab.models")
     data = lab_dataset_picker(left)
     shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True, key="lab.shortcut",
@@ -73,7 +74,7 @@ def lab_run_form():
     repeat = left.number_input("Seeds per model", 1, 5, key="lab.repeat", help="Train every model with this "
                                "many seeds (seed, seed + 1, …) side by side; the chart draws their mean and a band.")
     with right:
-        augmentation = erasing_controls("lab", base=preset(chosen).augmentation)
+        augmentation = erasing_controls("lab", base=base.augmentation)
     linked = next((key for key, label in dataset_labels.items() if label == st.session_state.get("lab.dataset")), None)
     ui_links.share_lab_link(chosen, models, linked, int(seed), int(steps))
     if data is None:
