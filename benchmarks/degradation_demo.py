@@ -46,6 +46,19 @@ step and per second (quiet: background run paused, load 1.2-2; seed 0 unless not
 | batch 64, 300 steps, ÷10 at 230 | 297 | 51 | 79 | 46 | 48 | pass |
 | **the preset now: batch 64, 300 steps, ÷10 at 230 (explorer.train_config), seeds 0 / 1 / 2** | 282 / 286 / 282 | 53 / 57 / 57 | 79 / 78 / 79 | 46 / 40 / 44 | 48 / 50 / 54 | **all pass** |
 
+A later host (2-core EPYC without bf16 instructions; ResNet-56 at paper width 112 img/s against
+193-243 on the host above) gives the preset fewer steps in the minute, and the ÷10 at step 230
+lands at its very end (quiet: background run paused, load 1.6-2):
+
+| setting | steps in 60 s | p20 | p56 | r20 | r56 | criteria |
+| --- | ---: | ---: | ---: | ---: | ---: | --- |
+| the preset, seeds 0 / 1 / 2 | 246 / 217 / 234 | 60 / 59 / 56 | 71 / 67 / 75 | 49 / 50 / 46 | 58 / 58 / 57 | seed 2 passes; seed 1 fails 1 and 2; 3 fails for 0, 1 |
+| 220 steps, ÷10 at 230 (no drop), seeds 0 / 1 / 2 | 220 (54-57 s) | 60 / 59 / 57 | 72 / 67 / 78 | 53 / 50 / 47 | 59 / 58 / 57 | seed 2 passes |
+| 220 steps, ÷10 at 165, seeds 0 / 1 / 2 | 220 (54-58 s) | 59 / 59 / 53 | 72 / 66 / 81 | 49 / 46 / 46 | 57 / 51 / 53 | seed 2 passes; seed 0 fails 3 (49%); seed 1 fails 1 (plain-56 learns: 66%) |
+
+So on the slower host the minute is too short for these nets whatever the schedule: plain-56
+of seed 1 learns as fast as the others early on and separates only after ~250 steps.
+
 On the synthetic set (90 s, seed 0) with the real-data settings, no setting tried passed
 criterion 2 (5 patterns, lr 0.2: p20 37, p56 64, r20 16, r56 80; lr 0.1: 82 / 75 / 8 / 79; lr
 0.05: 33 / 70 / 9 / 79; 10 patterns, lr 0.2: 90 / 90 / 34 / 90). Two causes, each measured:

@@ -12,7 +12,8 @@
 
 Prints both and their ratio, and where the CPU went while the lab trained: CPU seconds per
 wall second of the server's training threads, its other threads (the script runs that
-redraw the page, the websocket) and Chromium's processes. Goal (issue "The class demo that
+redraw the page, the websocket) and Chromium's processes; then the same for 20 s with the
+finished run's tab left open (what a class's forgotten tabs cost the server). Goal (issue "The class demo that
 convinces"): lab ≥ 0.8× the CLI. Only loopback addresses are contacted. Check ``uptime`` first.
 
 Measured (2 cores, the background training paused, real CIFAR-10, 300 steps):
@@ -53,6 +54,7 @@ from explorer.lab import class_demo_config
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_S = 20  # seconds the finished run's tab is watched
 
 
 async def local_only(route) -> None:
@@ -150,9 +152,17 @@ async def lab_speed(url: str, runs_dir: Path, timeout_s: float, server_pid: int)
             await page.wait_for_timeout(1000)
         wall = time.monotonic() - started
         used = meter.per_second(wall)
+        # The finished run left open, as a class leaves its tabs (issue 16): what it still costs.
+        await page.get_by_text("finished: step").first.wait_for(timeout=60_000)
+        await page.wait_for_timeout(3000)
+        idle, idle_started = CpuMeter(server_pid), time.monotonic()
+        await page.wait_for_timeout(IDLE_S * 1000)
+        idle_used = idle.per_second(time.monotonic() - idle_started)
         await browser.close()
     print(f"while the lab trained ({wall:.0f} s), CPU seconds per second: "
           + ", ".join(f"{kind} {value:.2f}" for kind, value in used.items()))
+    print(f"the finished run's tab left open ({IDLE_S} s), CPU seconds per second: "
+          + ", ".join(f"{kind} {value:.3f}" for kind, value in idle_used.items() if kind != "server training"))
     saved = sorted(runs_dir.glob("*.json"))
     if not saved:
         raise SystemExit(f"the lab's run did not finish within {timeout_s:.0f} s")

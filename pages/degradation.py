@@ -18,8 +18,8 @@ ui.start_stop_controls(slot, "Start your run", make_job or (lambda: None), disab
 
 
 # Every refresh is a figure sent to the browser and drawn there, on the cores the training
-# needs (benchmarks/lab_live_cost.py): a slower refresh with fewer points leaves them to it.
-@st.fragment(run_every=2.5)
+# needs (benchmarks/lab_live_cost.py): a slower refresh with fewer points leaves them to it,
+# and a finished run is drawn once (ui.job_view).
 @ui.report_errors
 def live_view():
     if slot.job is None:
@@ -35,15 +35,14 @@ def live_view():
         st.caption(f"Saved to `{snapshot.saved_to}`; it is now in the replay list below.")
 
 
-@st.fragment(run_every=10)  # heavier and slower-changing: refreshed rarely, to leave the CPU to training
 @ui.report_errors
 def live_heatmaps():
     if slot.job is not None:
         ui.gradient_heatmaps(slot.job.snapshot().record, "live")
 
 
-live_view()
-live_heatmaps()
+ui.job_view(slot, live_view, every_s=2.5)
+ui.job_view(slot, live_heatmaps, every_s=10)  # heavier and slower-changing: refreshed rarely
 
 st.header("Replay and overlay recorded runs")
 runs = {path.stem: path for path in list_runs()}

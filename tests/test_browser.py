@@ -211,6 +211,9 @@ def test_degradation_lab_runs_the_class_demo_in_the_browser(app_url, tmp_path):
     view of the live chart after the demo's minute (or its end)."""
     keep = os.environ.get("EXPLORER_SCREENSHOT_DIR")
     with _local_page(1000 if keep else 1400, 1600 if keep else 1400) as page:
+        sent = []  # (time, payload) of every websocket message the browser sends the server
+        page.on("websocket", lambda socket: socket.on(
+            "framesent", lambda payload: sent.append((time.monotonic(), payload))))
         page.goto(f"{app_url}/degradation", wait_until="domcontentloaded")
         demo = page.get_by_role("button", name=re.compile(r"Start the class demo"))
         demo.wait_for(timeout=90_000)
@@ -228,12 +231,28 @@ def test_degradation_lab_runs_the_class_demo_in_the_browser(app_url, tmp_path):
             page.screenshot(path=str(Path(keep) / "lab.png"))
             _assert_no_error_shown(page)
             return
+        assert _rerun_requests(sent, since=time.monotonic() - 6) >= 2  # the live view refreshes every 2.5 s
         page.get_by_role("button", name="Stop").click()
         page.get_by_text(re.compile(r"stopped: step \d+ of")).first.wait_for(timeout=60_000)
         _assert_no_error_shown(page)
         assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
+        # A stopped run is drawn once: its tab asks the server for nothing more (ui.job_view).
+        _wait_until_idle(page)
+        quiet_from = time.monotonic()
+        page.wait_for_timeout(6_000)
+        assert _rerun_requests(sent, since=quiet_from) == 0
+        assert page.get_by_role("button", name="Resume").is_enabled()
         if not keep:
             page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+
+
+def _rerun_requests(sent: list, since: float) -> int:
+    """The browser's requests to rerun the script or a fragment after ``since``: every such
+    BackMsg names the page's script hash (32 hex digits); the app heartbeat names nothing."""
+    def names_a_hash(payload) -> bool:
+        text = payload.decode("latin-1") if isinstance(payload, bytes) else payload
+        return re.search(r"[0-9a-f]{32}", text) is not None
+    return sum(1 for at, payload in sent if at >= since and names_a_hash(payload))
 
 
 def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):

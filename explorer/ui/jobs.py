@@ -5,6 +5,9 @@ the server's training slots (explorer.scheduler, issue 16)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -78,5 +81,23 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
             started = True
     if stop.button("Stop", disabled=not running):
         slot.job.stop()
-        slot.job.join(timeout=10)  # the current step ends first, so the page redraws with Resume
+        slot.job.join(timeout=10)  # the current step ends first
+        st.rerun()  # Start and Resume above were drawn while it ran: draw them again
     return started
+
+
+def job_view(slot: JobSlot, draw: Callable[[], None], *, every_s: float) -> None:
+    """``draw`` (the slot's progress and curves) as a fragment that redraws every ``every_s``
+    seconds while the slot's job runs or waits in the queue, and once when it does not: a
+    finished run left open in a tab costs the server and the browser nothing more (a class
+    leaves dozens of them open, issue 16). When the job ends under a refreshing view, the
+    whole page reruns once, so Start, Stop and Resume show the new state and the refresh ends."""
+    live = slot.running
+
+    @functools.wraps(draw)  # the fragment's identity: draw's name, so two views stay apart
+    def view() -> None:
+        draw()
+        if live and not slot.running:
+            st.rerun()
+
+    st.fragment(view, run_every=every_s if live else None)()

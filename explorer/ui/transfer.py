@@ -16,7 +16,7 @@ from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, ca
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card
 from explorer.ui.common import report_errors
 from explorer.ui.inputs import dataset_picker, erasing_controls
-from explorer.ui.jobs import JobSlot
+from explorer.ui.jobs import JobSlot, job_view
 
 
 def erasing_preview() -> None:
@@ -79,8 +79,8 @@ def finetune_settings() -> FinetuneConfig:
 
 
 def finetune_live_view(slot: JobSlot) -> None:
-    """Progress and curves of the session's fine-tuning job, refreshed twice a second."""
-    @st.fragment(run_every=0.5)
+    """Progress and curves of the session's fine-tuning job, refreshed twice a second while it
+    runs (a head trains in seconds) and drawn once otherwise."""
     @report_errors
     def live_view():
         job = slot.job
@@ -94,11 +94,8 @@ def finetune_live_view(slot: JobSlot) -> None:
             st.error(f"Fine-tuning failed: {snapshot.error}")
         if snapshot.history:
             st.plotly_chart(figures.finetune_curves_figure(snapshot.history), width="stretch", key="finetune_curves")
-        if not job.running and st.session_state.get("finetune_rendered") is not job:
-            st.session_state["finetune_rendered"] = job
-            st.rerun()  # once, so the save section below appears
 
-    live_view()
+    job_view(slot, live_view, every_s=0.5)  # when the run ends, the page reruns and the save section appears
 
 
 def save_section(slot: JobSlot) -> None:
