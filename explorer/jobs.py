@@ -153,6 +153,12 @@ class BackgroundJob:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def waiting(self) -> bool:
+        """Started, and still waiting in the server's queue for a training slot."""
+        with self._lock:
+            return self._state == "queued" and self.running
+
     def snapshot(self) -> Snapshot:
         raise NotImplementedError
 

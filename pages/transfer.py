@@ -15,9 +15,8 @@ with erasing_tab:
 with finetune_tab:
     config = transfer.finetune_settings()
     slot = ui.finetune_job_slot()
-    if ui.start_stop_controls(slot, "Start fine-tuning", lambda: FinetuneJob(config, device=ui.current_device()),
-                              disabled=not config.data):
-        st.session_state.pop("saved_finetune", None)
+    ui.start_stop_controls(slot, "Start fine-tuning", lambda: FinetuneJob(config, device=ui.current_device()),
+                           disabled=not config.data, on_start=lambda: st.session_state.pop("saved_finetune", None))
     transfer.finetune_live_view(slot)
     transfer.save_section(slot)
     transfer.reload_and_classify()

@@ -220,6 +220,7 @@ def test_degradation_lab_runs_the_class_demo_in_the_browser(app_url, tmp_path):
         _wait_until_idle(page)
         demo.click()
         page.get_by_text(re.compile(r"training: step ([5-9]|\d\d+) of")).first.wait_for(timeout=240_000)
+        assert demo.is_disabled() and page.get_by_role("button", name="Stop").is_enabled()  # redrawn for the run
         page.get_by_text(re.compile(r"plain-56 is \d+ points (worse|better) than plain-20")).first.wait_for(
             timeout=60_000)
         if keep:  # the README's picture: the chart after the demo's minute, as the projector shows it

@@ -57,47 +57,68 @@ def finetune_job_slot() -> JobSlot:
 
 
 def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False,
-                        resumable: bool = False) -> bool:
+                        resumable: bool = False, on_start: Callable[[], None] | None = None) -> None:
     """Start and Stop buttons for the session's background job (and, with ``resumable``, a
     Resume button for a stopped run). Start is disabled while a job runs or waits (stop it
     first), Stop while none does. ``make_job`` builds the job (a ValueError, i.e. a bad
-    setting, is shown to the user); True when a job was started."""
+    setting, is shown to the user); ``on_start`` runs once it has started. A click that
+    starts or stops a job reruns the page, so every button shows the new state."""
     if resumable:
         start, resume, stop = st.columns([1, 1, 4])
     else:
         (start, stop), resume = st.columns([1, 5]), None
-    started = False
     running = slot.running
     if start.button(label, type="primary", disabled=disabled or running,
                     help="A run is going: stop it first." if running else None):
         try:
-            slot.start(make_job())
-            started = True
+            job = make_job()
         except ValueError as error:
             st.error(str(error))
+        else:
+            start_job(slot, job, on_start)
     if resume is not None and slot.job is not None and slot.job.can_resume:
         if resume.button("Resume", help="Continue the stopped run exactly where it stopped."):
-            slot.start(slot.job.resumed())
-            started = True
+            start_job(slot, slot.job.resumed(), on_start)
     if stop.button("Stop", disabled=not running):
         slot.job.stop()
         slot.job.join(timeout=10)  # the current step ends first
-        st.rerun()  # Start and Resume above were drawn while it ran: draw them again
-    return started
+        st.rerun()  # the buttons above were drawn while it ran: draw them again (Start, Resume)
+
+
+def start_job(slot: JobSlot, job, on_start: Callable[[], None] | None = None) -> None:
+    """Start ``job`` in ``slot`` and rerun the page: the buttons drawn before the click
+    (Start enabled, Stop disabled) are drawn again for a running job."""
+    slot.start(job)
+    if on_start is not None:
+        on_start()
+    st.rerun()
+
+
+QUEUED_REFRESH_S = 5.0  # a place in the queue moves when a run ends (about a minute for the demo)
+
+
+def _phase(slot: JobSlot) -> str:
+    """"idle" (no job, or it ended), "waiting" (in the server's queue) or "running"."""
+    job = slot.job
+    if job is None or not job.running:
+        return "idle"
+    return "waiting" if job.waiting else "running"
 
 
 def job_view(slot: JobSlot, draw: Callable[[], None], *, every_s: float) -> None:
     """``draw`` (the slot's progress and curves) as a fragment that redraws every ``every_s``
-    seconds while the slot's job runs or waits in the queue, and once when it does not: a
-    finished run left open in a tab costs the server and the browser nothing more (a class
-    leaves dozens of them open, issue 16). When the job ends under a refreshing view, the
-    whole page reruns once, so Start, Stop and Resume show the new state and the refresh ends."""
-    live = slot.running
+    seconds while the slot's job runs, every :data:`QUEUED_REFRESH_S` while it waits in the
+    queue, and once when there is none or it has ended: a finished run left open in a tab
+    costs the server and the browser nothing more (a class leaves dozens of them open, issue
+    16). When the job changes phase under the view, the whole page reruns once, so Start,
+    Stop and Resume show the new state and the view takes the new phase's refresh."""
+    phase = _phase(slot)
+    refresh = {"idle": None, "waiting": max(every_s, QUEUED_REFRESH_S), "running": every_s}[phase]
 
     @functools.wraps(draw)  # the fragment's identity: draw's name, so two views stay apart
     def view() -> None:
         draw()
-        if live and not slot.running:
+        if phase != "idle" and _phase(slot) != phase:
             st.rerun()
 
-    st.fragment(view, run_every=every_s if live else None)()
+    st.fragment(view, run_every=refresh)()

@@ -12,7 +12,7 @@ from explorer.models import get_model_spec
 from explorer.ui.common import current_device
 from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
 from explorer.ui import links as ui_links
-from explorer.ui.jobs import JobSlot
+from explorer.ui.jobs import JobSlot, start_job
 
 
 def class_demo_button(slot: JobSlot) -> None:
@@ -26,7 +26,7 @@ def class_demo_button(slot: JobSlot) -> None:
     on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
     if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
                  disabled=slot.running):
-        slot.start(TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
+        start_job(slot, TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
     st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
                f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
                f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
