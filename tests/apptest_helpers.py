@@ -1,4 +1,5 @@
-"""Shared AppTest plumbing: open the app, switch to a page, fail on any exception."""
+"""Shared test plumbing: open the app, switch to a page, fail on any exception; the best
+shipped checkpoint, read from the manifest."""
 
 from pathlib import Path
 
@@ -18,3 +19,12 @@ def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def best_shipped_checkpoint(pretrained_dir: Path) -> str:
+    """The manifest's checkpoint with the lowest validation error, computed here from the raw
+    entries (not by the library's default-model rule, which the tests check against it)."""
+    from explorer.checkpoints import read_manifest
+
+    entries = read_manifest(pretrained_dir)
+    return min(entries, key=lambda key: entries[key].val_error)

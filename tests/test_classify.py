@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from apptest_helpers import best_shipped_checkpoint
 from explorer import checkpoints
 from explorer.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest, save_checkpoint
 from explorer.classify import (
@@ -231,9 +232,8 @@ def test_classify_cli_works_offline_with_the_shipped_default(monkeypatch, tmp_pa
     image.write_bytes(_png(Image.new("RGB", (64, 48), (90, 120, 200))))
     assert cli_main(["classify", str(image)]) == 0
     out = capsys.readouterr().out
-    entries = read_manifest(SHIPPED)
-    best = min(entries, key=lambda key: entries[key].val_error)
-    assert out.startswith(f"{best}: {entries[best].model} trained by this project on cifar10")
+    best = best_shipped_checkpoint(SHIPPED)
+    assert out.startswith(f"{best}: {read_manifest(SHIPPED)[best].model} trained by this project on cifar10")
     assert sum(label in out for label in CIFAR10_CLASSES) == 5
 
 

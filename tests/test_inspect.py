@@ -15,11 +15,10 @@ from PIL import Image
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from apptest_helpers import open_page
+from apptest_helpers import best_shipped_checkpoint, open_page
 from explorer.architecture import analyze
 from explorer.attribution import (class_gradient_norms, explain, grad_cams, gradient_norms, layer_grad_cam, overlay, stage_ends,
                                   upsample)
-from explorer.checkpoints import read_manifest
 from explorer.classify import load_classifier, residual_twin
 from explorer.cli import main
 from explorer.features import captured_outputs, feature_maps, feature_points, image_feature_map, most_active_channels
@@ -330,8 +329,7 @@ def _cam_panels(at) -> int:
 
 def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
     at = open_page(PAGE)
-    entries = read_manifest(SHIPPED)
-    best = min(entries, key=lambda key: entries[key].val_error)
+    best = best_shipped_checkpoint(SHIPPED)
     assert at.selectbox[0].value == best  # the best shipped checkpoint is the default
     assert "untrained" in at.selectbox[0].format_func("resnet50")  # no ImageNet weights in tests
     image = Image.open(sample_images()["airplane"]).resize((64, 48))
