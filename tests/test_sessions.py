@@ -1,6 +1,7 @@
 """A released session stops its jobs, leaves the queue and deletes its uploads and their cached copies."""
 
 import threading
+import time
 
 import torch
 
@@ -154,3 +155,29 @@ def test_a_release_frees_what_the_session_held_in_reference_cycles():
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_a_page_run_draws_one_phase_of_its_job_and_sees_the_change():
+    """Every button of one page run draws the job's phase as first read (JobSlot.drawn_phase),
+    while JobSlot.phase follows the job: the live view reruns the page when they differ."""
+    from explorer.jobs import TrainingJob
+    from explorer.train_config import preset
+    from explorer.ui.jobs import JobSlot
+
+    resources = SessionResources()
+    assert JobSlot(resources, "lab").phase == "idle"
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0, measure_load=False)
+    scheduler.enqueue("someone else's run")  # takes the only slot: the next job waits
+    job = TrainingJob(preset("demo", models=("resnet20",), data="synthetic:2", steps=2, width=2, image_size=8),
+                      device="cpu", name="waiting")
+    resources.replace_job("lab", job.start(scheduler, session=resources.id))
+    slot = JobSlot(resources, "lab")
+    deadline = time.monotonic() + 30
+    while not job.waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slot.drawn_phase == "waiting" and slot.running
+    job.stop()
+    job.join(timeout=30)
+    assert slot.phase == "idle"  # what the view compares ...
+    assert slot.drawn_phase == "waiting" and slot.running  # ... with what the buttons drew
+    assert JobSlot(resources, "lab").running is False  # the rerun's slot draws it idle

@@ -30,18 +30,38 @@ def session_resources() -> SessionResources:
 
 
 class JobSlot:
-    """One of the session's jobs ("lab", "finetune")."""
+    """One of the session's jobs ("lab", "finetune"), as one run of the page draws it.
+
+    :attr:`drawn_phase` is the job's phase when the page first asked: every button and view
+    of this run draws that one, and a view that finds the job in another phase reruns the
+    page (:func:`job_view`), so no button is left showing a state the job has left."""
 
     def __init__(self, resources: SessionResources, name: str):
         self.resources, self.name = resources, name
+        self._drawn_phase: str | None = None
 
     @property
     def job(self):
         return self.resources.job(self.name)
 
     @property
+    def phase(self) -> str:
+        """Now: "idle" (no job, or it ended), "waiting" (in the server's queue) or "running"."""
+        job = self.job
+        if job is None or not job.running:
+            return "idle"
+        return "waiting" if job.waiting else "running"
+
+    @property
+    def drawn_phase(self) -> str:
+        if self._drawn_phase is None:
+            self._drawn_phase = self.phase
+        return self._drawn_phase
+
+    @property
     def running(self) -> bool:
-        return self.job is not None and self.job.running
+        """Whether this run of the page draws the job as running or waiting."""
+        return self.drawn_phase != "idle"
 
     def start(self, job) -> None:
         """Start ``job`` in the server's queue as this slot's job (stopping the one it replaces)."""
@@ -87,8 +107,13 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
 
 def start_job(slot: JobSlot, job, on_start: Callable[[], None] | None = None) -> None:
     """Start ``job`` in ``slot`` and rerun the page: the buttons drawn before the click
-    (Start enabled, Stop disabled) are drawn again for a running job."""
-    slot.start(job)
+    (Start enabled, Stop disabled) are drawn again for a running job. A server setting that
+    stops it (a bad ``$EXPLORER_MAX_JOBS``) is shown as a message."""
+    try:
+        slot.start(job)
+    except ValueError as error:
+        st.error(str(error))
+        return
     if on_start is not None:
         on_start()
     st.rerun()
@@ -97,28 +122,21 @@ def start_job(slot: JobSlot, job, on_start: Callable[[], None] | None = None) ->
 QUEUED_REFRESH_S = 5.0  # a place in the queue moves when a run ends (about a minute for the demo)
 
 
-def _phase(slot: JobSlot) -> str:
-    """"idle" (no job, or it ended), "waiting" (in the server's queue) or "running"."""
-    job = slot.job
-    if job is None or not job.running:
-        return "idle"
-    return "waiting" if job.waiting else "running"
-
-
 def job_view(slot: JobSlot, draw: Callable[[], None], *, every_s: float) -> None:
     """``draw`` (the slot's progress and curves) as a fragment that redraws every ``every_s``
     seconds while the slot's job runs, every :data:`QUEUED_REFRESH_S` while it waits in the
     queue, and once when there is none or it has ended: a finished run left open in a tab
     costs the server and the browser nothing more (a class leaves dozens of them open, issue
-    16). When the job changes phase under the view, the whole page reruns once, so Start,
-    Stop and Resume show the new state and the view takes the new phase's refresh."""
-    phase = _phase(slot)
+    16). When the job is found in another phase than the page's buttons were drawn with,
+    the whole page reruns, so Start, Stop and Resume show the new state and the view takes
+    the new phase's refresh."""
+    phase = slot.drawn_phase
     refresh = {"idle": None, "waiting": max(every_s, QUEUED_REFRESH_S), "running": every_s}[phase]
 
     @functools.wraps(draw)  # the fragment's identity: draw's name, so two views stay apart
     def view() -> None:
         draw()
-        if phase != "idle" and _phase(slot) != phase:
+        if slot.phase != phase:
             st.rerun()
 
     st.fragment(view, run_every=refresh)()

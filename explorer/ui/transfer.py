@@ -100,7 +100,7 @@ def finetune_live_view(slot: JobSlot) -> None:
 
 def save_section(slot: JobSlot) -> None:
     """After a run: its validation accuracy and a Save button (safetensors + manifest entry)."""
-    snapshot = slot.job.snapshot() if slot.job is not None and not slot.job.running else None
+    snapshot = slot.job.snapshot() if slot.job is not None and not slot.running else None
     result = snapshot.result if snapshot is not None else None
     if result is not None and result.epochs_done:
         st.subheader("Save, reload and classify")
