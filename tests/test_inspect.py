@@ -298,7 +298,7 @@ def test_cam_cli_writes_one_panel_per_stage(shipped, tmp_path, capsys):
 @pytest.mark.parametrize("arguments, message", [
     (["--layer", "layer9"], "has no layer 'layer9'"),
     (["--layer", "fc"], "does not output a feature map"),
-    (["--target", "zebra"], "'zebra' is not one of resnet20-cifar10's classes: airplane"),
+    (["--model", "resnet20-cifar10", "--target", "zebra"], "'zebra' is not one of resnet20-cifar10's classes: airplane"),
     (["--model", "resnet50"], "weights"),
 ])
 def test_cam_cli_explains_bad_settings(shipped, tmp_path, capsys, arguments, message):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from apptest_helpers import open_page
+from apptest_helpers import best_shipped_checkpoint, open_page
 from explorer.archives import ArchiveError, unpack_class_zip
 from explorer.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest
 from explorer.classify import classifier_names, load_classifier
@@ -281,7 +281,8 @@ def _button(at, label):
 
 def test_page_fine_tunes_saves_reloads_and_classifies(pretrained):
     at = open_page(PAGE)
-    assert at.selectbox[0].value == "resnet20-cifar10"
+    assert at.selectbox[0].value == best_shipped_checkpoint(SHIPPED)  # no ImageNet weights here
+    at.selectbox[0].set_value("resnet20-cifar10").run()  # the smallest backbone: a quick test
     assert any("computed once" in caption.value for caption in at.caption)
     _button(at, "Start fine-tuning").click().run()
     deadline = time.monotonic() + 120
