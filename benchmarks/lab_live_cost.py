@@ -24,6 +24,14 @@ Measured (2 cores, the background training paused, real CIFAR-10, 300 steps):
 | ``runner.postScriptGC = false`` | 5.94 | 4.51 | 0.76 | 1.69, 0.03, 0.19 |
 | and the chart every 2.5 s (was 1.5), 150 points per curve (was 300), heatmaps updated in place (a stable key) | 4.43, 4.09 | 4.03, 3.40 | 0.91, 0.83 | 1.73, 0.03–0.04, 0.16–0.17 |
 
+A finished run's tab left open, 20 s (another day, a slower host of the same kind, the two
+pages side by side in one session):
+
+| live view | server pages | Chromium | CPU s/s in all |
+|---|---:|---:|---:|
+| fragments refreshing every 2.5 s and 10 s whether or not a job runs | 0.033 | 0.087 | 0.120 |
+| ``ui.job_view``: drawn once when the job has ended | 0.012 | 0.015 | 0.027 (4.4× less) |
+
 py-spy on the server (first row) put 70% of the page threads' samples in the full
 ``gc.collect()`` Streamlit runs after every script run, the chart's fragment included:
 .streamlit/config.toml turns it off.
