@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from apptest_helpers import best_shipped_checkpoint
+from explorer.checkpoints import read_manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "explorer" / "app.py"
 HOST = "127.0.0.1"
@@ -264,7 +267,8 @@ def test_inspect_page_classifies_an_upload_and_explains_it(app_url, tmp_path):
         page.get_by_text("Grad-CAM for").first.wait_for(timeout=120_000)
         _wait_until_idle(page)
         body = page.locator("body")
-        sync_api.expect(body).to_contain_text("resnet20 trained by this project on cifar10", timeout=30_000)
+        default = read_manifest(ROOT / "pretrained")[best_shipped_checkpoint(ROOT / "pretrained")]
+        sync_api.expect(body).to_contain_text(f"{default.model} trained by this project on cifar10", timeout=30_000)
 
         photo = tmp_path / "my photo.png"
         Image.open(ROOT / "explorer" / "samples" / "ship.jpg").resize((96, 96)).save(photo)

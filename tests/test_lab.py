@@ -272,8 +272,9 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
     # Overlaying every shipped run draws each run's models under the run's name.
     at.multiselect(key="lab.replay").set_value(sorted(shipped)).run(timeout=120)
     names = {trace["name"] for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
-    for run in shipped:
-        assert f"{run}: resnet20 train" in names
+    for run, path in shipped.items():
+        for model in json.loads(path.read_text())["config"]["models"]:
+            assert f"{run}: {model} train" in names
 
 
 def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(monkeypatch):
