@@ -304,3 +304,21 @@ def test_why_shortcuts_page_shows_the_surfaces_and_computes_fig7(app_url, tmp_pa
             page.screenshot(path=str(out_dir / "why_shortcuts.png"))
         finally:
             browser.close()
+
+
+def test_transfer_page_opens_idle_and_asks_the_server_for_nothing(app_url):
+    """The fine-tuning tab with no job: its hint, Start enabled, Stop disabled, and no refresh
+    requests while nothing runs (ui.job_view; the view polled twice a second before)."""
+    with _local_page(1000) as page:
+        sent = []
+        page.on("websocket", lambda socket: socket.on(
+            "framesent", lambda payload: sent.append((time.monotonic(), payload))))
+        page.goto(f"{app_url}/transfer", wait_until="domcontentloaded")
+        page.get_by_text("then press Start fine-tuning").first.wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        _assert_no_error_shown(page)
+        assert page.get_by_role("button", name="Start fine-tuning").is_enabled()
+        assert page.get_by_role("button", name="Stop").is_disabled()
+        quiet_from = time.monotonic()
+        page.wait_for_timeout(3_000)
+        assert _rerun_requests(sent, since=quiet_from) == 0
