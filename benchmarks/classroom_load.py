@@ -26,7 +26,10 @@ Prints: sessions that saw an exception, a "Report this problem" box or "Training
 (goal 0) and sessions that stalled (a page that did not answer within its timeout); the queue
 places the lab sessions were shown; page-switch p50/p95 (sidebar click -> the new page's title
 drawn; also only the switches made while a job trained) and classify p50/p95 (arrival on the
-Inspect page -> the photo's top-5 drawn); the server's RSS before, at the peak and after,
+Inspect page -> the photo's top-5 drawn); where that time goes: the server's own time per
+script run (whole page or live-view fragment, timed inside the server by the launcher) and
+the cores the server, Chromium and the Playwright driver used meanwhile (in a real class the
+browsers run on the students' laptops, here on the server's cores); the server's RSS before, at the peak and after,
 with after/before ("before" follows a warm-up session that visited every page and ran one
 class demo to its end: what is allocated once is not a leak; ``--warmup none`` for a cold
 server); the training threads, scheduler jobs and upload folders left ``--settle`` s after the
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -81,6 +85,25 @@ import json, os, sys, threading, time
 from pathlib import Path
 
 
+# One line per script run (wall start, seconds, whether a fragment ran alone) appended to
+# runs_file: the server's own share of a page switch, without the browsers' drawing.
+def time_script_runs(runs_file):
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+    run_script, lock = ScriptRunner._run_script, threading.Lock()
+
+    def timed(self, rerun_data):
+        started, clock = time.time(), time.perf_counter()
+        try:
+            return run_script(self, rerun_data)
+        finally:
+            line = json.dumps([started, time.perf_counter() - clock, bool(rerun_data.fragment_id_queue)])
+            with lock, open(runs_file, "a") as runs:
+                runs.write(line + "\n")
+
+    ScriptRunner._run_script = timed
+
+
 def watch(status):
     from explorer.scheduler import server_scheduler
 
@@ -101,6 +124,7 @@ if __name__ == "__main__":
         import explorer.lab
 
         explorer.lab.SHARED_CIFAR10 = Path(status).with_name("no-cifar10")
+    time_script_runs(status.replace("server-state.json", "script-runs.jsonl"))
     threading.Thread(target=watch, args=(status,), name="classroom-watch", daemon=True).start()
     from streamlit.web.cli import main
 
@@ -121,6 +145,32 @@ def proc_status(pid: int) -> tuple[float, int]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
 
 
+def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the server (with its child processes),
+    Chromium and the Playwright driver, from /proc: where the two cores went."""
+    tick = os.sysconf("SC_CLK_TCK")
+    server_family = {server_pid}
+    for task in Path(f"/proc/{server_pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            server_family.update(int(child) for child in task.read_text().split())
+    used = {"server": 0.0, "chromium": 0.0, "playwright": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # it just ended
+        pid, comm = int(stat.parent.name), text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        # utime + stime, and cutime + cstime: a renderer closed with its tab is reaped by
+        # Chromium's zygote, an ended worker by the server, and their time is kept there.
+        seconds = sum(int(value) for value in fields[11:15]) / tick
+        kind = ("server" if pid in server_family else "chromium" if comm.startswith("chrom")
+                else "playwright" if comm.startswith("node") else None)
+        if kind:
+            used[kind] += seconds
+    return used
+
+
 def available_gib() -> float:
     """The machine's MemAvailable (the browsers' memory shows here, not in the server's RSS)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -135,6 +185,7 @@ class Server:
     def __init__(self, folder: Path, *, ttl: int, data: str, max_jobs: int | None):
         self.folder, self.ttl = folder, ttl
         self.log, self.status, self.tmp = folder / "server.log", folder / "server-state.json", folder / "tmp"
+        self.runs_file = folder / "script-runs.jsonl"  # written by BOOT's time_script_runs
         self.tmp.mkdir()
         # The shipped checkpoints, without ImageNet weights or the long run's in-progress state (being rewritten).
         shutil.copytree(ROOT / "pretrained", folder / "pretrained",
@@ -182,6 +233,15 @@ class Server:
     def state_age_s(self) -> float:
         """Seconds since the launcher last wrote its state (it writes every 0.5 s)."""
         return time.time() - self.state()["time"]
+
+    def script_runs(self, since: float, until: float) -> list[tuple[float, bool]]:
+        """(seconds, fragment alone) of the script runs that started between two wall times."""
+        try:
+            lines = self.runs_file.read_text().splitlines()
+        except OSError:
+            return []
+        runs = [json.loads(line) for line in lines if line.strip()]
+        return [(seconds, fragment) for started, seconds, fragment in runs if since <= started <= until]
 
     def training_threads(self) -> list[str]:
         return [name for name in self.state()["threads"] if name.startswith(TRAINING_THREADS)]
@@ -430,6 +490,7 @@ async def drive(server: Server, sessions: int, duration: float, ramp: float, war
                 await warm_up(browser, server.url, files["photo"], warmup == "train", echo)
                 await asyncio.sleep(3)
             readings["before"] = proc_status(server.pid)
+            readings["crowd_from"], readings["cpu_from"] = time.time(), cpu_seconds_by_kind(server.pid)
             readings["available_before"] = readings["available_min"] = available_gib()
             echo(f"server before: {readings['before'][0]:,.0f} MiB RSS, {readings['before'][1]} threads, "
                  f"child processes {server.children_rss():,.0f} MiB"
@@ -444,6 +505,7 @@ async def drive(server: Server, sessions: int, duration: float, ramp: float, war
 
             await asyncio.gather(*(later(s) for s in crowd))
             closed_at = time.monotonic()
+            readings["crowd_until"], readings["cpu_until"] = time.time(), cpu_seconds_by_kind(server.pid)
             waiting = asyncio.create_task(after_close(server, closed_at, settle))
             await asyncio.sleep(min(5.0, server.ttl))  # the peak may come as the jobs stop
             sampler.cancel()
@@ -504,6 +566,8 @@ def summarize(crowd: list[Session], readings: dict, late: dict, server: Server) 
         "switch": percentiles(switches),
         "switch_while_training": percentiles([t for s in crowd for t, busy in s.switches if busy]),
         "classify": percentiles([t for s in crowd for t in s.predictions]),
+        "server_runs": server_runs(server, readings),
+        "cpu": cpu_split(readings),
         "rss": {"before": before[0], "peak": peak, "after": late["rss_after"][0],
                 "ratio": late["rss_after"][0] / before[0], "children_peak": readings.get("children_peak", 0.0)},
         "machine_available_gib": {"before": readings["available_before"], "min": readings["available_min"]},
@@ -518,6 +582,21 @@ def summarize(crowd: list[Session], readings: dict, late: dict, server: Server) 
         "progress": {s.index: s.progress_seen for s in labs},
         "queue_texts": {s.index: s.queue_texts for s in labs if s.queue_texts},
     }
+
+
+def server_runs(server: Server, readings: dict) -> dict:
+    """The server's own time for the crowd's script runs: whole-page runs (a page switch, a
+    click, an upload) and fragment runs (a live view's refresh), p50/p95 each."""
+    runs = server.script_runs(readings["crowd_from"], readings["crowd_until"])
+    return {"page": percentiles([t for t, fragment in runs if not fragment]),
+            "fragment": percentiles([t for t, fragment in runs if fragment])}
+
+
+def cpu_split(readings: dict) -> dict:
+    """Cores used on average during the crowd phase, by the server and by the browsers."""
+    seconds = max(readings["crowd_until"] - readings["crowd_from"], 1e-9)
+    return {kind: (readings["cpu_until"][kind] - readings["cpu_from"][kind]) / seconds
+            for kind in readings["cpu_from"]} | {"seconds": seconds, "cores": os.cpu_count()}
 
 
 def clean_failures(summary: dict) -> list[str]:
@@ -558,6 +637,11 @@ def report(summary: dict, echo) -> None:
     for index, texts in list(summary["queue_texts"].items())[:3]:
         echo(f"  session {index} was shown: " + " … later: ".join(f"“{text}”" for text in texts))
     echo(f"page switch {shown(summary['switch'])}; while a job trained {shown(summary['switch_while_training'])}")
+    runs, cpu = summary["server_runs"], summary["cpu"]
+    echo(f"  the server's own time per script run: whole page {shown(runs['page'])}; live-view fragment "
+         f"{shown(runs['fragment'])}")
+    echo(f"  cores used during the {cpu['seconds']:.0f} s of the crowd (of {cpu['cores']}): server {cpu['server']:.2f}, "
+         f"Chromium {cpu['chromium']:.2f}, Playwright driver {cpu['playwright']:.2f}")
     echo(f"classify (photo's top-5 drawn) {shown(summary['classify'])}; Architecture page: Table 1 drawn "
          f"within 2 s on {summary['architecture']['table_shown']} of {summary['architecture']['visits']} visits")
     echo(f"server RSS before {rss['before']:,.0f} MiB, peak {rss['peak']:,.0f} MiB, after {rss['after']:,.0f} MiB: "

@@ -75,3 +75,15 @@ def test_nothing_is_left_after_the_ttl(summary):
     uploads = summary["uploads"]
     assert uploads["zips_unpacked"] == 1 and uploads["made_peak"] >= 1, uploads
     assert uploads["left"] == 0, uploads
+
+
+def test_the_report_says_where_the_time_went(summary):
+    """The server timed its own script runs (every session loaded a whole page at least once;
+    the lab's live view ran fragments), and the cores the server and Chromium used were read
+    from /proc: both did work, and together they used no more than the machine has."""
+    runs, cpu = summary["server_runs"], summary["cpu"]
+    assert runs["page"] is not None and runs["page"]["n"] >= summary["sessions"], runs
+    assert 0 < runs["page"]["p50"] <= runs["page"]["p95"], runs
+    assert cpu["server"] > 0 and cpu["chromium"] > 0, cpu
+    assert cpu["server"] + cpu["chromium"] + cpu["playwright"] <= cpu["cores"] * 1.05, cpu
+    assert "the server's own time per script run" in summary["printed"]
