@@ -330,7 +330,7 @@ class Session:
             self.queue_texts[1:] = [text[len(QUEUED) + 2:].split(" (this server")[0]]
             place = re.search(r"number (\d+) in line", text)
             self.positions.add(int(place.group(1)) if place else 1 if "next in line" in text else 0)
-            wait = re.search(r"starts in about ([\d,]+) s", text)
+            wait = re.search(r"starts in about \d+ (?:s|min|h)(?: \d+ min)?", text)
             if wait and self.first_estimate is None:
                 self.first_estimate = f"{wait.group(0)} at place {max(self.positions)}"
         else:

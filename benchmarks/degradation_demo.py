@@ -56,6 +56,7 @@ lands at its very end (quiet: background run paused, load 1.6-2):
 | 220 steps, ÷10 at 230 (no drop), seeds 0 / 1 / 2 | 220 (54-57 s) | 60 / 59 / 57 | 72 / 67 / 78 | 53 / 50 / 47 | 59 / 58 / 57 | seed 2 passes |
 | 220 steps, ÷10 at 165, seeds 0 / 1 / 2 | 220 (54-58 s) | 59 / 59 / 53 | 72 / 66 / 81 | 49 / 46 / 46 | 57 / 51 / 53 | seed 2 passes; seed 0 fails 3 (49%); seed 1 fails 1 (plain-56 learns: 66%) |
 | 12 px images (all 300 steps fit the minute), seeds 0 / 1 / 2 | 300 (58-60 s) | 59 / 56 / 57 | 63 / 81 / 80 | 51 / 50 / 47 | 54 / 53 / 56 | seed 2 passes; seed 0 fails 1 and 2 (plain-56 learns: 63%); 3 fails for 0, 1 |
+| a 20-step ramp (was 50), seeds 0 / 1 / 2 | 235 / 260 / 244 | 54 / 51 / 60 | 81 / 71 / 70 | 48 / 45 / 46 | 70 / 57 / 56 | 2 fails for all (ResNet-56 slows down without its ramp); seed 0 fails 3 (48.x%) |
 
 So on the slower host the minute is too short for these nets whatever the schedule: plain-56
 of seed 1 learns as fast as the others early on and separates only after ~250 steps. Smaller

@@ -27,6 +27,19 @@ from explorer.train import TrainConfig, Training, check_config, layer_names, loa
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
 
 
+def spoken_duration(seconds: float) -> str:
+    """A wait or a time left as a class reads it off a projector: "40 s", "12 min", "1 h 31 min"
+    (a queue on a busy server can be an hour long: "4,226 s" is not read at a glance,
+    "70 min" is)."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 @dataclass(frozen=True)
 class QueuePlace:
     """A job waiting for one of the server's training slots (explorer.scheduler, issue 16)."""
@@ -38,7 +51,7 @@ class QueuePlace:
     def text(self) -> str:
         """"waiting for a free training slot: number 2 in line · starts in about 40 s (…)"."""
         place = "next in line" if self.position == 1 else f"number {self.position} in line"
-        wait = f" · starts in about {self.wait_s:,.0f} s" if self.wait_s is not None else ""
+        wait = f" · starts in about {spoken_duration(self.wait_s)}" if self.wait_s is not None else ""
         runs = "1 run" if self.slots == 1 else f"{self.slots} runs"
         return (f"waiting for a free training slot: {place}{wait} (this server trains {runs} at a time "
                 f"so that every page stays quick; Stop leaves the queue)")
@@ -66,7 +79,7 @@ class Snapshot:
 
 
 def _time_left(eta_s: float | None) -> str:
-    return f" · about {eta_s:,.0f} s left" if eta_s is not None else ""
+    return f" · about {spoken_duration(eta_s)} left" if eta_s is not None else ""
 
 
 @dataclass(frozen=True)

@@ -297,3 +297,12 @@ def test_a_queued_job_starts_when_the_slot_frees():
     snapshot = job.snapshot()
     assert snapshot.state == "finished" and snapshot.done_steps == 3 and snapshot.queue is None
     assert scheduler.running_jobs() == [] and scheduler.waiting_jobs() == []
+
+
+def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
+    from explorer.jobs import QueuePlace, spoken_duration
+
+    assert [spoken_duration(s) for s in (0, 40.4, 89, 90, 725, 4226, 5369, 5460, 7170)] == [
+        "0 s", "40 s", "89 s", "2 min", "12 min", "70 min", "89 min", "1 h 31 min", "2 h"]
+    text = QueuePlace(position=2, wait_s=4226, slots=1).text()
+    assert "number 2 in line · starts in about 70 min (" in text
