@@ -51,6 +51,14 @@ _RUN_DASHES = ("solid", "dot", "dashdot", "longdash")  # overlaid runs: one line
 _PROJECTOR_FONT = 18  # readable from the back of a classroom
 
 
+def _for_projector(figure: go.Figure) -> go.Figure:
+    """Axis numbers and titles at projector size. ``layout.font`` alone is not enough:
+    Streamlit's plotly theme sets the axes' own fonts (about 11 px), and those win."""
+    for update in (figure.update_xaxes, figure.update_yaxes):
+        update(tickfont=dict(size=_PROJECTOR_FONT - 2), title_font=dict(size=_PROJECTOR_FONT))
+    return figure
+
+
 def model_colour(name: str) -> str:
     """A fixed colour per model, the same on every chart: plain nets warm, residual nets
     cool, deeper nets darker (as in the paper's figures, where plain and ResNet panels pair)."""
@@ -111,7 +119,7 @@ def training_curves_figure(runs: Sequence, max_points: int = 1500) -> go.Figure:
                          font=dict(size=_PROJECTOR_FONT), margin=dict(t=30, b=10, r=10),
                          legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)),
                          yaxis=dict(rangemode="tozero"))
-    return figure
+    return _for_projector(figure)
 
 
 def fig6_figure(run) -> go.Figure:
@@ -135,7 +143,7 @@ def fig6_figure(run) -> go.Figure:
     figure.update_layout(height=520, font=dict(size=_PROJECTOR_FONT), margin=dict(t=50, b=10, r=10),
                          legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)))
     figure.update_annotations(font_size=_PROJECTOR_FONT + 2)
-    return figure
+    return _for_projector(figure)
 
 
 def shows_fig6(run) -> bool:
@@ -146,8 +154,8 @@ def shows_fig6(run) -> bool:
     return kinds.count(True) >= 2 and kinds.count(False) >= 2
 
 
-def gradient_heatmap_figure(run, model: str) -> go.Figure:
-    """Per-layer gradient norm (log10) over training: layer (input → output) × step."""
+def _log_gradient_rows(run, model: str) -> tuple[list[int], list[list[float]]]:
+    """(steps, per step the log10 gradient norm of every layer) of ``model``'s first seed."""
     import math
 
     steps, rows = [], []
@@ -157,10 +165,26 @@ def gradient_heatmap_figure(run, model: str) -> go.Figure:
             if metrics["name"] == model and metrics.get("seed", first_seed) == first_seed and metrics.get("grad_norms"):
                 steps.append(step["step"])
                 rows.append([math.log10(max(g, 1e-12)) for g in metrics["grad_norms"]])
+    return steps, rows
+
+
+def gradient_heatmap_figures(run, models) -> list[go.Figure]:
+    """:func:`gradient_heatmap_figure` for each model, on one colour scale: side by side, the
+    same colour is the same gradient norm in every panel."""
+    values = [value for model in models for row in _log_gradient_rows(run, model)[1] for value in row]
+    z_range = (min(values), max(values)) if values else None
+    return [gradient_heatmap_figure(run, model, z_range) for model in models]
+
+
+def gradient_heatmap_figure(run, model: str, z_range: tuple[float, float] | None = None) -> go.Figure:
+    """Per-layer gradient norm (log10) over training: layer (input → output) × step; ``z_range``
+    fixes the colour scale (else it spans this model's own values)."""
+    steps, rows = _log_gradient_rows(run, model)
     layers = run.layer_names.get(model, [])
     z = [list(column) for column in zip(*rows)] if rows else []
+    zmin, zmax = z_range or (None, None)
     figure = go.Figure(go.Heatmap(x=steps, y=list(range(1, len(layers) + 1)), z=z, colorscale="Viridis",
-                                  colorbar=dict(title="log₁₀ ‖∇W‖"),
+                                  zmin=zmin, zmax=zmax, colorbar=dict(title="log₁₀ ‖∇W‖"),
                                   customdata=[[name] * len(steps) for name in layers],
                                   hovertemplate="step %{x}<br>layer %{y}: %{customdata}<br>log₁₀‖∇W‖ %{z:.2f}<extra></extra>"))
     figure.update_layout(title=model, xaxis_title="iteration", yaxis_title="layer (1 = input side)",

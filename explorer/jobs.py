@@ -22,22 +22,9 @@ import torch
 from explorer.data import load_data
 from explorer.loop import eta_s, safe_name
 from explorer.runs import RunRecord, new_record, save_run
-from explorer.scheduler import Scheduler, Ticket
+from explorer.scheduler import Scheduler, Ticket, spoken_duration
 from explorer.train import TrainConfig, Training, check_config, layer_names, load_training_data
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
-
-
-def spoken_duration(seconds: float) -> str:
-    """A wait or a time left as a class reads it off a projector: "40 s", "12 min", "1 h 31 min"
-    (a queue on a busy server can be an hour long: "4,226 s" is not read at a glance,
-    "70 min" is)."""
-    if seconds < 90:
-        return f"{max(seconds, 0):.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 @dataclass(frozen=True)
@@ -119,7 +106,10 @@ class JobSnapshot(Snapshot):
             return f"loading data: {decoded:,} of {of:,} images{once}" if of else "loading data…"
         text = f"{self.state}: step {self.done_steps:,} of {self.total_steps:,}"
         if self.record.steps:
-            text += f" · {self.record.steps[-1]['images_per_s']:,.0f} images/s"
+            # A validation step's rate (every run's last step is one) counts the validation pass.
+            recent = self.record.steps[-5:]
+            training_only = [s for s in recent if all(m.get("val_error") is None for m in s["models"])]
+            text += f" · {(training_only or recent)[-1]['images_per_s']:,.0f} images/s"
         return text + _time_left(self.eta_s)
 
 

@@ -78,14 +78,47 @@ def gap_caption(record) -> str | None:
     (_, shallow), (_, deep) = plain[0], plain[-1]
     seconds = record.steps[-1]["elapsed_s"]
     gap = 100 * (latest[deep] - latest[shallow])
-    sentence = (f"{_label(deep)} is {abs(gap):.0f} points {'worse' if gap >= 0 else 'better'} than "
+    sentence = (f"{_label(deep)} is {_points(gap)} {'worse' if gap >= 0 else 'better'} than "
                 f"{_label(shallow)} on training error after {seconds:.0f} s")
     twin = get_model_spec(deep).twin  # the residual net of the same depth (§4.2's pairs)
     if twin in latest:
         rescue = 100 * (latest[deep] - latest[twin])
-        sentence += (f"; with shortcuts, {_label(twin)} is {abs(rescue):.0f} points "
+        sentence += (f"; with shortcuts, {_label(twin)} is {_points(rescue)} "
                      f"{'better' if rescue >= 0 else 'worse'} than {_label(deep)}")
     return sentence + "."
+
+
+def _points(difference: float) -> str:
+    rounded = round(abs(difference))
+    return f"{rounded} point" if rounded == 1 else f"{rounded} points"
+
+
+def gradient_caption(record, models) -> str | None:
+    """How each model's gradient changes from its output side to its input side, read from
+    its latest recorded per-layer norms (first seed), e.g. "At step 300: plain-56's first layer
+    gets a gradient 63× smaller than its last; ResNet-56's first layer gets about the same
+    gradient as its last." That is what the heatmaps show, said in numbers. §4.1 notes that
+    with BN the plain nets' gradients do not vanish: smaller is not zero."""
+    parts, step = [], None
+    for model in models:
+        latest = None
+        for entry in record.steps:
+            for metrics in entry["models"]:
+                if (metrics["name"] == model and metrics.get("grad_norms")
+                        and metrics.get("seed", record.seeds[0]) == record.seeds[0]):
+                    latest = entry["step"], metrics["grad_norms"]
+        if latest is None or min(latest[1][0], latest[1][-1]) <= 0:
+            continue
+        step, norms = latest
+        shrink = norms[-1] / norms[0]  # > 1: the first layer's gradient is smaller than the last's
+        if shrink >= 2:
+            size = f"a gradient {shrink:.0f}× smaller than" if shrink >= 10 else f"a gradient {shrink:.1f}× smaller than"
+        elif shrink > 0.5:
+            size = "about the same gradient as"
+        else:
+            size = f"a gradient {1 / shrink:.1f}× larger than" if shrink > 0.1 else f"a gradient {1 / shrink:.0f}× larger than"
+        parts.append(f"{_label(model)}'s first layer gets {size} its last")
+    return f"At step {step:,}: " + "; ".join(parts) + "." if parts else None
 
 
 def _label(name: str) -> str:

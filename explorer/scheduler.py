@@ -196,6 +196,19 @@ class Ticket:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice_before)
 
 
+def spoken_duration(seconds: float) -> str:
+    """A wait or a time left as a class reads it off a projector: "40 s", "12 min", "1 h 31 min"
+    (a queue on a busy server can be an hour long: "4,226 s" is not read at a glance,
+    "70 min" is)."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 def _rounded(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds // 5)  # re-announce when it moves by 5 s
 

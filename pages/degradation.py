@@ -7,9 +7,11 @@ from explorer.train_config import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
 st.caption("The paper's Fig. 1 and Fig. 6: a deeper *plain* net ends with **higher training error** "
-           "than a shallow one (an optimisation problem, not overfitting); with shortcuts the deeper "
-           "net wins. All models train in lock-step on the same batches. Bold: training error over "
-           "recent steps; dashed: validation error on held-out images.")
+           "than a shallow one (an optimisation problem, not overfitting); with shortcuts the deep net "
+           "trains as well as the shallow one, and given enough steps better (a minute is too short for "
+           "that: see the Fig. 6 run below). All models train in lock-step on the same batches. Live "
+           "chart: bold, training error over recent steps; dashed, validation error on held-out images. "
+           "The two-panel replay draws them as the paper does: thin, training; bold, validation.")
 slot = ui.lab_job_slot()
 ui.class_demo_button(slot)
 with st.expander("Your own run: models, data set, steps, seeds, augmentation"):

@@ -293,3 +293,19 @@ def test_shipped_surfaces_are_31_by_31_and_say_how_they_were_made():
         assert {"seed", "span", "images", "data", "torch", "wall_time_s"} <= set(entry)
         corners = (surface.loss[0][0], surface.loss[0][-1], surface.loss[-1][0], surface.loss[-1][-1])
         assert surface.loss[15][15] < min(corners)  # the trained weights sit low in their neighbourhood
+
+
+def test_block_charts_keep_network_order_across_depths():
+    """ResNet-20's and ResNet-56's blocks on one axis: in network order, so each net's line
+    runs left to right (plotly alone orders categories as it meets them: 56's layer1.3 came
+    after 20's layer3.2)."""
+    probe = _probe()
+    shallow, deep = _tiny("resnet20"), _tiny("resnet56")
+    expected = [f"layer{stage}.{block}" for stage in (1, 2, 3) for block in range(9)]
+    branches = [branch_ratios(shallow, probe), branch_ratios(deep, probe)]
+    assert list(figures.branches_figure(branches).layout.xaxis.categoryarray) == expected
+    studies = [lesion_study(shallow, probe, draws=1), lesion_study(deep, probe, draws=1)]
+    figure = figures.lesion_blocks_figure(studies)
+    assert list(figure.layout.xaxis.categoryarray) == expected
+    assert [a.text for a in figure.layout.annotations] == ["tiny-resnet20, nothing removed",
+                                                          "tiny-resnet56, nothing removed"]

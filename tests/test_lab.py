@@ -439,6 +439,14 @@ def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
     panels = {trace.name: (trace.xaxis, trace.line.width) for trace in figure.data}
     assert panels["plain56 train"] == ("x", 1.5) and panels["plain56 validation"] == ("x", 4)
     assert panels["resnet20 train"] == ("x2", 1.5) and panels["resnet56 validation"] == ("x2", 4)
+    # Readable from the back of the room: the axes carry their own font sizes, because
+    # Streamlit's plotly theme sets the axes' fonts and would override layout.font.
+    from explorer.figures import training_curves_figure
+
+    for drawn in (figure, training_curves_figure([record])):
+        for axis in (drawn.layout.xaxis, drawn.layout.yaxis, drawn.layout.xaxis2 if drawn is figure else None):
+            if axis is not None:
+                assert axis.tickfont.size >= 16 and axis.title.font.size >= 18
 
 
 def test_the_class_demo_uses_five_classes_of_cifar10_or_five_synthetic_patterns(tmp_path):
@@ -532,3 +540,32 @@ def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leav
     poll(at, lambda at: "training: step" in progress_text(at))
     _button(at, "Stop").click().run()
     poll(at, lambda at: "stopped" in progress_text(at))
+
+
+def test_gradient_caption_and_heatmaps_share_one_scale():
+    """The heatmaps' caption reads the latest per-layer gradient norms: output-side over
+    input-side; the two heatmaps use one colour range (the same colour, the same norm)."""
+    from explorer import figures
+    from explorer.lab import gap_caption, gradient_caption
+    from explorer.runs import RunRecord
+
+    def entry(name, error, grads):
+        return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
+                "grad_norms": grads, "stopped": None, "seed": 0}
+
+    record = RunRecord("r", {"models": ["plain20", "plain56", "resnet56"], "seed": 0, "repeat": 1, "window": 1},
+                       {"plain56": ["conv1", "mid", "fc"], "resnet56": ["conv1", "mid", "fc"]})
+    assert gradient_caption(record, ["plain56", "resnet56"]) is None
+    record.steps.append({"step": 5, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
+        entry("plain20", 0.60, None), entry("plain56", 0.61, [1000.0, 1.0, 0.1]),
+        entry("resnet56", 0.6, [1.0, 1.0, 1.0])]})
+    record.steps.append({"step": 300, "epoch": 0.2, "elapsed_s": 35.4, "images_per_s": 1.0, "models": [
+        entry("plain20", 0.60, None), entry("plain56", 0.61, [0.001, 0.01, 0.063]),
+        entry("resnet56", 0.52, [0.2, 0.3, 0.25])]})
+    assert gradient_caption(record, ["plain56", "resnet56"]) == (
+        "At step 300: plain-56's first layer gets a gradient 63× smaller than its last; "
+        "ResNet-56's first layer gets about the same gradient as its last.")
+    assert gap_caption(record) == ("plain-56 is 1 point worse than plain-20 on training error after 35 s; "
+                                   "with shortcuts, ResNet-56 is 9 points better than plain-56.")
+    panels = figures.gradient_heatmap_figures(record, ["plain56", "resnet56"])
+    assert {(p.data[0].zmin, p.data[0].zmax) for p in panels} == {(-3.0, 3.0)}

@@ -300,9 +300,22 @@ def test_a_queued_job_starts_when_the_slot_frees():
 
 
 def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
-    from explorer.jobs import QueuePlace, spoken_duration
+    from explorer.jobs import QueuePlace
+    from explorer.scheduler import spoken_duration
 
     assert [spoken_duration(s) for s in (0, 40.4, 89, 90, 725, 4226, 5369, 5460, 7170)] == [
         "0 s", "40 s", "89 s", "2 min", "12 min", "70 min", "89 min", "1 h 31 min", "2 h"]
     text = QueuePlace(position=2, wait_s=4226, slots=1).text()
     assert "number 2 in line · starts in about 70 min (" in text
+
+
+def test_the_progress_line_shows_a_training_step_rate_not_the_validation_pass():
+    from explorer.jobs import JobSnapshot
+    from explorer.runs import RunRecord
+
+    record = RunRecord("r", {"models": ["plain20"], "data": "synthetic"}, {})
+    for step, rate, val in ((299, 743.0, None), (300, 123.0, 0.4)):  # the last step validates
+        record.steps.append({"step": step, "epoch": 1.0, "elapsed_s": 60.0, "images_per_s": rate,
+                             "models": [{"name": "plain20", "train_error": 0.5, "val_error": val}]})
+    text = JobSnapshot("finished", None, record=record, saved_to=None, total_steps=300).progress_text()
+    assert text == "finished: step 300 of 300 · 743 images/s"

@@ -6,6 +6,7 @@ app (plain nets warm, ResNets cool, deeper darker), so the charts pair like the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -16,6 +17,15 @@ from explorer.inside.branches import Branches
 from explorer.inside.landscape import Surface
 from explorer.inside.lesion import LesionStudy, path_length_counts
 from explorer.inside.responses import Responses
+
+
+def _block_order(*block_lists: Sequence[str]) -> list[str]:
+    """Every block name of several nets, in network order ("layer1.2" before "layer1.10" and
+    "layer2.0"): plotly otherwise orders categories as it first meets them, so a ResNet-56's
+    "layer1.3" would land after a ResNet-20's "layer3.2"."""
+    names = {name for blocks in block_lists for name in blocks}
+    return sorted(names, key=lambda name: [int(part) if part.isdigit() else part
+                                           for part in re.split(r"(\d+)", name)])
 
 
 def _colour(registry_name: str | None) -> str:
@@ -59,6 +69,7 @@ def branches_figure(results: Sequence[Branches], registry_names: Sequence[str | 
                        hovertext=["downsampling" if b.downsampling else "" for b in result.blocks])
     figure.update_layout(barmode="group", height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
                          yaxis_title="mean ‖F(x)‖ / ‖x‖", xaxis_title="block (outlined: downsampling)")
+    figure.update_xaxes(categoryorder="array", categoryarray=_block_order(*([b.block for b in r.blocks] for r in results)))
     return figure
 
 
@@ -73,9 +84,12 @@ def lesion_blocks_figure(studies: Sequence[LesionStudy], registry_names: Sequenc
                            name=study.model, mode="lines+markers", line=dict(color=colour),
                            marker=dict(size=[12 if b.downsampling else 7 for b in study.blocks],
                                        symbol=["diamond" if b.downsampling else "circle" for b in study.blocks]))
-        figure.add_hline(y=100 * study.baseline_error, line=dict(color=colour, dash="dash", width=1))
+        figure.add_hline(y=100 * study.baseline_error, line=dict(color=colour, dash="dash", width=1),
+                         annotation_text=f"{study.model}, nothing removed", annotation_position="top left",
+                         annotation_font_color=colour)
     figure.update_layout(height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
                          yaxis_title="top-1 error (%)", xaxis_title="block removed (◆ downsampling)")
+    figure.update_xaxes(categoryorder="array", categoryarray=_block_order(*([b.block for b in s.blocks] for s in studies)))
     return figure
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from explorer import links
+from explorer.lab import gradient_caption
 from explorer.models import get_model_spec
 from explorer.ui.common import current_device
 from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
@@ -110,11 +111,13 @@ def gradient_heatmaps(record, where: str) -> None:
     shown = [names[-1] for names in (plain, residual) if names]  # the deepest of each kind
     if not shown:
         return
-    st.caption("Gradient norm of every conv/fc weight (log scale) over training: deep plain nets "
-               "start with much smaller gradients in early layers; shortcuts carry them back.")
-    for column, model in zip(st.columns(len(shown)), shown):
-        column.plotly_chart(figures.gradient_heatmap_figure(record, model), width="stretch",
-                            key=f"grad_{where}_{record.name}_{model}")
+    caption = ("Gradient norm of every conv/fc weight over training (log scale, one colour scale for "
+               "both, darker is smaller; with BN no gradient vanishes, §4.1).")
+    if numbers := gradient_caption(record, shown):
+        caption += " " + numbers
+    st.caption(caption)
+    for column, model, figure in zip(st.columns(len(shown)), shown, figures.gradient_heatmap_figures(record, shown)):
+        column.plotly_chart(figure, width="stretch", key=f"grad_{where}_{record.name}_{model}")
 
 
 def run_downloads(record, figure) -> None:
