@@ -10,19 +10,24 @@ from explorer.architecture import ZooRow
 from explorer.speed import SpeedRow
 
 _BLOCK_COLOURS = {"basic": "#1f77b4", "bottleneck": "#2ca02c", "plain": "#ff7f0e", "vgg": "#7f7f7f"}
+_BLOCK_LABELS = {"basic": "basic blocks", "bottleneck": "bottleneck blocks", "plain": "plain (no shortcuts)",
+                 "vgg": "VGG"}
 
 
 def zoo_cost_figure(rows: Sequence[ZooRow]) -> go.Figure:
     """GMACs measured vs the paper's, one bar pair per model (Table 1 and Fig. 3)."""
     names = [row.name for row in rows]
     figure = go.Figure()
-    figure.add_bar(x=names, y=[row.gmacs for row in rows], name="measured (FlopCounterMode)",
-                   marker_color=[_BLOCK_COLOURS.get(row.block, "#333") for row in rows],
-                   text=[f"{row.gmacs:.2f}" for row in rows], textposition="outside")
+    for block in dict.fromkeys(row.block for row in rows):  # one trace per block kind: the legend keys the colours
+        kind = [row for row in rows if row.block == block]
+        figure.add_bar(x=[row.name for row in kind], y=[row.gmacs for row in kind],
+                       name=f"{_BLOCK_LABELS.get(block, block)}, measured", marker_color=_BLOCK_COLOURS.get(block, "#333"),
+                       text=[f"{row.gmacs:.2f}" for row in kind], textposition="outside")
+    figure.update_xaxes(categoryorder="array", categoryarray=names)
     figure.add_scatter(x=names, y=[row.paper_gmacs for row in rows], name="paper",
                        mode="markers", marker=dict(symbol="line-ew-open", size=28, color="black",
                                                    line=dict(width=3)))
-    figure.update_layout(yaxis_title="GMACs per 224×224 image (the paper's 'FLOPs')",
+    figure.update_layout(yaxis_title="GMACs per 224×224 image (the paper's 'FLOPs')", barmode="overlay",
                          legend=dict(orientation="h", y=1.12), margin=dict(t=40, b=10),
                          height=380)
     return figure

@@ -57,8 +57,8 @@ def zoo_table(rows: list[ZooRow]) -> list[dict]:
         "params (M)": round(row.params / 1e6, 2),
         "GMACs (measured)": round(row.gmacs, 2),
         "GMACs (paper)": shown(row.paper_gmacs),
-        "top-1 error % (torchvision weights)": shown(None if row.imagenet_top1 is None else 100 - row.imagenet_top1, 2),
-        "top-1 error % (paper)": shown(row.paper_top1_error),
+        "top-1 error % (torchvision weights, 1 crop)": shown(None if row.imagenet_top1 is None else 100 - row.imagenet_top1, 2),
+        "top-1 error % (paper, 10 crops)": shown(row.paper_top1_error),
         "weights here": weights_label(row.name),
     } for row in rows]
 

@@ -101,3 +101,15 @@ def test_speed_is_timed_with_denormals_flushed_and_the_mode_restored(monkeypatch
     assert not denormals_are_flushed()  # the caller's mode is back while the row is handed over
     assert model.flushed == [flush] * 5  # warm-up, two batch-1 and two batch-2 passes
     assert row.denormals_flushed is flush
+
+
+def test_zoo_cost_chart_keys_every_bar_colour_and_keeps_the_model_order():
+    from explorer.architecture import zoo_row
+    from explorer.figures import zoo_cost_figure
+
+    rows = [zoo_row(name) for name in ("resnet18", "plain34", "resnet50", "vgg19")]
+    figure = zoo_cost_figure(rows)
+    bars = {trace.name: list(trace.x) for trace in figure.data if trace.type == "bar"}
+    assert bars == {"basic blocks, measured": ["resnet18"], "plain (no shortcuts), measured": ["plain34"],
+                    "bottleneck blocks, measured": ["resnet50"], "VGG, measured": ["vgg19"]}
+    assert list(figure.layout.xaxis.categoryarray) == ["resnet18", "plain34", "resnet50", "vgg19"]
