@@ -10,10 +10,11 @@ st.caption("Four looks inside the shipped CIFAR-10 nets: the paper's Fig. 7 (lay
            "residual block changes its input, what happens when blocks are removed at test time (Veit et al. "
            "2016), and the loss surface around the trained weights (Li et al. 2018).")
 nets = inside.shipped_nets()
-left, middle, right = st.columns([3, 2, 1])
+left, middle, right = st.columns([4, 2, 1])
 chosen = left.multiselect("Nets", list(nets), default=list(nets), key="inside.nets")
 data = middle.selectbox("Images", ["default", SAMPLES], key="inside.data", format_func={
-    "default": "the 5,000 held-out validation images (when CIFAR-10 is here)", SAMPLES: "the shipped sample photos"}.get)
+    "default": "CIFAR-10 validation (5,000 held out)", SAMPLES: "the shipped sample photos"}.get,
+    help="The 5,000 held-out validation images when CIFAR-10 is on this machine, else the sample photos.")
 images = right.number_input("How many", 10, 5000, 1000, step=100, key="inside.images")
 responses_tab, branches_tab, lesion_tab, surface_tab = st.tabs(
     ["Layer responses (Fig. 7)", "Residual branches", "Lesion study", "Loss surface"])

@@ -260,7 +260,8 @@ def test_figures_share_axes_and_colour_scale():
     assert len(ranges) == 1 and len(figure.data) == 4
     assert len(figures.landscape_lines_figure(surfaces, ["resnet20", "resnet20"]).data) == 2
     responses = layer_responses(subject, probe)
-    assert len(figures.responses_figure([responses], ["resnet20"]).data) == 2
+    drawn = figures.responses_figure([responses], ["resnet20"])
+    assert len(drawn.data) == 2 and drawn.layout.yaxis.type == drawn.layout.yaxis2.type == "log"
     study = lesion_study(subject, probe, draws=1)
     assert len(figures.lesion_blocks_figure([study]).data) == 1
     assert list(figures.lesion_random_figure([study]).data[0].x) == [0, 1, 2, 3, 4]

@@ -50,10 +50,11 @@ def responses_figure(results: Sequence[Responses], registry_names: Sequence[str 
         figure.add_scatter(x=list(range(1, len(ordered) + 1)), y=[layer.std for layer in result.by_magnitude()],
                            name=result.model, mode="lines", line=dict(color=colour), legendgroup=result.model,
                            showlegend=False, row=2, col=1)
-    figure.update_yaxes(title_text="std", row=1, col=1)
-    figure.update_yaxes(title_text="std", row=2, col=1)
+    # Log scale: an untamed plain net's early responses (std ~10) would flatten the others'
+    # (~0.1-1) on a linear axis, and the comparison Fig. 7 makes is between those.
+    figure.update_yaxes(title_text="std (log scale)", type="log")
     figure.update_xaxes(title_text="layer index", row=2, col=1)
-    figure.update_layout(height=560, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.1))
+    figure.update_layout(height=560, margin=dict(t=40, b=10), legend=dict(x=1.02, y=1, xanchor="left"))
     return figure
 
 
