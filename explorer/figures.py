@@ -163,14 +163,8 @@ def _log_gradient_rows(run, model: str) -> tuple[list[int], list[list[float]]]:
     """(steps, per step the log10 gradient norm of every layer) of ``model``'s first seed."""
     import math
 
-    steps, rows = [], []
-    first_seed = run.seeds[0]  # with several seeds, the first one's gradients
-    for step in run.steps:
-        for metrics in step["models"]:
-            if metrics["name"] == model and metrics.get("seed", first_seed) == first_seed and metrics.get("grad_norms"):
-                steps.append(step["step"])
-                rows.append([math.log10(max(g, 1e-12)) for g in metrics["grad_norms"]])
-    return steps, rows
+    steps, history = run.series(model, "grad_norms")  # with several seeds, the first one's gradients
+    return steps, [[math.log10(max(g, 1e-12)) for g in norms] for norms in history]
 
 
 def gradient_heatmap_figures(run, models) -> list[go.Figure]:

@@ -101,15 +101,10 @@ def gradient_caption(record, models) -> str | None:
     with BN the plain nets' gradients do not vanish: smaller is not zero."""
     parts, step = [], None
     for model in models:
-        latest = None
-        for entry in record.steps:
-            for metrics in entry["models"]:
-                if (metrics["name"] == model and metrics.get("grad_norms")
-                        and metrics.get("seed", record.seeds[0]) == record.seeds[0]):
-                    latest = entry["step"], metrics["grad_norms"]
-        if latest is None or min(latest[1][0], latest[1][-1]) <= 0:
+        steps, history = record.series(model, "grad_norms")
+        if not steps or min(history[-1][0], history[-1][-1]) <= 0:
             continue
-        step, norms = latest
+        step, norms = steps[-1], history[-1]
         shrink = norms[-1] / norms[0]  # > 1: the first layer's gradient is smaller than the last's
         if shrink >= 2:
             size = f"a gradient {shrink:.0f}× smaller than" if shrink >= 10 else f"a gradient {shrink:.1f}× smaller than"
