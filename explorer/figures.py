@@ -271,13 +271,21 @@ def gradient_norms_figure(series: Sequence) -> go.Figure:
 
 
 def finetune_curves_figure(history: Sequence[dict]) -> go.Figure:
-    """Training accuracy (bold) and validation accuracy (dashed) after each epoch, in percent."""
+    """Training accuracy (bold) and validation accuracy (dashed) after each epoch, in percent,
+    over a dotted line at chance (1 / classes: what guessing scores), so a class sees how far
+    above guessing the transferred features start."""
     epochs = [row["epoch"] for row in history]
     figure = go.Figure()
     figure.add_scatter(x=epochs, y=[100 * row["train_accuracy"] for row in history], name="train",
-                       mode="lines+markers", line=dict(color="#1f77b4", width=3))
+                       mode="lines+markers", line=dict(color="#1f77b4", width=4), marker=dict(size=9))
     figure.add_scatter(x=epochs, y=[100 * row["val_accuracy"] for row in history], name="validation",
-                       mode="lines+markers", line=dict(color="#1f77b4", width=1.5, dash="dash"))
+                       mode="lines+markers", line=dict(color="#1f77b4", width=2.5, dash="dash"), marker=dict(size=9))
+    chance = history[-1].get("chance") if history else None
+    if chance:
+        figure.add_hline(y=100 * chance, line=dict(color="#7f7f7f", width=2, dash="dot"),
+                         annotation_text=f"chance: {100 * chance:.0f}%", annotation_position="bottom right",
+                         annotation_font_size=_PROJECTOR_FONT - 2)
     figure.update_layout(xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="accuracy (%)", range=[0, 100]),
-                         height=320, margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
-    return figure
+                         height=380, margin=dict(t=30, b=10), font=dict(size=_PROJECTOR_FONT),
+                         legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT)))
+    return _for_projector(figure)

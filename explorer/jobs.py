@@ -342,8 +342,7 @@ class FinetuneJob(BackgroundJob):
             with self._lock:
                 self._state, self._last = step.phase, step
                 if step.val_accuracy is not None:
-                    self._history.append({"epoch": round(step.epoch), "train_accuracy": step.train_accuracy,
-                                          "val_accuracy": step.val_accuracy})
+                    self._history.append(step.history_row())
             self._pace(step.eta_s)
         with self._lock:
             self._result = run.result

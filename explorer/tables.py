@@ -7,6 +7,8 @@ Conventions, so every table reads the same from the back of a room: a missing va
 
 from __future__ import annotations
 
+import re
+
 from explorer import weights
 from explorer.architecture import Analysis, ZooRow
 from explorer.checkpoints import CheckpointError, best_checkpoints, trained_label
@@ -103,3 +105,23 @@ def speed_table(rows: list[SpeedRow]) -> list[dict]:
         "batch-1 latency (ms)": round(r.latency_ms, 1),
         f"batch-{r.batch_size} throughput (img/s)": round(r.throughput, 1),
     } for r in rows]
+
+
+def paper_table_markdown(table: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Table 1 as the paper typesets it, for a markdown table (``st.table``): each stacked
+    block ``[1×1, 64; 3×3, 64; 1×1, 256] × 3`` becomes a bracketed column of its layers with
+    "× 3" beside it, and each step of a stage ("3×3 max pool, stride 2 → […]") its own line,
+    so five depths fit the page's width without a scrollbar."""
+    return {column: [_stacked_blocks(cell) for cell in cells] for column, cells in table.items()}
+
+
+def _stacked_blocks(cell: str) -> str:
+    lines = []
+    for step in cell.split(" → "):
+        stacked = re.fullmatch(r"\[(.+)\] × (\d+)", step)
+        if stacked is None:
+            lines.append(step)
+            continue
+        layers = r" \\ ".join(rf"\text{{{layer}}}" for layer in stacked.group(1).split("; "))
+        lines.append(rf"$\begin{{bmatrix}}{layers}\end{{bmatrix}} \times {stacked.group(2)}$")
+    return "  \n".join(lines)  # a markdown line break inside the cell

@@ -79,10 +79,16 @@ class FinetuneStep:
     train_accuracy: float | None = None  # over the current epoch so far
     val_accuracy: float | None = None  # at the end of each epoch
     loss: float | None = None
+    chance: float | None = None  # with the validation accuracy: 1 / classes, what guessing scores
 
     @property
     def eta_s(self) -> float | None:
         return eta_s(self.phase_elapsed_s, self.done, self.total)
+
+    def history_row(self) -> dict:
+        """The epoch's line of the history (the chart's points), once it is validated."""
+        return {"epoch": round(self.epoch), "train_accuracy": self.train_accuracy,
+                "val_accuracy": self.val_accuracy, "chance": self.chance}
 
 
 @dataclass
@@ -225,9 +231,11 @@ class Finetuning:
                 break
             wrong = count_wrong(run.forward, run.val_x, self.data.val_labels, _FEATURE_CHUNK, prepare=run.val_input)
             val_accuracy = (len(run.val_x) - wrong) / len(run.val_x)
-            history.append({"epoch": epoch + 1, "train_accuracy": correct / seen, "val_accuracy": val_accuracy})
-            yield FinetuneStep("training", run.step, run.total_steps, time.perf_counter() - run.phase_started,
-                               epoch + 1.0, correct / seen, val_accuracy, loss.item())
+            validated = FinetuneStep("training", run.step, run.total_steps, time.perf_counter() - run.phase_started,
+                                     epoch + 1.0, correct / seen, val_accuracy, loss.item(),
+                                     chance=1 / len(self.data.classes))
+            history.append(validated.history_row())
+            yield validated
         return history
 
     def _epoch(self, run: _Run, labels: torch.Tensor, order: torch.Tensor, epoch: int,

@@ -13,10 +13,13 @@ st.caption("The paper's Fig. 1 and Fig. 6: a deeper *plain* net ends with **high
            "chart: bold, training error over recent steps; dashed, validation error on held-out images. "
            "The two-panel replay draws them as the paper does: thin, training; bold, validation.")
 slot = ui.lab_job_slot()
-ui.class_demo_button(slot)
+controls = ui.button_row()  # Stop and Resume beside the demo button: they serve any run of this session
+ui.class_demo_button(slot, controls)
+ui.resume_button(slot, controls)
+ui.stop_button(slot, controls)
 with st.expander("Your own run: models, data set, steps, seeds, augmentation"):
     make_job = ui.lab_run_form()
-ui.start_stop_controls(slot, "Start your run", make_job or (lambda: None), disabled=make_job is None, resumable=True)
+    ui.start_button(slot, "Start your run", make_job or (lambda: None), st, disabled=make_job is None)
 
 
 # Every refresh is a figure sent to the browser and drawn there, on the cores the training

@@ -29,8 +29,14 @@ with right:
                "$W_s x$ (Eq. 2) or zero-pads the extra channels (option A).")
 
 st.markdown("### What each page shows")
-for page in PAGES[1:]:
-    st.page_link(page.path, label=page.title, icon=page.icon)
-    st.markdown(page.summary)
+# One card per page, two to a row: the title large enough for the back of the room, the link
+# an explicit "Open …" (a page_link's own label is body-text size).
+pages = PAGES[1:]
+for first in range(0, len(pages), 2):
+    for column, page in zip(st.columns(2), pages[first:first + 2]):
+        card = column.container(border=True, height="stretch")
+        card.subheader(f"{page.icon} {page.title}", anchor=False)
+        card.markdown(page.summary)
+        card.page_link(page.path, label=f"Open {page.title}", icon=":material/arrow_forward:")
 st.info("The device in use is shown in the sidebar; change it there (CUDA GPU → Apple MPS → CPU "
-        "is the default order).", icon="💡")
+        "is the default order).", icon=":material/lightbulb:")

@@ -113,3 +113,16 @@ def test_zoo_cost_chart_keys_every_bar_colour_and_keeps_the_model_order():
     assert bars == {"basic blocks, measured": ["resnet18"], "plain (no shortcuts), measured": ["plain34"],
                     "bottleneck blocks, measured": ["resnet50"], "VGG, measured": ["vgg19"]}
     assert list(figure.layout.xaxis.categoryarray) == ["resnet18", "plain34", "resnet50", "vgg19"]
+
+
+def test_paper_table_markdown_stacks_each_block_as_the_paper_typesets_it():
+    from explorer.tables import paper_table_markdown
+
+    table = paper_table_markdown(paper_table(["resnet18", "resnet50"]))
+    assert table["layer name"][:2] == ["conv1", "conv2_x"]  # plain cells pass through
+    assert table["resnet50"][2] == (r"$\begin{bmatrix}\text{1×1, 128} \\ \text{3×3, 128} \\ \text{1×1, 512}"
+                                    r"\end{bmatrix} \times 4$")
+    pool, blocks = table["resnet18"][1].split("  \n")  # one line per step of the stage
+    assert pool == "3×3 max pool, stride 2"
+    assert blocks == r"$\begin{bmatrix}\text{3×3, 64} \\ \text{3×3, 64}\end{bmatrix} \times 2$"
+    assert table["resnet18"][-1] == "1.81"

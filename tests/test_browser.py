@@ -179,7 +179,7 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     nav.wait_for(timeout=90_000)
     sync_api.expect(page.get_by_role("heading", name="ResNet Explorer").first).to_be_visible(timeout=60_000)
 
-    # The sidebar link, not the home page's st.page_link whose label also starts "Architecture".
+    # The sidebar link, not the home page's card link "Open Architecture".
     nav.get_by_role("link", name="Architecture").first.click()
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120_000)
     page.get_by_text("Table 1, regenerated").first.wait_for(timeout=120_000)
@@ -191,7 +191,8 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     # in the DOM. Check what is: the headers, the FlopCounterMode caption, the Table 1 column
     # chips and the zoo chart's axis labels (resnet152), and Table 1's caption (conv3_x).
     expected = ("Architecture: Table 1, measured from the live models", "The model zoo",
-                "FlopCounterMode", "Table 1, regenerated", "resnet152", "conv3_x", "One model in detail")
+                "FlopCounterMode", "Table 1, regenerated", "resnet152", "conv3_x", "One model in detail",
+                "3×3 max pool, stride 2")  # Table 1 is an HTML table: its cells are in the DOM
     body = page.locator("body")
     for text in expected:
         sync_api.expect(body).to_contain_text(text, timeout=30_000)

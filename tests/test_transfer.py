@@ -290,8 +290,12 @@ def test_page_fine_tunes_saves_reloads_and_classifies(pretrained):
         time.sleep(0.5)
         at.run()
     assert not at.exception and not at.error
-    curves = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    curves = spec["data"]
     assert [trace["name"] for trace in curves] == ["train", "validation"] and len(curves[1]["y"]) == 5
+    chance = spec["layout"]["shapes"][0]  # the synthetic set's 10 patterns: guessing scores 10%
+    assert chance["y0"] == chance["y1"] == pytest.approx(10.0)
+    assert "chance with 10 classes: 10%" in next(m.value for m in at.markdown if "Validation accuracy" in m.value)
     _button(at, "Save").click().run()
     saved = read_manifest(finetuned_dir())
     assert list(saved) == ["resnet20-cifar10-linear-synthetic"]

@@ -29,7 +29,8 @@ from explorer.ui.common import (
     zoo_rows,
 )
 from explorer.ui.inputs import dataset_picker, erasing_controls, session_upload_dir, zip_source
-from explorer.ui.jobs import JobSlot, finetune_job_slot, job_view, lab_job_slot, start_stop_controls
+from explorer.ui.jobs import (JobSlot, button_row, finetune_job_slot, job_view, lab_job_slot, resume_button, start_button,
+                              start_stop_controls, stop_button)
 from explorer.ui.lab import (
     class_demo_button,
     gradient_heatmaps,
@@ -40,10 +41,10 @@ from explorer.ui.lab import (
 )
 
 __all__ = [
-    "DEVICE_KEY", "RAISE_ERRORS_ENV", "REPORT_LABEL", "JobSlot", "analysis", "block_diagrams",
+    "DEVICE_KEY", "RAISE_ERRORS_ENV", "REPORT_LABEL", "JobSlot", "analysis", "block_diagrams", "button_row",
     "class_demo_button", "classifier", "classifier_choices", "current_device", "dataset_picker",
     "device_picker", "erasing_controls", "finetune_job_slot", "gradient_heatmaps", "job_view", "keep_form_state",
     "lab_dataset_picker", "lab_job_slot", "lab_progress", "lab_run_form", "paper_table", "prediction_card",
-    "read_uploads", "report_errors", "run_downloads", "session_upload_dir",
-    "start_stop_controls", "twin_classifiers", "untrained_banner", "zip_source", "zoo_rows",
+    "read_uploads", "report_errors", "resume_button", "run_downloads", "session_upload_dir", "start_button",
+    "start_stop_controls", "stop_button", "twin_classifiers", "untrained_banner", "zip_source", "zoo_rows",
 ]

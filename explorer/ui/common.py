@@ -110,5 +110,5 @@ def untrained_banner(names: list[str]) -> None:
         f"To get the weights, run `python -m explorer weights download {missing_names}` "
         f"or copy torchvision's files (e.g. `{missing[0].filename}`) into "
         f"`{weights.pretrained_dir()}` or `{weights.hub_checkpoint_dir()}`.",
-        icon="⚠️",
+        icon=":material/warning:",
     )

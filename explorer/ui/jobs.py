@@ -79,16 +79,28 @@ def finetune_job_slot() -> JobSlot:
 def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool = False,
                         resumable: bool = False, on_start: Callable[[], None] | None = None) -> None:
     """Start and Stop buttons for the session's background job (and, with ``resumable``, a
-    Resume button for a stopped run). Start is disabled while a job runs or waits (stop it
-    first), Stop while none does. ``make_job`` builds the job (a ValueError, i.e. a bad
-    setting, is shown to the user); ``on_start`` runs once it has started. A click that
-    starts or stops a job reruns the page, so every button shows the new state."""
+    Resume button for a stopped run), side by side in one row (columns would spread them
+    apart). A click that starts or stops a job reruns the page, so every button shows the
+    new state."""
+    row = button_row()
+    start_button(slot, label, make_job, row, disabled=disabled, on_start=on_start)
     if resumable:
-        start, resume, stop = st.columns([1, 1, 4])
-    else:
-        (start, stop), resume = st.columns([1, 5]), None
+        resume_button(slot, row, on_start)
+    stop_button(slot, row)
+
+
+def button_row():
+    """A row of buttons, each as wide as its label."""
+    return st.container(horizontal=True, gap="small")
+
+
+def start_button(slot: JobSlot, label: str, make_job, where, *, disabled: bool = False,
+                 on_start: Callable[[], None] | None = None) -> None:
+    """Start, disabled while a job runs or waits (stop it first). ``make_job`` builds the job
+    (a ValueError, i.e. a bad setting, is shown to the user); ``on_start`` runs once it has
+    started."""
     running = slot.running
-    if start.button(label, type="primary", disabled=disabled or running,
+    if where.button(label, type="primary", disabled=disabled or running,
                     help="A run is going: stop it first." if running else None):
         try:
             job = make_job()
@@ -96,10 +108,18 @@ def start_stop_controls(slot: JobSlot, label: str, make_job, *, disabled: bool =
             st.error(str(error))
         else:
             start_job(slot, job, on_start)
-    if resume is not None and slot.job is not None and slot.job.can_resume:
-        if resume.button("Resume", help="Continue the stopped run exactly where it stopped."):
+
+
+def resume_button(slot: JobSlot, where, on_start: Callable[[], None] | None = None) -> None:
+    """Resume, shown only for a stopped run that can continue."""
+    if slot.job is not None and slot.job.can_resume:
+        if where.button("Resume", help="Continue the stopped run exactly where it stopped."):
             start_job(slot, slot.job.resumed(), on_start)
-    if stop.button("Stop", disabled=not running):
+
+
+def stop_button(slot: JobSlot, where) -> None:
+    """Stop, disabled while nothing runs."""
+    if where.button("Stop", disabled=not slot.running):
         slot.job.stop()
         slot.job.join(timeout=10)  # the current step ends first
         st.rerun()  # the buttons above were drawn while it ran: draw them again (Start, Resume)

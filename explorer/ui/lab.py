@@ -16,16 +16,17 @@ from explorer.ui import links as ui_links
 from explorer.ui.jobs import JobSlot, start_job
 
 
-def class_demo_button(slot: JobSlot) -> None:
+def class_demo_button(slot: JobSlot, where) -> None:
     """One click: the class demo (the four nets of Fig. 1 and 6) on real CIFAR-10 when it is
-    here, else the synthetic set; with the demo's sizes stated beside it."""
+    here, else the synthetic set; the button goes into ``where`` (the row with Resume and
+    Stop), the demo's sizes below it."""
     from explorer.jobs import TrainingJob
     from explorer.lab import class_demo_config
     from explorer.runs import user_runs_dir
 
     demo = class_demo_config()
     on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
-    if st.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
+    if where.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
                  disabled=slot.running):
         start_job(slot, TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
     st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "

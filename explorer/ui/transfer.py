@@ -104,8 +104,10 @@ def save_section(slot: JobSlot) -> None:
     result = snapshot.result if snapshot is not None else None
     if result is not None and result.epochs_done:
         st.subheader("Save, reload and classify")
-        st.caption(f"Validation accuracy after {result.epochs_done} epochs: **{100 * result.val_accuracy:.1f}%** "
-                   f"({result.wall_time_s:.0f} s on {result.device}). Saved models are safetensors with a manifest "
+        classes = len(result.classes)
+        st.markdown(f"#### Validation accuracy after {result.epochs_done} epochs: {100 * result.val_accuracy:.1f}% "
+                    f"(chance with {classes} classes: {100 / classes:.0f}%)")
+        st.caption(f"{result.wall_time_s:.0f} s on {result.device}. Saved models are safetensors with a manifest "
                    f"entry in `{finetuned_dir()}`; they appear on the inspect page too.")
         key = st.text_input("Name", suggested_key(slot.job.config))
         if st.button("Save"):
