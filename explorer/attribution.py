@@ -96,6 +96,17 @@ class StageCam:
     cam: Tensor  # (h, w) at the layer's own resolution, non-negative
     upsampled: Tensor  # (H, W) over the model's input, scaled to [0, 1]
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to show: the weighted feature maps lower the class score everywhere, and
+        Grad-CAM keeps only what raises it (the ReLU of Selvaraju et al., Eq. 2). Common at an
+        early stage, whose features are not yet about any class."""
+        return not bool((self.cam > 0).any())
+
+    @property
+    def title(self) -> str:
+        return f"{self.stage} ({self.layer})" + (": empty" if self.empty else "")
+
 
 @dataclass(frozen=True)
 class Explanation:

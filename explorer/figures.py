@@ -261,10 +261,12 @@ def gradient_norms_figure(series: Sequence) -> go.Figure:
         figure.add_bar(x=list(range(1, len(norms) + 1)), y=[norm for _, norm in norms], name=label,
                        customdata=[name for name, _ in norms], marker_color=colour,
                        hovertemplate=f"{label}<br>layer %{{x}}: %{{customdata}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>")
+    # One label per decade (10⁻⁴, 10⁻³, …): the minor 2-3-5 labels crowd an axis this many decades tall.
     figure.update_layout(barmode="group", xaxis_title="weighted layer (1 = input side)",
-                         yaxis=dict(title="‖∂ class score / ∂W‖", type="log"), height=360,
-                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=1.1))
-    return figure
+                         yaxis=dict(title="‖∂ class score / ∂W‖", type="log", dtick=1, exponentformat="power"),
+                         height=380, margin=dict(t=30, b=10),
+                         legend=dict(orientation="h", y=1.12, font=dict(size=_PROJECTOR_FONT - 2)))
+    return _for_projector(figure)
 
 
 # --- transfer learning ----------------------------------------------------------------------

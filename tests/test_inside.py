@@ -257,7 +257,18 @@ def test_figures_share_axes_and_colour_scale():
     surfaces = [loss_surface(subject, probe, grid=3, span=0.5, seed=seed) for seed in (0, 1)]
     figure = figures.landscape_surfaces_figure(surfaces)
     ranges = {(trace.cmin, trace.cmax) for trace in figure.data if trace.type == "surface"}
-    assert len(ranges) == 1 and len(figure.data) == 4
+    assert len(ranges) == 1 and len(figure.data) == 2
+    # heights on log10 (no cap: nothing is flattened into walls), hover and ticks in real losses
+    drawn = figure.data[1]
+    assert drawn.z[2][0] == pytest.approx(math.log10(surfaces[1].loss[0][2]))  # z[β][α], loss[α][β]
+    assert drawn.customdata[2][0] == surfaces[1].loss[0][2]
+    values = [value for surface in surfaces for row in surface.loss for value in row]
+    assert list(ranges)[0] == pytest.approx((math.log10(min(values)), math.log10(max(values))))
+    ticks = figure.layout.scene.zaxis
+    assert [10 ** tick for tick in ticks.tickvals] == pytest.approx([float(label) for label in ticks.ticktext])
+    contours = figures.landscape_contours_figure(surfaces)
+    assert [trace.type for trace in contours.data] == ["contour", "contour"]
+    assert {(trace.zmin, trace.zmax) for trace in contours.data} == {(figure.data[0].cmin, figure.data[0].cmax)}
     assert len(figures.landscape_lines_figure(surfaces, ["resnet20", "resnet20"]).data) == 2
     responses = layer_responses(subject, probe)
     drawn = figures.responses_figure([responses], ["resnet20"])

@@ -87,6 +87,20 @@ def test_shipped_resnet_cams_are_non_negative_at_each_stages_resolution(shipped)
         assert stage.cam.min() >= 0 and stage.cam.max() > 0
         assert stage.upsampled.shape == (32, 32) and stage.upsampled.max() == pytest.approx(1.0)
     assert explanation.target == explanation.predictions[0].label
+    assert [c.title for c in explanation.cams] == ["stage1 (layer1)", "stage2 (layer2)", "stage3 (layer3)"]
+
+
+def test_a_stage_with_no_positive_evidence_is_called_empty_on_the_page(shipped):
+    # ResNet-56 on the airplane sample: stage1's weighted feature maps are negative everywhere,
+    # so the ReLU leaves an all-zero map (drawn flat: the page must say why).
+    explanation = explain(load_classifier("resnet56-cifar10"), Image.open(sample_images()["airplane"]),
+                          target="airplane")
+    stage1 = explanation.cams[0]
+    assert stage1.empty and stage1.cam.max() == 0 and stage1.title == "stage1 (layer1): empty"
+    assert not explanation.cams[-1].empty
+    at = open_page(PAGE)
+    caption = next(c.value for c in at.caption if c.value.startswith("Grad-CAM for"))
+    assert "**stage1: empty.**" in caption and "keeps only what raises it" in caption
 
 
 @pytest.mark.parametrize("corner", [(0, 0), (48, 48), (0, 48), (48, 0)])

@@ -256,12 +256,12 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
     """A fresh clone replays the shipped CIFAR-10 runs (pretrained/runs) without training."""
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     shipped = {path.stem: path for path in (SHIPPED / "runs").glob("*.json")}
-    assert "class-demo-cifar10" in shipped and any(name.startswith("paper-width-cifar10") for name in shipped)
+    assert "class-demo-cifar10-5-classes" in shipped and any(name.startswith("paper-width-cifar10") for name in shipped)
     at = open_lab()
     assert set(shipped) <= set(at.multiselect(key="lab.replay").options)
-    at.multiselect(key="lab.replay").set_value(["class-demo-cifar10"]).run(timeout=120)
+    at.multiselect(key="lab.replay").set_value(["class-demo-cifar10-5-classes"]).run(timeout=120)
     assert not at.exception
-    record = json.loads(shipped["class-demo-cifar10"].read_text())
+    record = json.loads(shipped["class-demo-cifar10-5-classes"].read_text())
     assert record["finished"] and record["config"]["models"] == ["plain20", "plain56", "resnet20", "resnet56"]
     traces = {trace["name"]: trace for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     for final in record["steps"][-1]["models"]:

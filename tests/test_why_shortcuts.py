@@ -1,5 +1,6 @@
 """The "Why shortcuts work" page: each view computes on the shipped checkpoints, with a verdict."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,4 +81,16 @@ def test_the_surface_view_shows_the_shipped_surfaces_and_computes_ones_own(shipp
     at.slider(key="inside.grid").set_value(3)
     at.button(key="inside.go_landscape").click().run(timeout=120)
     assert not at.exception and not at.error
-    assert len(at.get("plotly_chart")) == len(specs) + 1
+    own = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in at.get("plotly_chart")[len(specs):]]
+    assert own == ["surface", "contour"]  # one's own surface, in 3-D and from above
+
+
+def test_progress_line_says_how_long_the_current_net_has_left():
+    from explorer.inside import progress_line
+
+    assert progress_line("lesion", "resnet56", 2, 4, 0.25, 10.0) == \
+        "lesion: resnet56 (2 of 4), 25% · about 30 s left for it"
+    assert progress_line("lesion", "resnet56", 2, 4, 0.5, 300.0).endswith("about 5 min left for it")
+    # no guess from a first batch or a first instant
+    assert progress_line("responses", "plain20", 1, 1, 0.01, 5.0) == "responses: plain20 (1 of 1), 1%"
+    assert progress_line("responses", "plain20", 1, 1, 0.5, 0.2) == "responses: plain20 (1 of 1), 50%"

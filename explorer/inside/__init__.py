@@ -24,7 +24,7 @@ from explorer.inside.defaults import DEFAULT_DRAWS, DEFAULT_GRID, DEFAULT_IMAGES
 _HOMES = {
     "branches": ("BranchRatio", "Branches", "branch_ratios"),
     "data": ("SAMPLES", "InsideError", "Probe", "Subject", "evaluate", "load_probe", "load_subject",
-             "require_labels"),
+             "progress_line", "require_labels"),
     "landscape": ("Surface", "filter_normalized_direction", "loss_line", "loss_surface", "random_directions"),
     "lesion": ("BlockLesion", "LesionStudy", "RandomLesion", "lesion_study", "lesioned", "path_length_counts",
                "removable_blocks"),

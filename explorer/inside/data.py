@@ -78,6 +78,20 @@ def report(progress: Progress | None, fraction: float) -> None:
         progress(min(1.0, max(0.0, fraction)))
 
 
+def progress_line(view: str, net: str, position: int, nets: int, fraction: float, elapsed_s: float) -> str:
+    """What a view's progress bar says while it computes ``net`` (``position`` of ``nets``):
+    "lesion: resnet56 (2 of 4), 34% · about 40 s left for it". The time left is this net's
+    alone, at its own pace: the nets differ in depth (a 56-layer net costs ~3× a 20-layer
+    one), so a guess for the others would mislead. No guess before 2% or 1 s of it."""
+    from explorer.loop import eta_s
+    from explorer.scheduler import spoken_duration
+
+    line = f"{view}: {net} ({position} of {nets}), {100 * fraction:.0f}%"
+    if fraction >= 0.02 and elapsed_s >= 1.0:
+        line += f" · about {spoken_duration(eta_s(elapsed_s, fraction, 1.0))} left for it"
+    return line
+
+
 def load_subject(name: str) -> Subject:
     """A shipped checkpoint (key, or a CIFAR architecture with exactly one checkpoint), or an
     ImageNet model whose torchvision weights are on this machine."""

@@ -6,6 +6,7 @@ app (plain nets warm, ResNets cool, deeper darker), so the charts pair like the 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -129,33 +130,70 @@ def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence
         figure.add_scatter(x=list(surface.alphas), y=list(surface.line()), name=surface.model, mode="lines",
                            line=dict(color=_colour(registry_name), width=3))
     figure.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
-                         xaxis_title="α (filter-normalised direction)", yaxis_title="loss")
+                         xaxis_title="α (filter-normalised direction)",
+                         yaxis=dict(title="loss (log)", type="log", dtick="D2"))  # log as the surfaces; 1-2-5 labels
     return figure
 
 
-def landscape_surfaces_figure(surfaces: Sequence[Surface], cap: float | None = None) -> go.Figure:
-    """Each surface as a 3-D plot (top) and a contour map (bottom), side by side on the same axes
-    and one colour scale (Li et al. Fig. 5); losses above ``cap`` are drawn at ``cap``."""
+def _log_loss_scale(surfaces: Sequence[Surface]) -> tuple[float, float, list[float], list[str]]:
+    """One log10 scale for all ``surfaces``: (lowest, highest, tick positions, tick labels).
+
+    The losses span five decades (about 0.3 in a trained basin, ~2·10⁴ at a plain-56 corner):
+    on a linear axis either the basin is flat or the rim is cut off into walls. On log10 the
+    whole surface shows, and equal heights still mean equal losses across nets."""
+    values = [value for surface in surfaces for row in surface.loss for value in row]
+    lowest, highest = math.log10(max(min(values), 1e-6)), math.log10(max(max(values), 1e-6))
+    decades = range(math.floor(lowest), math.ceil(highest) + 1)
+    return lowest, highest, [float(d) for d in decades], [f"{10.0 ** d:g}" for d in decades]
+
+
+def _log_loss_by_beta(surface: Surface) -> list[list[float]]:
+    # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
+    return [[math.log10(max(value, 1e-6)) for value in values] for values in zip(*surface.loss)]
+
+
+def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> go.Figure:
+    """Each surface as a 3-D plot, ``columns`` to a row (wide enough to read a basin), on the
+    same axes and one log-scaled colour and height scale (Li et al. Fig. 5)."""
     if not surfaces:
         raise ValueError("Give at least one surface to draw.")
-    highest = max(max(max(row) for row in surface.loss) for surface in surfaces)
-    lowest = min(min(min(row) for row in surface.loss) for surface in surfaces)
-    top = min(highest, cap) if cap is not None else highest
-    columns = len(surfaces)
-    figure = make_subplots(rows=2, cols=columns, row_heights=[0.6, 0.4], vertical_spacing=0.06,
-                           specs=[[{"type": "surface"}] * columns, [{"type": "xy"}] * columns],
-                           subplot_titles=[s.model for s in surfaces] + [""] * columns)
+    lowest, highest, ticks, labels = _log_loss_scale(surfaces)
+    columns = min(columns, len(surfaces))
+    rows = math.ceil(len(surfaces) / columns)
+    figure = make_subplots(rows=rows, cols=columns, specs=[[{"type": "surface"}] * columns] * rows,
+                           subplot_titles=[s.model for s in surfaces], vertical_spacing=0.04,
+                           horizontal_spacing=0.02)
+    for index, surface in enumerate(surfaces):
+        figure.add_trace(go.Surface(
+            x=list(surface.alphas), y=list(surface.betas), z=_log_loss_by_beta(surface), colorscale="Viridis",
+            cmin=lowest, cmax=highest, showscale=index == 0, customdata=[list(row) for row in zip(*surface.loss)],
+            colorbar=dict(title="loss", tickvals=ticks, ticktext=labels, tickfont=dict(size=16)),
+            hovertemplate="α %{x:.2f}, β %{y:.2f}<br>loss %{customdata:.3g}<extra>" + surface.model + "</extra>"),
+            row=index // columns + 1, col=index % columns + 1)
+    figure.update_scenes(zaxis=dict(range=[lowest, highest], title="loss (log)", tickvals=ticks, ticktext=labels),
+                         xaxis_title="α", yaxis_title="β", camera=dict(eye=dict(x=1.5, y=1.5, z=0.9)))
+    figure.update_annotations(font_size=20)  # the subplot titles
+    figure.update_layout(height=520 * rows, margin=dict(t=40, b=10, l=10, r=10))
+    return figure
+
+
+def landscape_contours_figure(surfaces: Sequence[Surface]) -> go.Figure:
+    """The same surfaces seen from above: contour lines on the same log-scaled colours, one
+    panel per net in a row (Li et al. Fig. 5's 2-D plots)."""
+    if not surfaces:
+        raise ValueError("Give at least one surface to draw.")
+    lowest, highest, ticks, labels = _log_loss_scale(surfaces)
+    figure = make_subplots(rows=1, cols=len(surfaces), subplot_titles=[s.model for s in surfaces],
+                           horizontal_spacing=0.04)
     for column, surface in enumerate(surfaces, start=1):
-        z = [[min(value, top) for value in row] for row in surface.loss]
-        # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
-        z_by_beta = [list(values) for values in zip(*z)]
-        shared = dict(x=list(surface.alphas), y=list(surface.betas), z=z_by_beta, colorscale="Viridis",
-                      showscale=column == columns)
-        figure.add_trace(go.Surface(cmin=lowest, cmax=top, **shared), row=1, col=column)
-        figure.add_trace(go.Contour(zmin=lowest, zmax=top, contours=dict(coloring="lines"), line=dict(width=2),
-                                    **{**shared, "showscale": False}), row=2, col=column)
-    figure.update_scenes(zaxis=dict(range=[lowest, top], title="loss"), xaxis_title="α", yaxis_title="β")
+        figure.add_trace(go.Contour(
+            x=list(surface.alphas), y=list(surface.betas), z=_log_loss_by_beta(surface), colorscale="Viridis",
+            zmin=lowest, zmax=highest, line=dict(width=2), showscale=column == len(surfaces),
+            contours=dict(coloring="lines", start=lowest, end=highest, size=(highest - lowest) / 20 or 1),
+            colorbar=dict(title="loss", tickvals=ticks, ticktext=labels),
+            hovertemplate="α %{x:.2f}, β %{y:.2f}<extra>" + surface.model + "</extra>"), row=1, col=column)
     figure.update_xaxes(title_text="α")
-    figure.update_yaxes(title_text="β", scaleanchor=None)
-    figure.update_layout(height=780, margin=dict(t=40, b=10))
+    figure.update_yaxes(title_text="β", col=1)
+    figure.update_annotations(font_size=20)
+    figure.update_layout(height=380, margin=dict(t=40, b=10))
     return figure

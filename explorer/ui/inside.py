@@ -5,19 +5,18 @@ are frozen dataclasses; every computation builds its own model, never a shared o
 from __future__ import annotations
 
 import threading
+import time
 
 import streamlit as st
 
 from explorer.checkpoints import CheckpointError, read_manifest
 from explorer.inside.branches import branch_ratios
-from explorer.inside.data import InsideError, load_probe, load_subject
+from explorer.inside.data import InsideError, load_probe, load_subject, progress_line
 from explorer.inside.landscape import loss_surface
 from explorer.inside.lesion import lesion_study
 from explorer.inside.responses import layer_responses
 from explorer.models import get_model_spec
 
-# The 56-layer surfaces reach ~2·10⁴ at the corners of [−1, 1]²: capped, the basin stays visible.
-SURFACE_CAP = 10.0
 VIEWS = {"responses": layer_responses, "branches": branch_ratios, "lesion": lesion_study}
 
 
@@ -74,8 +73,11 @@ def computed(view: str, names: list[str], data: str, images: int, options: tuple
     bar = st.progress(0.0, text=f"{view}: starting…")
     results = []
     for index, name in enumerate(names):
-        def progress(fraction: float, index=index, name=name) -> None:
-            bar.progress(min(1.0, (index + fraction) / len(names)), text=f"{view}: {name} ({100 * fraction:.0f}%)")
+        started = time.perf_counter()
+
+        def progress(fraction: float, index=index, name=name, started=started) -> None:
+            bar.progress(min(1.0, (index + fraction) / len(names)), text=progress_line(
+                view, name, index + 1, len(names), fraction, time.perf_counter() - started))
         try:
             results.append(_computed(view, name, data, images, options, progress))
         except (InsideError, ValueError) as error:
@@ -101,9 +103,11 @@ def surface_section(shipped: list, chosen: list[str], data: str, images: int, re
     from explorer.inside import figures
 
     st.caption("The loss around the trained weights along two random filter-normalised directions (Li et al. "
-               "2018; BN parameters left out, BN in eval mode). Same axes and colour scale for every net.")
+               "2018; BN parameters left out, BN in eval mode). Same axes and colour scale for every net; heights and "
+               "colours are on a log scale, since the losses span five decades (0.3 in a basin, 10⁴ at a corner).")
     if shipped:
-        st.plotly_chart(figures.landscape_surfaces_figure(shipped, cap=SURFACE_CAP), width="stretch")
+        st.plotly_chart(figures.landscape_surfaces_figure(shipped), width="stretch")
+        st.plotly_chart(figures.landscape_contours_figure(shipped), width="stretch")
         st.plotly_chart(figures.landscape_lines_figure(shipped, [registry.get(s.model) for s in shipped]), width="stretch")
         st.caption("Precomputed: " + "; ".join(f"{s.model} on {s.images:,} images, {len(s.alphas)}×{len(s.betas)}"
                                                for s in shipped) + " (pretrained/landscapes/manifest.json).")
@@ -115,4 +119,5 @@ def surface_section(shipped: list, chosen: list[str], data: str, images: int, re
     if right.button("Compute surfaces", key="inside.go_landscape"):
         own = computed("landscape", chosen, data, images, (int(grid), float(span)))
         if own:
-            st.plotly_chart(figures.landscape_surfaces_figure(own, cap=SURFACE_CAP), width="stretch")
+            st.plotly_chart(figures.landscape_surfaces_figure(own), width="stretch")
+            st.plotly_chart(figures.landscape_contours_figure(own), width="stretch")
