@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -60,6 +59,8 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image
+
+import procfs  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -141,33 +142,23 @@ def free_port() -> int:
 
 def proc_status(pid: int) -> tuple[float, int]:
     """(RSS in MiB, threads) of a process, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
+    return procfs.rss_mib_and_threads(pid)
 
 
 def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by the server (with its child processes),
     Chromium and the Playwright driver, from /proc: where the two cores went."""
-    tick = os.sysconf("SC_CLK_TCK")
-    server_family = {server_pid}
-    for task in Path(f"/proc/{server_pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            server_family.update(int(child) for child in task.read_text().split())
+    server_family = {server_pid} | procfs.children(server_pid)
     used = {"server": 0.0, "chromium": 0.0, "playwright": 0.0}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process in procfs.processes():
         try:
-            text = stat.read_text()
+            comm, fields = procfs.stat_name(process / "stat"), procfs.stat_fields(process / "stat")
         except OSError:
             continue  # it just ended
-        pid, comm = int(stat.parent.name), text[text.index("(") + 1:text.rindex(")")]
-        fields = text[text.rindex(")") + 2:].split()
-        # utime + stime, and cutime + cstime: a renderer closed with its tab is reaped by
-        # Chromium's zygote, an ended worker by the server, and their time is kept there.
-        seconds = sum(int(value) for value in fields[11:15]) / tick
-        kind = ("server" if pid in server_family else "chromium" if comm.startswith("chrom")
+        kind = ("server" if int(process.name) in server_family else "chromium" if comm.startswith("chrom")
                 else "playwright" if comm.startswith("node") else None)
         if kind:
-            used[kind] += seconds
+            used[kind] += procfs.cpu_s(fields, reaped_children=True)
     return used
 
 
@@ -249,12 +240,11 @@ class Server:
     def children_rss(self) -> float:
         """MiB held by the server's child processes (explorer/isolation.py's worker)."""
         total = 0.0
-        for task in Path(f"/proc/{self.pid}/task").glob("*/children"):
-            for child in task.read_text().split():
-                try:
-                    total += proc_status(int(child))[0]
-                except (OSError, KeyError):
-                    pass  # it just ended
+        for child in procfs.children(self.pid):
+            try:
+                total += proc_status(child)[0]
+            except (OSError, KeyError):
+                pass  # it just ended
         return total
 
     def upload_folders(self) -> list[Path]:

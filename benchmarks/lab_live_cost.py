@@ -56,12 +56,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import procfs
 from classroom_load import CHROMIUM, CHROMIUM_ARGS, HOST, Server
 
 from explorer.lab import class_demo_config
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_S = 20  # seconds the finished run's tab is watched
 
 
@@ -70,15 +70,6 @@ async def local_only(route) -> None:
         await route.continue_()
     else:
         await route.abort()
-
-
-def _stat_fields(stat_path: Path) -> list[str]:
-    """The fields of a /proc/.../stat after the name (which may hold spaces): [0] is the state."""
-    return stat_path.read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_s(fields: list[str]) -> float:
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 class CpuMeter:
@@ -98,26 +89,26 @@ class CpuMeter:
         self._start = self._totals()
 
     def sample(self) -> None:
-        server_nice = int(_stat_fields(Path(f"/proc/{self.server_pid}/stat"))[16])
+        server_nice = procfs.nice(procfs.stat_fields(Path(f"/proc/{self.server_pid}/stat")))
         for thread in Path(f"/proc/{self.server_pid}/task").iterdir():
             try:
-                fields = _stat_fields(thread / "stat")
+                fields = procfs.stat_fields(thread / "stat")
             except OSError:  # it ended meanwhile
                 continue
-            if int(fields[16]) > server_nice:
-                self._training_s[thread.name] = _cpu_s(fields)
+            if procfs.nice(fields) > server_nice:
+                self._training_s[thread.name] = procfs.cpu_s(fields)
 
     def _totals(self) -> dict[str, float]:
         self.sample()
         chromium = 0.0
-        for process in Path("/proc").iterdir():
+        for process in procfs.processes():
             try:
-                if process.name.isdigit() and "chrom" in (process / "comm").read_text():
-                    chromium += _cpu_s(_stat_fields(process / "stat"))
+                if "chrom" in procfs.stat_name(process / "stat"):
+                    chromium += procfs.cpu_s(procfs.stat_fields(process / "stat"))
             except OSError:
                 continue
         training = sum(self._training_s.values())
-        server = _cpu_s(_stat_fields(Path(f"/proc/{self.server_pid}/stat")))
+        server = procfs.cpu_s(procfs.stat_fields(Path(f"/proc/{self.server_pid}/stat")))
         return {"server training": training, "server pages": server - training, "Chromium": chromium}
 
     def per_second(self, wall_s: float) -> dict[str, float]:
