@@ -129,9 +129,14 @@ def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence
     for surface, registry_name in zip(surfaces, names):
         figure.add_scatter(x=list(surface.alphas), y=list(surface.line()), name=surface.model, mode="lines",
                            line=dict(color=_colour(registry_name), width=3))
+    values = [value for surface in surfaces for value in surface.line() if value > 0]
+    # Log as the surfaces, labelled 1-2-5 in full (plotly's own minor labels print 0.5 as "5").
+    ticks = [mantissa * 10.0 ** decade for decade in range(math.floor(math.log10(min(values))),
+                                                          math.ceil(math.log10(max(values))) + 1)
+             for mantissa in (1, 2, 5)] if values else []
     figure.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
                          xaxis_title="α (filter-normalised direction)",
-                         yaxis=dict(title="loss (log)", type="log", dtick="D2"))  # log as the surfaces; 1-2-5 labels
+                         yaxis=dict(title="loss (log)", type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]))
     return figure
 
 

@@ -1,5 +1,5 @@
 """Precomputed loss surfaces of the shipped checkpoints (``pretrained/landscapes/``), so the
-page opens at once: a 31×31 surface of ResNet-56 costs a long while on a laptop CPU.
+page opens at once: a 21×21 surface of ResNet-56 on 64 images costs minutes on a laptop CPU.
 
 Each ``<checkpoint>.json`` is exactly what ``python -m explorer landscape NAME --json``
 prints; ``manifest.json`` records, per file, the command that wrote it, its seed, grid,

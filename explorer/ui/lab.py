@@ -27,7 +27,7 @@ def class_demo_button(slot: JobSlot, where) -> None:
     demo = class_demo_config()
     on = "the synthetic set" if demo.data.startswith("synthetic") else "CIFAR-10"
     if where.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
-                 disabled=slot.running):
+                    disabled=slot.running):
         start_job(slot, TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
     st.caption(f"The demo's nets have the paper's depths and shortcuts, made small to train in about a minute "
                f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
