@@ -31,11 +31,13 @@ def cifar10_source() -> str | None:
     return None
 
 
-# The class demo's classes (measured: benchmarks/degradation_demo.py). Five distinct CIFAR-10
-# classes learn fast enough for a one-minute demo while plain-56 visibly fails; the
-# synthetic set's first five patterns stand in for them without data.
+# The class demo's classes (measured: benchmarks/degradation_demo.py). Three distinct CIFAR-10
+# classes (a vehicle, an animal, a ship) learn fast enough for a one-minute demo while plain-56
+# stays at chance, with margins wide enough for a laptop that fits only ~220 steps in the minute:
+# five classes passed on a host that fit ~285 and failed on one that fit ~220. The synthetic
+# set's first five patterns stand in for them without data.
 CLASS_DEMO_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
-CLASS_DEMO_CLASSES = ("airplane", "automobile", "frog", "horse", "ship")
+CLASS_DEMO_CLASSES = ("automobile", "frog", "ship")
 SYNTHETIC_DEMO_CLASSES = tuple(f"pattern{i}" for i in range(5))
 # On the synthetic set the demo preset's lr 0.2 kills ResNet-56: while the rate ramps past
 # ~0.1 its last ReLU dies for every image (pooled features all zero by step 100), its logits
@@ -50,7 +52,7 @@ SYNTHETIC_DEMO_OVERRIDES = {"lr": 0.1, "warmup_steps": 150, "batch_size": 32, "s
 
 def class_demo_config(source: str | None = None):
     """The one-click class demo: the demo preset's four nets (Fig. 1 and Fig. 6) on real
-    CIFAR-10's five demo classes when it is here (``source``, default :func:`cifar10_source`),
+    CIFAR-10's three demo classes when it is here (``source``, default :func:`cifar10_source`),
     else on five patterns of the synthetic set (with :data:`SYNTHETIC_DEMO_OVERRIDES`)."""
     from explorer.train import preset
 
