@@ -100,6 +100,7 @@ criteria at every checkpoint), seeds 0 / 1 / 2:
 | **lr 0.1, 150-step ramp (explorer.lab.SYNTHETIC_DEMO_OVERRIDES), 90 s, load 8.5→3** | 586 / 567 / 550 | 51 / 25 / 34 | 80 / 76 / 79 | 14 / 15 / 14 | 19 / 17 / 21 | **all pass** |
 | **the same, final check (no ``--set``), load 2.8→3.1** | 568 / 542 / 566 | 48 / 26 / 31 | 78 / 76 / 77 | 12 / 14 / 13 | 15 / 16 / 18 | **all pass** |
 | lr 0.1, 150-step ramp, 2 threads, load 2.7→4 | 128 / 49 / 13 | 79 / 80 / 81 | 82 / 80 / 82 | 49 / 78 / 81 | 64 / 75 / 80 | all fail (threads) |
+| **the same on the slower host (no AVX-512), 2 threads, quiet (background run paused, load 1.9)** | 462 / 480 / 467 | 50 / 27 / 31 | 79 / 81 / 80 | 18 / 17 / 16 | 20 / 26 / 30 | **all pass** |
 
 The real-data rows above, but the 1-thread one, were measured with all cores' threads (``--threads 2``).
 """
