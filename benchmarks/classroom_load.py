@@ -152,7 +152,7 @@ def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
     used = {"server": 0.0, "chromium": 0.0, "playwright": 0.0}
     for process in procfs.processes():
         try:
-            comm, fields = procfs.stat_name(process / "stat"), procfs.stat_fields(process / "stat")
+            comm, fields = procfs.read_stat(process / "stat")
         except OSError:
             continue  # it just ended
         kind = ("server" if int(process.name) in server_family else "chromium" if comm.startswith("chrom")

@@ -103,8 +103,9 @@ class CpuMeter:
         chromium = 0.0
         for process in procfs.processes():
             try:
-                if "chrom" in procfs.stat_name(process / "stat"):
-                    chromium += procfs.cpu_s(procfs.stat_fields(process / "stat"))
+                name, fields = procfs.read_stat(process / "stat")
+                if "chrom" in name:
+                    chromium += procfs.cpu_s(fields)
             except OSError:
                 continue
         training = sum(self._training_s.values())

@@ -14,16 +14,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 _UTIME, _STIME, _CUTIME, _CSTIME, _NICE = 11, 12, 13, 14, 16
 
 
-def stat_fields(stat_path: Path) -> list[str]:
-    """The fields of a /proc/.../stat after the name (which may hold spaces and brackets):
-    [0] is the state. Raises OSError when the process or thread has just ended."""
-    return stat_path.read_text().rsplit(")", 1)[1].split()
-
-
-def stat_name(stat_path: Path) -> str:
-    """The command name (comm) in a /proc/.../stat."""
+def read_stat(stat_path: Path) -> tuple[str, list[str]]:
+    """A /proc/.../stat in one read: the command name (comm, which may hold spaces and
+    brackets) and the fields after it ([0] is the state). Raises OSError when the process or
+    thread has just ended."""
     text = stat_path.read_text()
-    return text[text.index("(") + 1:text.rindex(")")]
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+
+
+def stat_fields(stat_path: Path) -> list[str]:
+    return read_stat(stat_path)[1]
 
 
 def cpu_s(fields: list[str], *, reaped_children: bool = False) -> float:

@@ -100,7 +100,8 @@ class StageCam:
     def empty(self) -> bool:
         """Nothing to show: the weighted feature maps lower the class score everywhere, and
         Grad-CAM keeps only what raises it (the ReLU of Selvaraju et al., Eq. 2). Common at an
-        early stage, whose features are not yet about any class."""
+        early stage, whose features are not yet about any class, and at any stage for a class
+        the image does not show."""
         return not bool((self.cam > 0).any())
 
     @property

@@ -39,8 +39,9 @@ def test_architecture_page_without_weights_labels_models_untrained():
     cifar = at.dataframe[1].value.set_index("model")
     assert cifar.loc["resnet56", "params (M)"] == pytest.approx(0.853) and cifar.loc["resnet56", "params (M, Table 6)"] == "0.85"
     table_1 = at.table[0].value  # a static, wrapping table: five depths fit the page (Table 1's layout)
+    assert list(table_1.index[:2]) == ["conv1", "conv2_x"]
     assert list(table_1["output size"][:5]) == ["112×112", "56×56", "28×28", "14×14", "7×7"]
-    assert table_1["resnet18"][1] == ("3×3 max pool, stride 2  \n"
+    assert table_1.loc["conv2_x", "resnet18"] == ("3×3 max pool, stride 2  \n"
                                       r"$\begin{bmatrix}\text{3×3, 64} \\ \text{3×3, 64}\end{bmatrix} \times 2$")
     assert len(at.get("graphviz_chart")) == 2  # identity and projection blocks of resnet50
 

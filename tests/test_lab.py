@@ -453,7 +453,7 @@ def test_the_class_demo_uses_three_classes_of_cifar10_or_five_synthetic_patterns
     from explorer.lab import class_demo_config
 
     demo = class_demo_config("folder:/data/cifar10/train")
-    assert demo.classes == ("automobile", "frog", "ship")  # a vehicle, an animal, a ship: learnt in the minute
+    assert demo.classes == ("automobile", "frog", "ship")  # unlike each other: learnt in the minute
     assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 300
     synthetic = class_demo_config("synthetic")
     assert synthetic.classes == tuple(f"pattern{i}" for i in range(5))

@@ -94,3 +94,4 @@ def test_progress_line_says_how_long_the_current_net_has_left():
     # no guess from a first batch or a first instant
     assert progress_line("responses", "plain20", 1, 1, 0.01, 5.0) == "responses: plain20 (1 of 1), 1%"
     assert progress_line("responses", "plain20", 1, 1, 0.5, 0.2) == "responses: plain20 (1 of 1), 50%"
+    assert progress_line("lesion", "resnet56", 4, 4, 1.0, 90.0) == "lesion: resnet56 (4 of 4), 100%"  # done

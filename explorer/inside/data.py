@@ -82,12 +82,12 @@ def progress_line(view: str, net: str, position: int, nets: int, fraction: float
     """What a view's progress bar says while it computes ``net`` (``position`` of ``nets``):
     "lesion: resnet56 (2 of 4), 34% · about 40 s left for it". The time left is this net's
     alone, at its own pace: the nets differ in depth (a 56-layer net costs ~3× a 20-layer
-    one), so a guess for the others would mislead. No guess before 2% or 1 s of it."""
+    one), so a guess for the others would mislead. No guess before 2% or 1 s of it, nor once done."""
     from explorer.loop import eta_s
     from explorer.scheduler import spoken_duration
 
     line = f"{view}: {net} ({position} of {nets}), {100 * fraction:.0f}%"
-    if fraction >= 0.02 and elapsed_s >= 1.0:
+    if 0.02 <= fraction < 1.0 and elapsed_s >= 1.0:
         line += f" · about {spoken_duration(eta_s(elapsed_s, fraction, 1.0))} left for it"
     return line
 

@@ -122,39 +122,60 @@ def path_length_figure(n: int) -> go.Figure:
     return figure
 
 
+def loss_ticks(low: float, high: float) -> list[float]:
+    """The losses to label on a log axis that runs from ``low`` to ``high``: whole decades when
+    it spans three or more (0.3 to 2·10⁴ on the shipped surfaces), 1-2-5 steps when it spans
+    less, and both ends with their geometric middle when even those leave fewer than two
+    labels inside (a small span around a minimum: 0.38 to 0.48)."""
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    mantissas = (1,) if math.log10(high / low) >= 3 else (1, 2, 5)
+    inside = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
+    return inside if len(inside) >= 2 else [low, math.sqrt(low * high), high]
+
+
+def _tick_label(loss: float) -> str:
+    return f"{loss:,.0f}" if loss >= 100 else f"{loss:.2g}"  # "10,000", "20", "0.38"
+
+
 def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence[str | None] = ()) -> go.Figure:
-    """The 1-D slices (β = 0) of several surfaces on one axis (Li et al. Fig. 3)."""
+    """The 1-D slices (β = 0) of several surfaces on one axis (Li et al. Fig. 3), on a log axis
+    as the surfaces, labelled in full (plotly's own minor labels print 0.5 as "5")."""
     figure = go.Figure()
     names = list(registry_names) + [None] * (len(surfaces) - len(registry_names))
     for surface, registry_name in zip(surfaces, names):
         figure.add_scatter(x=list(surface.alphas), y=list(surface.line()), name=surface.model, mode="lines",
                            line=dict(color=_colour(registry_name), width=3))
-    values = [value for surface in surfaces for value in surface.line() if value > 0]
-    # Log as the surfaces, labelled 1-2-5 in full (plotly's own minor labels print 0.5 as "5").
-    ticks = [mantissa * 10.0 ** decade for decade in range(math.floor(math.log10(min(values))),
-                                                          math.ceil(math.log10(max(values))) + 1)
-             for mantissa in (1, 2, 5)] if values else []
+    values = [max(value, _FLOOR) for surface in surfaces for value in surface.line()]
+    ticks = loss_ticks(min(values), max(values)) if values else []
     figure.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
                          xaxis_title="α (filter-normalised direction)",
-                         yaxis=dict(title="loss (log)", type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]))
+                         yaxis=dict(title="loss (log)", type="log", tickvals=ticks,
+                                    ticktext=[_tick_label(t) for t in ticks]))
     return figure
+
+
+_FLOOR = 1e-6  # a loss of 0 drawn at 10⁻⁶ on a log axis
 
 
 def _log_loss_scale(surfaces: Sequence[Surface]) -> tuple[float, float, list[float], list[str]]:
     """One log10 scale for all ``surfaces``: (lowest, highest, tick positions, tick labels).
 
-    The losses span five decades (about 0.3 in a trained basin, ~2·10⁴ at a plain-56 corner):
-    on a linear axis either the basin is flat or the rim is cut off into walls. On log10 the
-    whole surface shows, and equal heights still mean equal losses across nets."""
-    values = [value for surface in surfaces for row in surface.loss for value in row]
-    lowest, highest = math.log10(max(min(values), 1e-6)), math.log10(max(max(values), 1e-6))
-    decades = range(math.floor(lowest), math.ceil(highest) + 1)
-    return lowest, highest, [float(d) for d in decades], [f"{10.0 ** d:g}" for d in decades]
+    The shipped surfaces' losses span five decades (0.38 in ResNet-20's basin, 1.6·10⁴ at a
+    plain-56 corner): on a linear axis either the basin is flat or the rim is cut off into
+    walls. On log10 the whole surface shows, and equal heights still mean equal losses."""
+    values = [max(value, _FLOOR) for surface in surfaces for row in surface.loss for value in row]
+    ticks = loss_ticks(min(values), max(values))
+    return (math.log10(min(values)), math.log10(max(values)), [math.log10(t) for t in ticks],
+            [_tick_label(t) for t in ticks])
 
 
 def _log_loss_by_beta(surface: Surface) -> list[list[float]]:
     # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
-    return [[math.log10(max(value, 1e-6)) for value in values] for values in zip(*surface.loss)]
+    return [[math.log10(max(value, _FLOOR)) for value in values] for values in zip(*surface.loss)]
+
+
+def _loss_by_beta(surface: Surface) -> list[list[float]]:
+    return [list(values) for values in zip(*surface.loss)]  # the hover's real losses, laid out as z
 
 
 def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> go.Figure:
@@ -165,13 +186,14 @@ def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> 
     lowest, highest, ticks, labels = _log_loss_scale(surfaces)
     columns = min(columns, len(surfaces))
     rows = math.ceil(len(surfaces) / columns)
-    figure = make_subplots(rows=rows, cols=columns, specs=[[{"type": "surface"}] * columns] * rows,
+    cells = [{"type": "surface"}] * len(surfaces) + [None] * (rows * columns - len(surfaces))  # no empty box
+    figure = make_subplots(rows=rows, cols=columns, specs=[cells[row * columns:(row + 1) * columns] for row in range(rows)],
                            subplot_titles=[s.model for s in surfaces], vertical_spacing=0.04,
                            horizontal_spacing=0.02)
     for index, surface in enumerate(surfaces):
         figure.add_trace(go.Surface(
             x=list(surface.alphas), y=list(surface.betas), z=_log_loss_by_beta(surface), colorscale="Viridis",
-            cmin=lowest, cmax=highest, showscale=index == 0, customdata=[list(row) for row in zip(*surface.loss)],
+            cmin=lowest, cmax=highest, showscale=index == 0, customdata=_loss_by_beta(surface),
             colorbar=dict(title="loss", tickvals=ticks, ticktext=labels, tickfont=dict(size=16)),
             hovertemplate="α %{x:.2f}, β %{y:.2f}<br>loss %{customdata:.3g}<extra>" + surface.model + "</extra>"),
             row=index // columns + 1, col=index % columns + 1)
@@ -195,8 +217,9 @@ def landscape_contours_figure(surfaces: Sequence[Surface]) -> go.Figure:
             x=list(surface.alphas), y=list(surface.betas), z=_log_loss_by_beta(surface), colorscale="Viridis",
             zmin=lowest, zmax=highest, line=dict(width=2), showscale=column == len(surfaces),
             contours=dict(coloring="lines", start=lowest, end=highest, size=(highest - lowest) / 20 or 1),
-            colorbar=dict(title="loss", tickvals=ticks, ticktext=labels),
-            hovertemplate="α %{x:.2f}, β %{y:.2f}<extra>" + surface.model + "</extra>"), row=1, col=column)
+            colorbar=dict(title="loss", tickvals=ticks, ticktext=labels), customdata=_loss_by_beta(surface),
+            hovertemplate="α %{x:.2f}, β %{y:.2f}<br>loss %{customdata:.3g}<extra>" + surface.model + "</extra>"),
+            row=1, col=column)
     figure.update_xaxes(title_text="α")
     figure.update_yaxes(title_text="β", col=1)
     figure.update_annotations(font_size=20)

@@ -84,13 +84,14 @@ def grad_cam_tab(chosen, image, target: str) -> None:
         explanation.model_input, [(c.title, c.upsampled) for c in explanation.cams]), width="stretch", key="cams")
     sizes = ", ".join(f"{c.stage} {c.cam.shape[0]}×{c.cam.shape[1]}" for c in explanation.cams)
     empty = [c.stage for c in explanation.cams if c.empty]
+    why = ("features this early are not yet about any class" if not explanation.cams[-1].empty
+           else f"nothing the net sees there speaks for {target}")
     st.caption(f"Grad-CAM for **{target}** at the end of each stage (red: where the class score's gradient "
                f"and the feature map agree most). Each map has its stage's resolution ({sizes}), is "
                "stretched over the image and scaled to its own peak: deep stages say *what* and roughly where, "
                "early ones show edges."
                + (f" **{' and '.join(empty)}: empty.** There the weighted feature maps lower the score of "
-                  f"{target} everywhere, and Grad-CAM keeps only what raises it: features this early are not "
-                  "yet about any class." if empty else ""))
+                  f"{target} everywhere, and Grad-CAM keeps only what raises it: {why}." if empty else ""))
 
 
 def feature_maps_tab(chosen, image) -> str:

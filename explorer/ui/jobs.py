@@ -122,7 +122,7 @@ def stop_button(slot: JobSlot, where) -> None:
     if where.button("Stop", disabled=not slot.running):
         slot.job.stop()
         slot.job.join(timeout=10)  # the current step ends first
-        st.rerun()  # the buttons above were drawn while it ran: draw them again (Start, Resume)
+        st.rerun()  # the page's buttons were drawn while it ran: draw them again (Start, Resume)
 
 
 def start_job(slot: JobSlot, job, on_start: Callable[[], None] | None = None) -> None:

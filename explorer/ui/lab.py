@@ -38,7 +38,7 @@ def class_demo_button(slot: JobSlot, where) -> None:
 
 def lab_run_form():
     """The lab's settings for a run of one's own; returns what builds its job (for
-    :func:`start_stop_controls`), or None while the data set is not chosen. The values
+    :func:`start_button`), or None while the data set is not chosen. The values
     survive page switches (keys under "lab.", see keep_form_state)."""
     from explorer.jobs import TrainingJob
     from explorer.lab import CLASS_DEMO_MODELS
