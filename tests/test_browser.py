@@ -196,6 +196,9 @@ def _check_architecture_page(page, app_url: str, tmp_path: Path) -> None:
     body = page.locator("body")
     for text in expected:
         sync_api.expect(body).to_contain_text(text, timeout=30_000)
+    # Table 1 (a KaTeX-heavy HTML table below the fold) is in the DOM before it is laid out:
+    # wait until it is shown, so the rendered text below has it.
+    page.get_by_text("3×3 max pool, stride 2").first.wait_for(state="visible", timeout=30_000)
     body_text = page.inner_text("body")
     missing = [text for text in expected if text not in body_text]
     assert not missing, f"{missing} not on the Architecture page; page text:\n{body_text[:3000]}"
