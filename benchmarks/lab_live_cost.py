@@ -23,6 +23,7 @@ Measured (2 cores, the background training paused, real CIFAR-10, 300 steps):
 | Streamlit's defaults | 5.49–5.89 | 3.16–3.93 | 0.62–0.70 | 1.32–1.43, 0.19–0.24, 0.19–0.24 |
 | ``runner.postScriptGC = false`` | 5.94 | 4.51 | 0.76 | 1.69, 0.03, 0.19 |
 | and the chart every 2.5 s (was 1.5), 150 points per curve (was 300), heatmaps updated in place (a stable key) | 4.43, 4.09 | 4.03, 3.40 | 0.91, 0.83 | 1.73, 0.03–0.04, 0.16–0.17 |
+| the same page with its buttons in one row, the three-class demo, on a slower host (no AVX-512), twice | 3.81, 3.77 | 3.07, 3.05 | 0.81, 0.81 | 1.69–1.70, 0.05, 0.18 |
 
 A finished run's tab left open, 20 s (another day, a slower host of the same kind, the two
 pages side by side in one session):
