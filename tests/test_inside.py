@@ -294,12 +294,14 @@ def test_figures_share_axes_and_colour_scale():
     (0.38, 16_000, ["1", "10", "100", "1,000", "10,000"]),  # the shipped surfaces: decades only
     (0.4, 30, ["0.5", "1", "2", "5", "10", "20"]),  # the shipped 1-D slices: 1-2-5
     (0.38, 0.48, ["0.38", "0.43", "0.48"]),  # a small span near a minimum: still labelled
+    (6.09, 18.47, ["7", "11", "18"]),  # rounded inwards: each label is its tick's exact value
 ])
 def test_loss_ticks_label_any_log_range(low, high, labels):
     from explorer.inside.figures import _tick_label, loss_ticks
 
     ticks = loss_ticks(low, high)
     assert [_tick_label(tick) for tick in ticks] == labels
+    assert [float(label.replace(",", "")) for label in labels] == pytest.approx(ticks)
     assert all(low <= tick <= high for tick in ticks)
 
 

@@ -122,15 +122,24 @@ def path_length_figure(n: int) -> go.Figure:
     return figure
 
 
+_FLOOR = 1e-6  # a loss of 0 drawn at 10⁻⁶ on a log axis
+
+
 def loss_ticks(low: float, high: float) -> list[float]:
     """The losses to label on a log axis that runs from ``low`` to ``high``: whole decades when
     it spans three or more (0.3 to 2·10⁴ on the shipped surfaces), 1-2-5 steps when it spans
-    less, and both ends with their geometric middle when even those leave fewer than two
-    labels inside (a small span around a minimum: 0.38 to 0.48)."""
+    less, and both ends with their geometric middle (two significant digits, rounded inwards)
+    when even those leave fewer than two labels inside (a small span around a minimum: 0.38
+    to 0.48)."""
     decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
     mantissas = (1,) if math.log10(high / low) >= 3 else (1, 2, 5)
     inside = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
-    return inside if len(inside) >= 2 else [low, math.sqrt(low * high), high]
+    if len(inside) >= 2:
+        return inside
+    # Two significant digits, rounded inwards, so each label is its tick's exact value.
+    step = 10.0 ** (math.floor(math.log10(high)) - 1)
+    ends = [math.ceil(low / step) * step, math.floor(high / step) * step]
+    return sorted({round(value, 12) for value in (ends[0], round(math.sqrt(ends[0] * ends[1]) / step) * step, ends[1])})
 
 
 def _tick_label(loss: float) -> str:
@@ -154,9 +163,6 @@ def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence
     return figure
 
 
-_FLOOR = 1e-6  # a loss of 0 drawn at 10⁻⁶ on a log axis
-
-
 def _log_loss_scale(surfaces: Sequence[Surface]) -> tuple[float, float, list[float], list[str]]:
     """One log10 scale for all ``surfaces``: (lowest, highest, tick positions, tick labels).
 
@@ -169,13 +175,13 @@ def _log_loss_scale(surfaces: Sequence[Surface]) -> tuple[float, float, list[flo
             [_tick_label(t) for t in ticks])
 
 
-def _log_loss_by_beta(surface: Surface) -> list[list[float]]:
-    # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
-    return [[math.log10(max(value, _FLOOR)) for value in values] for values in zip(*surface.loss)]
-
-
 def _loss_by_beta(surface: Surface) -> list[list[float]]:
-    return [list(values) for values in zip(*surface.loss)]  # the hover's real losses, laid out as z
+    # plotly draws z[j][i] at (x[i], y[j]): transpose so that loss[i][j] sits at (α_i, β_j).
+    return [list(values) for values in zip(*surface.loss)]
+
+
+def _log_loss_by_beta(surface: Surface) -> list[list[float]]:
+    return [[math.log10(max(value, _FLOOR)) for value in row] for row in _loss_by_beta(surface)]
 
 
 def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> go.Figure:
@@ -187,9 +193,9 @@ def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> 
     columns = min(columns, len(surfaces))
     rows = math.ceil(len(surfaces) / columns)
     cells = [{"type": "surface"}] * len(surfaces) + [None] * (rows * columns - len(surfaces))  # no empty box
-    figure = make_subplots(rows=rows, cols=columns, specs=[cells[row * columns:(row + 1) * columns] for row in range(rows)],
-                           subplot_titles=[s.model for s in surfaces], vertical_spacing=0.04,
-                           horizontal_spacing=0.02)
+    specs = [cells[row * columns:(row + 1) * columns] for row in range(rows)]
+    figure = make_subplots(rows=rows, cols=columns, specs=specs, subplot_titles=[s.model for s in surfaces],
+                           vertical_spacing=0.04, horizontal_spacing=0.02)
     for index, surface in enumerate(surfaces):
         figure.add_trace(go.Surface(
             x=list(surface.alphas), y=list(surface.betas), z=_log_loss_by_beta(surface), colorscale="Viridis",
