@@ -39,7 +39,7 @@ resnets = [n for n in names if get_model_spec(n).has_shortcuts]
 torchvision_resnets = [n for n in resnets if get_model_spec(n).variant_of is None]  # not the paper's re-builds
 chosen = st.multiselect("Columns", resnets, default=torchvision_resnets)
 if chosen:
-    # "layer name" as the index: st.table's hide_index is newer than the streamlit this project allows (1.54)
+    # "layer name" as the index: st.table's hide_index is newer than the streamlit this project allows (1.55)
     st.table(pd.DataFrame(tables.paper_table_markdown(ui.paper_table(tuple(chosen)))).set_index("layer name"))
     st.caption("Brackets are residual blocks, `× n` stacked n times. Downsampling is by stride 2 in "
                "the first block of conv3_x, conv4_x and conv5_x (§3.4).")

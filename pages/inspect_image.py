@@ -15,11 +15,15 @@ predictions = inspect.predictions_grid(classifier, images)
 st.subheader("A closer look")
 focus = inspect.image_choice(images)
 target = inspect.class_choice(classifier, predictions[focus][0].label)
-cams_tab, features_tab, gradients_tab = st.tabs(["Grad-CAM per stage", "Feature maps", "Gradients per layer"])
-with cams_tab:
-    inspect.grad_cam_tab(classifier, images[focus], target)
-with features_tab:
-    stage = inspect.feature_maps_tab(classifier, images[focus])
+cams_tab, features_tab, gradients_tab = inspect.closer_looks()
+stage = None
+if cams_tab.open:
+    with cams_tab:
+        inspect.grad_cam_tab(classifier, images[focus], target)
+if features_tab.open:
+    with features_tab:
+        stage = inspect.feature_maps_tab(classifier, images[focus])
+if gradients_tab.open:
+    with gradients_tab:
+        inspect.gradients_tab(name, images[focus], target)
 inspect.share_view(name, focus, target, stage)
-with gradients_tab:
-    inspect.gradients_tab(name, images[focus], target)

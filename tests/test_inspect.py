@@ -337,11 +337,11 @@ def _charts(at) -> list[dict]:
 
 
 def _cam_panels(at) -> int:
-    cams = next(spec for spec in _charts(at) if any(t.get("type") == "image" for t in spec["data"]))
-    return sum(trace["type"] == "heatmap" for trace in cams["data"])
+    cams = next((spec for spec in _charts(at) if any(t.get("type") == "image" for t in spec["data"])), None)
+    return 0 if cams is None else sum(trace["type"] == "heatmap" for trace in cams["data"])
 
 
-def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
+def test_page_upload_shows_top5_and_each_look_only_when_its_tab_is_open(shipped):
     at = open_page(PAGE)
     best = best_shipped_checkpoint(SHIPPED)
     assert at.selectbox[0].value == best  # the best shipped checkpoint is the default
@@ -354,9 +354,34 @@ def test_page_upload_shows_top5_feature_maps_and_a_cam_per_stage(shipped):
     top5 = [spec for spec in charts if spec["data"][0]["type"] == "bar" and len(spec["data"]) == 1]
     assert len(top5) == 1 and len(top5[0]["data"][0]["y"]) == 5
     assert _cam_panels(at) == 3  # stage1..3 of the CIFAR net
-    assert any(sum(t["type"] == "heatmap" for t in spec["data"]) == 16 for spec in charts)  # feature maps
-    gradients = [spec for spec in charts if spec["layout"].get("barmode") == "group"]
+    # Only the open look computes and draws: no feature maps or gradients behind the other tabs.
+    assert not [spec for spec in charts if _feature_map_panels(spec) or _gradient_bars(spec)]
+
+    at.session_state["inspect.look"] = "Feature maps"
+    at.run()
+    assert not at.exception and not at.error
+    assert [_feature_map_panels(spec) for spec in _charts(at) if _feature_map_panels(spec)] == [16]
+    assert _cam_panels(at) == 0
+    at.selectbox(key="inspect.stage").set_value("layer2.1").run()
+
+    at.session_state["inspect.look"] = "Gradients per layer"
+    at.run()
+    gradients = [spec for spec in _charts(at) if _gradient_bars(spec)]
     assert [bar["name"] for bar in gradients[0]["data"]] == [residual_twin(best), best]  # plain twin first
+    assert "stage" not in at.query_params  # a link names a stage only while the feature maps are open
+
+    at.session_state["inspect.look"] = "Feature maps"
+    at.run()
+    assert at.selectbox(key="inspect.stage").value == "layer2.1"  # kept while another look was open
+    assert at.query_params["stage"] in ("layer2.1", ["layer2.1"])
+
+
+def _feature_map_panels(spec) -> int:
+    return sum(trace["type"] == "heatmap" for trace in spec["data"]) if spec["data"][0]["type"] == "heatmap" else 0
+
+
+def _gradient_bars(spec) -> bool:
+    return spec["layout"].get("barmode") == "group"
 
 
 def test_page_imagenet_resnet_shows_four_stage_cams(monkeypatch, tmp_path):
@@ -389,7 +414,7 @@ def test_a_link_opens_the_inspect_view_and_a_hostile_one_falls_back(shipped):
     assert at.selectbox(key="inspect.model").value == "resnet20-cifar10"
     assert at.selectbox(key="inspect.focus").value == "sample: ship"
     assert at.selectbox(key="inspect.target").value == "frog"
-    assert at.selectbox(key="inspect.stage").value == "layer2.2"
+    assert at.selectbox(key="inspect.stage").value == "layer2.2"  # a stage opens the feature maps
     assert at.query_params["class"] in ("frog", ["frog"]) and at.query_params["sample"] in ("ship", ["ship"])
     hostile = opened({"model": "../../etc/passwd", "sample": "<img src=x>", "stage": "x" * 500})
     assert sum("From the link" in w.value for w in hostile.warning) >= 2

@@ -42,14 +42,15 @@ def share_lab_link(preset: str, models: list[str], dataset: str | None, seed: in
         st.query_params.from_dict(params)
 
 
-def apply_inspect_link(models: list[str], samples: list[str], classes_of, stages_of) -> None:
-    """Seed the inspect page's model, sample, class and stage from its link (once per session)."""
+def apply_inspect_link(models: list[str], samples: list[str], classes_of, stages_of) -> links.InspectLink | None:
+    """Seed the inspect page's model, sample, class and stage from its link (once per session);
+    returns the link read, or None (no link, or read before)."""
     if st.session_state.get("inspect.link_read"):
-        return
+        return None
     st.session_state["inspect.link_read"] = True
     params = _params()
     if not params:
-        return
+        return None
     link, notices = links.inspect_from_params(params, models=models, samples=samples,
                                               classes_of=classes_of, stages_of=stages_of)
     st.session_state["inspect.model"] = link.model
@@ -61,6 +62,7 @@ def apply_inspect_link(models: list[str], samples: list[str], classes_of, stages
             st.session_state[key] = value
     for notice in notices:
         st.warning(f"From the link: {notice}")
+    return link
 
 
 def share_inspect_link(model: str, focus: str, target: str | None, stage: str | None) -> None:
