@@ -29,7 +29,7 @@ from plotly.colors import sample_colorscale
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from explorer.classify import Classifier, ClassifierError, Prediction
+from explorer.classify import Classifier, ClassifierError, Prediction, input_key
 from explorer.figures import CAM_COLOURSCALE
 # stage_ends is re-exported: Grad-CAM's layers are the anatomy's stage ends.
 from explorer.models import get_model_spec, stage_ends  # noqa: F401
@@ -118,21 +118,28 @@ class Explanation:
 
 
 def explain(classifier: Classifier, image: Image.Image, *, target: str | None = None, topk: int = 5) -> Explanation:
-    """Top-``topk`` classes and a Grad-CAM per stage for ``target`` (default: the top class)."""
+    """Top-``topk`` classes and a Grad-CAM per stage for ``target`` (default: the top class);
+    an input explained recently for the same class is answered from the classifier's memory."""
     model_input = classifier.model_input(image)
-    batch = classifier.to_model(model_input.unsqueeze(0).to(classifier.device))
     predictions = classifier.predict([image], topk=topk)[0]
     target = predictions[0].label if target is None else target
     if target not in classifier.classes:
         listed = f": {', '.join(classifier.classes)}" if len(classifier.classes) <= 20 else ""
         raise ClassifierError(f"{target!r} is not one of {classifier.name}'s classes{listed}.")
+    key = (input_key(model_input), target, topk)
+    remembered = classifier.explanations.get(key)
+    if remembered is not None:
+        return remembered
+    batch = classifier.to_model(model_input.unsqueeze(0).to(classifier.device))
     index = torch.tensor([classifier.classes.index(target)], device=classifier.device)
     ends = stage_ends(classifier.model, get_model_spec(classifier.model_name))
     with classifier.lock:  # captum hooks into the shared model: one call at a time
         cams = grad_cams(classifier.model, batch, [layer for _, layer in ends], index)
     size = tuple(model_input.shape[-2:])
-    return Explanation(model_input, predictions, target, [
+    explanation = Explanation(model_input, predictions, target, [
         StageCam(stage, layer, cams[layer][0, 0].cpu(), upsample(cams[layer], size)[0].cpu()) for stage, layer in ends])
+    classifier.explanations.put(key, explanation)
+    return explanation
 
 
 def class_gradient_norms(classifier: Classifier, image: Image.Image, target: str) -> list[tuple[str, float]]:

@@ -19,8 +19,10 @@ wrong image), and the gradient-norm pass swaps parameters in for its duration.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +91,42 @@ class ClassifierSource:
         return Classifier(self, model.to(device).eval().requires_grad_(False))
 
 
+class RecentResults:
+    """The last ``size`` results of a computation, by key, least recently used out first; safe
+    to share between threads. A classifier keeps one: in a class, the students inspect the
+    same sample photos, and every rerun of a page asks again for what it showed a moment ago,
+    so each answer is computed once instead of queueing behind the model's lock again."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._results: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable):
+        """The result for ``key``, or None."""
+        with self._lock:
+            if key not in self._results:
+                return None
+            self._results.move_to_end(key)
+            return self._results[key]
+
+    def put(self, key: Hashable, result) -> None:
+        with self._lock:
+            self._results[key] = result
+            self._results.move_to_end(key)
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+def input_key(model_input: torch.Tensor) -> tuple:
+    """A key for what a model sees: equal pixels, equal key (the photo's name and format do not matter)."""
+    pixels = model_input.contiguous().cpu()
+    return tuple(pixels.shape), hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest()
+
+
 def _from_source(name: str) -> property:
     return property(lambda classifier: getattr(classifier.source, name), doc=f"The source's ``{name}``.")
 
@@ -96,10 +134,13 @@ def _from_source(name: str) -> property:
 @dataclass(eq=False)
 class Classifier:
     """A loaded classifier: its source and its frozen model, with the lock every forward
-    pass through the (shared) model takes."""
+    pass through the (shared) model takes, and the results it gave for recent inputs (the
+    model is frozen, so they stay right)."""
     source: ClassifierSource
     model: nn.Module
     lock: threading.Lock = field(default_factory=threading.Lock)
+    probabilities_of: RecentResults = field(default_factory=lambda: RecentResults(512))  # input_key -> row
+    explanations: RecentResults = field(default_factory=lambda: RecentResults(32))  # attribution.explain's
 
     name = _from_source("name")
     model_name = _from_source("model_name")
@@ -126,10 +167,20 @@ class Classifier:
 
     @torch.no_grad()
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Softmax over the classes, one row per image (on the CPU)."""
-        batch = self.prepare(images)
-        with self.lock:  # another session's Grad-CAM hooks would catch this forward pass
-            return torch.softmax(self.model(batch).float(), dim=1).cpu()
+        """Softmax over the classes, one row per image (on the CPU). Only the inputs not seen
+        recently go through the model, in one batch."""
+        inputs = [self.model_input(image) for image in images]
+        keys = [input_key(pixels) for pixels in inputs]
+        rows = {key: self.probabilities_of.get(key) for key in keys}
+        missing = list({key: pixels for key, pixels in zip(keys, inputs) if rows[key] is None}.items())
+        if missing:
+            batch = self.to_model(torch.stack([pixels for _, pixels in missing]).to(self.device))
+            with self.lock:  # another session's Grad-CAM hooks would catch this forward pass
+                computed = torch.softmax(self.model(batch).float(), dim=1).cpu()
+            for (key, _), row in zip(missing, computed):
+                rows[key] = row
+                self.probabilities_of.put(key, row)
+        return torch.stack([rows[key] for key in keys])
 
     def predict(self, images: Sequence[Image.Image], topk: int = 5) -> list[list[Prediction]]:
         """The ``topk`` most probable classes of each image, most probable first."""

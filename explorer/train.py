@@ -17,6 +17,7 @@ in :mod:`explorer.loop` (shared with fine-tuning); all of it is importable from 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -50,9 +51,14 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def layer_names(config: TrainConfig) -> dict[str, list[str]]:
     """Each model's weighted layers, input to output: the rows of the gradient heatmaps."""
-    return {name: [layer for layer, _ in weighted_layers(
-        build_model(name, device="meta", width=config.width, shortcut=config.shortcut))]
-        for name in config.models}
+    return {name: list(_weighted_layer_names(name, config.width, config.shortcut)) for name in config.models}
+
+
+@functools.lru_cache(maxsize=64)
+def _weighted_layer_names(model: str, width: int, shortcut: str) -> tuple[str, ...]:
+    # Once per architecture: even on the meta device, building the class demo's four nets took
+    # 0.3 s, and every Start in a class of students asked for them again.
+    return tuple(layer for layer, _ in weighted_layers(build_model(model, device="meta", width=width, shortcut=shortcut)))
 
 
 def intra_op_threads(config: TrainConfig, cores: int | None = None) -> int:

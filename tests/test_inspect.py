@@ -19,7 +19,7 @@ from apptest_helpers import best_shipped_checkpoint, open_page
 from explorer.architecture import analyze
 from explorer.attribution import (class_gradient_norms, explain, grad_cams, gradient_norms, layer_grad_cam, overlay, stage_ends,
                                   upsample)
-from explorer.classify import load_classifier, residual_twin
+from explorer.classify import RecentResults, load_classifier, residual_twin
 from explorer.cli import main
 from explorer.features import captured_outputs, feature_maps, feature_points, image_feature_map, most_active_channels
 from explorer.images import sample_images
@@ -224,12 +224,13 @@ def test_shipped_twins_and_concurrent_sessions(shipped):
     assert residual_twin("plain20-cifar10") == "resnet20-cifar10"
     classifier = load_classifier("resnet20-cifar10")
     before = {name: p.clone() for name, p in classifier.model.state_dict().items()}
-    image = Image.open(sample_images()["horse"]).convert("RGB")
+    horse = Image.open(sample_images()["horse"]).convert("RGB")
     failures = []
 
-    def session():
-        try:  # what two students on the inspect page do at the same time
-            for _ in range(15):
+    def session(turn: int):
+        try:  # what two students on the inspect page do at the same time, each with new photos
+            for step in range(15):
+                image = horse.rotate(2 * step + turn)  # new pixels: not answered from the classifier's memory
                 explain(classifier, image)
                 class_gradient_norms(classifier, image, "horse")
                 image_feature_map(classifier, image, "layer2.1")
@@ -237,7 +238,7 @@ def test_shipped_twins_and_concurrent_sessions(shipped):
         except Exception as error:  # noqa: BLE001 - any failure in a thread fails the test
             failures.append(error)
 
-    threads = [threading.Thread(target=session) for _ in range(2)]
+    threads = [threading.Thread(target=session, args=(turn,)) for turn in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -245,6 +246,39 @@ def test_shipped_twins_and_concurrent_sessions(shipped):
     assert not failures
     assert all(torch.equal(before[name], value) for name, value in classifier.model.state_dict().items())
     assert all(isinstance(p, nn.Parameter) and not p.requires_grad for p in classifier.model.parameters())
+
+
+def test_a_classifier_answers_recent_inputs_from_memory_with_the_same_numbers(shipped):
+    classifier, reference = load_classifier("resnet20-cifar10"), load_classifier("resnet20-cifar10")
+    batch_sizes = []
+    classifier.model.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    horse, ship, cat = (Image.open(sample_images()[name]).convert("RGB") for name in ("horse", "ship", "cat"))
+
+    first = classifier.probabilities([horse, ship])
+    assert batch_sizes == [2]
+    assert torch.allclose(first, reference.probabilities([horse, ship]), atol=1e-6)
+    assert torch.equal(classifier.probabilities([ship, horse]), first.flip(0))  # no forward pass
+    mixed = classifier.probabilities([horse, cat, ship, cat])
+    assert batch_sizes == [2, 1]  # only the new photo, once
+    assert torch.equal(mixed[[0, 2]], first) and torch.equal(mixed[1], mixed[3])
+    assert torch.allclose(mixed[1], reference.probabilities([cat])[0], atol=1e-6)
+
+    explanation = explain(classifier, horse)
+    computed = len(batch_sizes)
+    assert explain(classifier, horse.copy()) is explanation and len(batch_sizes) == computed  # same pixels
+    other = explain(classifier, horse, target="ship")
+    assert other.target == "ship" and len(batch_sizes) > computed
+    fresh = explain(reference, horse, target="ship")
+    assert all(torch.allclose(a.cam, b.cam, atol=1e-6) for a, b in zip(other.cams, fresh.cams))
+
+
+def test_recent_results_keep_the_last_ones_used():
+    recent = RecentResults(2)
+    recent.put("a", 1)
+    recent.put("b", 2)
+    assert recent.get("a") == 1  # a is now the most recently used
+    recent.put("c", 3)
+    assert (recent.get("a"), recent.get("b"), recent.get("c"), len(recent)) == (1, None, 3, 2)
 
 
 # --- CLI --------------------------------------------------------------------------------------
