@@ -26,7 +26,7 @@ Prints: sessions that saw an exception, a "Report this problem" box or "Training
 (goal 0) and sessions that stalled (a page that did not answer within its timeout); the queue
 places the lab sessions were shown; page-switch p50/p95 (sidebar click -> the new page's title
 drawn; also only the switches made while a job trained), the same switches on the wire (the
-request frame sent -> the frame with the new page's title received, as Chromium's network
+request frame sent -> the frame with the new page's opening caption received, as Chromium's network
 service timed them: what a browser on another machine waits for, before its own drawing) and
 classify p50/p95 (arrival on the Inspect page -> the photo's top-5 drawn); where that time goes:
 the server's own time per script run (whole page or live-view fragment, timed inside the
@@ -77,6 +77,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 TITLES = {"degradation": "Degradation lab", "inspect_image": "Inspect an image", "transfer": "Transfer learning",
           "architecture": "Architecture: Table 1"}
+# The first words of each page's caption, drawn right after its title: what Wire waits for.
+# Not the title itself: every run first sends the navigation, which names the pages, and
+# three pages' titles are their names.
+CAPTIONS = {"degradation": "The paper's Fig. 1 and Fig. 6", "inspect_image": "What does the network think this is",
+            "transfer": "Take a trained ResNet without its classifier", "architecture": "Parameters and costs below"}
 NAV = {"degradation": "Degradation lab", "inspect_image": "Inspect an image", "transfer": "Transfer learning",
        "architecture": "Architecture"}
 PROBLEMS = ("[data-testid='stException']", "text=Report this problem", "text=Training failed")
@@ -282,14 +287,14 @@ async def refuse(route) -> None:
 
 class Wire:
     """A tab's page switches timed on the wire: from the frame that asks for the new page
-    leaving the browser to the frame carrying its title arriving, as Chromium's network
+    leaving the browser to the frame carrying its opening caption arriving, as Chromium's network
     service stamped them (DevTools protocol; its clock is CLOCK_MONOTONIC, as time.monotonic()).
     That is the server's share of a switch as a browser on another machine would see it,
     without this machine's drawing; a class's browsers run on the students' laptops."""
 
     def __init__(self):
         self.switches: list[tuple[float, bool]] = []  # (seconds, a job was training when asked)
-        self._pending: tuple[bytes, float, bool] | None = None  # (title, asked at, training)
+        self._pending: tuple[bytes, float, bool] | None = None  # (caption, asked at, training)
         self._request: float | None = None
 
     async def attach(self, context, page) -> None:
@@ -298,10 +303,10 @@ class Wire:
         devtools.on("Network.webSocketFrameReceived", self._received)
         await devtools.send("Network.enable")
 
-    def arm(self, title: str, training: bool) -> None:
-        """Just before the click: time the next request and the first frame naming ``title``.
+    def arm(self, caption: str, training: bool) -> None:
+        """Just before the click: time the next request and the first frame holding ``caption``.
         A switch still unresolved when the next one is armed is dropped, not guessed."""
-        self._pending, self._request = (title.encode(), time.monotonic(), training), None
+        self._pending, self._request = (caption.encode(), time.monotonic(), training), None
 
     def _sent(self, event: dict) -> None:
         if self._pending is not None and self._request is None and event["timestamp"] >= self._pending[1]:
@@ -348,7 +353,7 @@ class Session:
     async def switch(self, page, to: str, training) -> None:
         busy = training()
         start = time.perf_counter()
-        self.wire.arm(TITLES[to], busy)
+        self.wire.arm(CAPTIONS[to], busy)
         await page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=NAV[to]).first.click()
         await page.get_by_role("heading", name=TITLES[to]).first.wait_for(timeout=TIMEOUT_MS)
         self.switches.append((time.perf_counter() - start, busy or training()))
@@ -425,7 +430,7 @@ class Session:
             await start.click()
             await self.watch_lab(page, 2, after_click=True)
         else:
-            await self.predicted(page, files["photo"])
+            await self.predicted(page, files["photos"][self.index])
             if self.zip_upload:
                 await self.upload_zip(page, files["zip"], training)
                 await self.switch(page, home, training)
@@ -454,7 +459,7 @@ class Session:
                 arrived = time.perf_counter()
                 await self.switch(page, home, training)
                 if self.kind == "inspect":
-                    await self.predicted(page, files["photo"], arrived)
+                    await self.predicted(page, files["photos"][self.index], arrived)
                 await self.check(page)
         except Exception as error:  # noqa: BLE001 - a page that never answered
             self.stalls.append(f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
@@ -494,24 +499,30 @@ async def warm_up(browser, url: str, photo: Path, train: bool, echo) -> None:
     echo(f"warm-up session: {time.monotonic() - started:.0f} s" + (" (a whole class demo)" if train else ""))
 
 
-def sample_files(folder: Path) -> dict[str, Path]:
-    """A small photo for the Inspect page and a zip of two class folders for the Transfer page."""
-    photo = folder / "photo.png"
-    Image.open(ROOT / "explorer" / "samples" / "ship.jpg").resize((96, 96)).save(photo)
+def sample_files(folder: Path, sessions: int) -> dict:
+    """A small photo per session for the Inspect page (and one for the warm-up), each turned a
+    little, so each student's photo is new to the server's classifier as in a class; and a zip
+    of two class folders for the Transfer page."""
+    ship = Image.open(ROOT / "explorer" / "samples" / "ship.jpg").resize((96, 96))
+    photos = []
+    for index in range(sessions + 1):
+        photos.append(folder / f"photo-{index}.png")
+        ship.rotate(3 * index).save(photos[-1])
     archive = folder / "two-classes.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         for name in ("cat", "dog", "cat", "dog"):
             image = io.BytesIO()
             Image.open(ROOT / "explorer" / "samples" / f"{name}.jpg").resize((32, 32)).save(image, "PNG")
             zipped.writestr(f"{name}/{len(zipped.namelist())}.png", image.getvalue())
-    return {"photo": photo, "zip": archive}
+    return {"photos": photos, "zip": archive}
 
 
 def lower_browser_priority(nice: int) -> int:
-    """Give this script's Chromium the cores last: ``nice`` for each of its processes and for
-    their scheduling autogroup. Playwright starts Chromium in a session of its own, and Linux
-    shares the CPU between sessions' autogroups whatever their processes' nice values, so the
-    autogroup's nice is what counts (/proc/PID/autogroup, sched(7)). Returns the processes changed."""
+    """Give this script's Chromium the cores last. Playwright starts Chromium in a session of
+    its own, and Linux shares the CPU between sessions' autogroups whatever their processes'
+    nice values, so what counts is the autogroup's nice (/proc/PID/autogroup, sched(7)); each
+    process's own nice (its main thread's) is set too, for kernels without autogroups.
+    Returns the processes changed."""
     family, found = {os.getpid()}, [os.getpid()]
     while found:
         children = procfs.children(found.pop()) - family
@@ -551,7 +562,7 @@ async def drive(server: Server, sessions: int, duration: float, ramp: float, war
             echo(f"Chromium at nice {browser_nice} ({lower_browser_priority(browser_nice)} processes and their autogroup)")
         try:
             if warmup != "none":
-                await warm_up(browser, server.url, files["photo"], warmup == "train", echo)
+                await warm_up(browser, server.url, files["photos"][-1], warmup == "train", echo)
                 await asyncio.sleep(3)
             readings["before"] = proc_status(server.pid)
             readings["crowd_from"], readings["cpu_from"] = time.time(), cpu_seconds_by_kind(server.pid)
@@ -703,7 +714,7 @@ def report(summary: dict, echo) -> None:
     for index, texts in list(summary["queue_texts"].items())[:3]:
         echo(f"  session {index} was shown: " + " … later: ".join(f"“{text}”" for text in texts))
     echo(f"page switch {shown(summary['switch'])}; while a job trained {shown(summary['switch_while_training'])}")
-    echo(f"  on the wire (request sent -> the new page's title received, this machine's drawing left out): "
+    echo(f"  on the wire (request sent -> the new page's opening caption received, this machine's drawing left out): "
          f"{shown(summary['switch_wire'])}; while a job trained {shown(summary['switch_wire_while_training'])}")
     runs, cpu = summary["server_runs"], summary["cpu"]
     echo(f"  the server's own time per script run: whole page {shown(runs['page'])}; live-view fragment "
@@ -739,7 +750,7 @@ def run_benchmark(sessions: int = 6, duration: float = 120.0, *, ttl: int = 10, 
         raise RuntimeError("needs Debian's Chromium: apt-get install -y chromium")
     with tempfile.TemporaryDirectory(prefix="classroom-load-") as folder:
         folder = Path(folder)
-        files = sample_files(folder)
+        files = sample_files(folder, sessions)
         server = Server(folder, ttl=ttl, data=data, max_jobs=max_jobs)
         try:
             echo(f"{sessions} sessions ({(sessions + 1) // 2} lab, {sessions // 2} inspect) for {duration:.0f} s "

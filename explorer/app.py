@@ -27,5 +27,5 @@ navigation = st.navigation([st.Page(page.path, title=page.title, icon=page.icon,
                             for index, page in enumerate(PAGES)])
 ui.device_picker()
 ui.keep_form_state("lab.")  # the lab's settings survive a look at another page
-ui.keep_form_state("inspect.")  # and the Inspect page's model, image, class and stage a look at another tab
+ui.keep_form_state("inspect.")  # and the Inspect page's view (model, image, class, open tab, stage) too
 ui.report_errors(navigation.run)()

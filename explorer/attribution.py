@@ -111,10 +111,11 @@ class StageCam:
 
 @dataclass(frozen=True)
 class Explanation:
+    """Read-only: the classifier remembers it and hands the same object to every session."""
     model_input: Tensor  # uint8 (3, H, W): exactly what the network sees
-    predictions: list[Prediction]
+    predictions: tuple[Prediction, ...]
     target: str  # the class the maps explain
-    cams: list[StageCam]
+    cams: tuple[StageCam, ...]
 
 
 def explain(classifier: Classifier, image: Image.Image, *, target: str | None = None, topk: int = 5) -> Explanation:
@@ -134,10 +135,13 @@ def explain(classifier: Classifier, image: Image.Image, *, target: str | None = 
     index = torch.tensor([classifier.classes.index(target)], device=classifier.device)
     ends = stage_ends(classifier.model, get_model_spec(classifier.model_name))
     with classifier.lock:  # captum hooks into the shared model: one call at a time
+        remembered = classifier.explanations.get(key)  # another session's, while this one queued
+        if remembered is not None:
+            return remembered
         cams = grad_cams(classifier.model, batch, [layer for _, layer in ends], index)
     size = tuple(model_input.shape[-2:])
-    explanation = Explanation(model_input, predictions, target, [
-        StageCam(stage, layer, cams[layer][0, 0].cpu(), upsample(cams[layer], size)[0].cpu()) for stage, layer in ends])
+    explanation = Explanation(model_input, tuple(predictions), target, tuple(
+        StageCam(stage, layer, cams[layer][0, 0].cpu(), upsample(cams[layer], size)[0].cpu()) for stage, layer in ends))
     classifier.explanations.put(key, explanation)
     return explanation
 

@@ -93,9 +93,9 @@ class ClassifierSource:
 
 class RecentResults:
     """The last ``size`` results of a computation, by key, least recently used out first; safe
-    to share between threads. A classifier keeps one: in a class, the students inspect the
-    same sample photos, and every rerun of a page asks again for what it showed a moment ago,
-    so each answer is computed once instead of queueing behind the model's lock again."""
+    to share between threads (size 0 remembers nothing). A classifier keeps one: in a class,
+    the students inspect the same sample photos, and every rerun of a page asks again for
+    what it showed a moment ago; the results are read-only for everyone who gets them."""
 
     def __init__(self, size: int):
         self.size = size
@@ -174,12 +174,16 @@ class Classifier:
         rows = {key: self.probabilities_of.get(key) for key in keys}
         missing = list({key: pixels for key, pixels in zip(keys, inputs) if rows[key] is None}.items())
         if missing:
-            batch = self.to_model(torch.stack([pixels for _, pixels in missing]).to(self.device))
             with self.lock:  # another session's Grad-CAM hooks would catch this forward pass
-                computed = torch.softmax(self.model(batch).float(), dim=1).cpu()
-            for (key, _), row in zip(missing, computed):
-                rows[key] = row
-                self.probabilities_of.put(key, row)
+                # Sessions that asked at the same moment queued here: the first one answered the rest.
+                rows.update({key: self.probabilities_of.get(key) for key, _ in missing})
+                missing = [(key, pixels) for key, pixels in missing if rows[key] is None]
+                if missing:
+                    batch = self.to_model(torch.stack([pixels for _, pixels in missing]).to(self.device))
+                    computed = torch.softmax(self.model(batch).float(), dim=1).cpu()
+                    for (key, _), row in zip(missing, computed):
+                        rows[key] = row
+                        self.probabilities_of.put(key, row)
         return torch.stack([rows[key] for key in keys])
 
     def predict(self, images: Sequence[Image.Image], topk: int = 5) -> list[list[Prediction]]:

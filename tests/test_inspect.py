@@ -266,6 +266,7 @@ def test_a_classifier_answers_recent_inputs_from_memory_with_the_same_numbers(sh
     explanation = explain(classifier, horse)
     computed = len(batch_sizes)
     assert explain(classifier, horse.copy()) is explanation and len(batch_sizes) == computed  # same pixels
+    assert len(explain(classifier, horse, topk=1).predictions) == 1  # topk is part of the key
     other = explain(classifier, horse, target="ship")
     assert other.target == "ship" and len(batch_sizes) > computed
     fresh = explain(reference, horse, target="ship")
@@ -448,7 +449,9 @@ def test_a_link_opens_the_inspect_view_and_a_hostile_one_falls_back(shipped):
     assert at.selectbox(key="inspect.model").value == "resnet20-cifar10"
     assert at.selectbox(key="inspect.focus").value == "sample: ship"
     assert at.selectbox(key="inspect.target").value == "frog"
-    assert at.selectbox(key="inspect.stage").value == "layer2.2"  # a stage opens the feature maps
+    assert at.session_state["inspect.look"] == "Feature maps"  # a link with a stage opens them
+    assert at.selectbox(key="inspect.stage").value == "layer2.2"
+    assert opened({"model": "resnet20-cifar10", "sample": "ship"}).session_state["inspect.look"] == "Grad-CAM per stage"
     assert at.query_params["class"] in ("frog", ["frog"]) and at.query_params["sample"] in ("ship", ["ship"])
     hostile = opened({"model": "../../etc/passwd", "sample": "<img src=x>", "stage": "x" * 500})
     assert sum("From the link" in w.value for w in hostile.warning) >= 2

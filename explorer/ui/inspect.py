@@ -135,10 +135,8 @@ def gradients_tab(name: str, image, target: str) -> None:
 
 def closer_looks():
     """The three closer looks as tabs of which only the open one computes: switching tabs
-    reruns the page, so a visit costs one look's passes and figures instead of all three
-    (a rerun of the page with its four samples took 0.64 s of server time with every tab
-    computed, 0.27 s now; and the browser draws one of the three charts: a class's page
-    switches wait for both)."""
+    reruns the page, so a visit costs the server one look's passes and figures instead of
+    all three, and the browser draws one of the three charts (README, "Shared answers")."""
     return st.tabs(list(LOOKS), key=LOOK_KEY, on_change="rerun")
 
 
