@@ -19,10 +19,8 @@ wrong image), and the gradient-norm pass swaps parameters in for its duration.
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from explorer.checkpoints import (CheckpointEntry, CheckpointError, best_first, 
                                   finetuned_dir, load_entry, read_manifest)
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
 from explorer.images import to_uint8_tensor
+from explorer.recent import RecentResults, input_key  # noqa: F401 - input_key is used by attribution
 from explorer.models import ModelSpec, get_model_spec, list_models, model_names
 from explorer.weights import (WeightsError, find_weights, get_instructions, load_weights_file, pretrained_dir,
                               require_weights)
@@ -89,42 +88,6 @@ class ClassifierSource:
                 except WeightsError as error:
                     raise ClassifierError(str(error)) from error
         return Classifier(self, model.to(device).eval().requires_grad_(False))
-
-
-class RecentResults:
-    """The last ``size`` results of a computation, by key, least recently used out first; safe
-    to share between threads (size 0 remembers nothing). A classifier keeps one: in a class,
-    the students inspect the same sample photos, and every rerun of a page asks again for
-    what it showed a moment ago; the results are read-only for everyone who gets them."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._results: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable):
-        """The result for ``key``, or None."""
-        with self._lock:
-            if key not in self._results:
-                return None
-            self._results.move_to_end(key)
-            return self._results[key]
-
-    def put(self, key: Hashable, result) -> None:
-        with self._lock:
-            self._results[key] = result
-            self._results.move_to_end(key)
-            while len(self._results) > self.size:
-                self._results.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-
-def input_key(model_input: torch.Tensor) -> tuple:
-    """A key for what a model sees: equal pixels, equal key (the photo's name and format do not matter)."""
-    pixels = model_input.contiguous().cpu()
-    return tuple(pixels.shape), hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest()
 
 
 def _from_source(name: str) -> property:
