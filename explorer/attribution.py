@@ -29,7 +29,8 @@ from plotly.colors import sample_colorscale
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from explorer.classify import Classifier, ClassifierError, Prediction, input_key
+from explorer.classify import Classifier, ClassifierError, Prediction
+from explorer.recent import input_key
 from explorer.figures import CAM_COLOURSCALE
 # stage_ends is re-exported: Grad-CAM's layers are the anatomy's stage ends.
 from explorer.models import get_model_spec, stage_ends  # noqa: F401

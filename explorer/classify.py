@@ -33,7 +33,7 @@ from explorer.checkpoints import (CheckpointEntry, CheckpointError, best_first, 
                                   finetuned_dir, load_entry, read_manifest)
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
 from explorer.images import to_uint8_tensor
-from explorer.recent import RecentResults, input_key  # noqa: F401 - input_key is used by attribution
+from explorer.recent import RecentResults, input_key
 from explorer.models import ModelSpec, get_model_spec, list_models, model_names
 from explorer.weights import (WeightsError, find_weights, get_instructions, load_weights_file, pretrained_dir,
                               require_weights)
