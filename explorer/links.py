@@ -50,6 +50,12 @@ class InspectLink:
     sample: str | None = None
     target: str | None = None  # the class Grad-CAM explains
     stage: str | None = None  # a feature point's module name, e.g. "layer2"
+    look: str | None = None  # the open closer look, one of INSPECT_LOOKS
+
+
+# The inspect page's three closer looks as a link names them (Grad-CAM per stage, feature maps,
+# gradients per layer), in the page's tab order.
+INSPECT_LOOKS = ("grad-cam", "feature-maps", "gradients")
 
 
 def lab_datasets() -> dict[str, str]:
@@ -149,7 +155,8 @@ def lab_from_params(params: Params, datasets: Sequence[str] | None = None) -> tu
 
 def inspect_to_params(link: InspectLink) -> dict[str, str]:
     """The inspect page's view as query parameters (unset fields are left out)."""
-    values = {"model": link.model, "sample": link.sample, "class": link.target, "stage": link.stage}
+    values = {"model": link.model, "sample": link.sample, "class": link.target, "stage": link.stage,
+              "look": link.look}
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -170,4 +177,7 @@ def inspect_from_params(params: Params, *, models: Sequence[str], samples: Seque
         target = choice_param(params, "class", list(classes_of(model)), None, notices)
     if stages_of is not None and "stage" in params:
         stage = choice_param(params, "stage", list(stages_of(model)), None, notices)
-    return InspectLink(model, sample, target, stage), notices
+    look = choice_param(params, "look", list(INSPECT_LOOKS), None, notices)
+    if look is None and stage is not None:  # older links: a stage is chosen only in the feature maps
+        look = "feature-maps"
+    return InspectLink(model, sample, target, stage, look), notices

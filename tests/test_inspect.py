@@ -404,6 +404,10 @@ def test_page_upload_shows_top5_and_each_look_only_when_its_tab_is_open(shipped)
     gradients = [spec for spec in _charts(at) if _gradient_bars(spec)]
     assert [bar["name"] for bar in gradients[0]["data"]] == [residual_twin(best), best]  # plain twin first
     assert "stage" not in at.query_params  # a link names a stage only while the feature maps are open
+    assert at.query_params["look"] in ("gradients", ["gradients"])  # and the open look
+    linked = open_page(PAGE, {key: at.query_params[key] for key in at.query_params})
+    assert linked.session_state["inspect.look"] == "Gradients per layer"
+    assert not linked.warning and [spec for spec in _charts(linked) if _gradient_bars(spec)]
 
     at.session_state["inspect.look"] = "Feature maps"
     at.run()

@@ -78,10 +78,14 @@ def test_repeated_huge_and_unknown_values_are_refused_with_notices():
 
 
 def test_the_inspect_view_round_trips():
-    link = InspectLink(model="plain20-cifar10", sample="cat", target="airplane", stage="layer1")
+    link = InspectLink(model="plain20-cifar10", sample="cat", target="airplane", stage="layer1",
+                       look="feature-maps")
     params = inspect_to_params(link)
-    assert params == {"model": "plain20-cifar10", "sample": "cat", "class": "airplane", "stage": "layer1"}
+    assert params == {"model": "plain20-cifar10", "sample": "cat", "class": "airplane", "stage": "layer1",
+                      "look": "feature-maps"}
     assert read_inspect(params) == (link, [])
+    gradients = InspectLink(model="plain20-cifar10", look="gradients")
+    assert read_inspect(inspect_to_params(gradients)) == (gradients, [])
     assert inspect_to_params(InspectLink(model="resnet50")) == {"model": "resnet50"}
     assert read_inspect({}) == (InspectLink(model="resnet20-cifar10"), [])
 
@@ -91,7 +95,12 @@ def test_inspect_values_are_checked_against_the_chosen_model():
     link, notices = read_inspect({"model": "resnet50", "class": "cat", "stage": "layer1"})
     assert link == InspectLink(model="resnet50") and len(notices) == 2
     link, notices = read_inspect({"model": "/etc/passwd", "sample": "../samples/cat", "stage": "layer2"})
-    assert link == InspectLink(model="resnet20-cifar10", stage="layer2") and len(notices) == 2
+    # a link from before looks were named: a stage is chosen only in the feature maps, so they open
+    assert link == InspectLink(model="resnet20-cifar10", stage="layer2", look="feature-maps") and len(notices) == 2
+    link, notices = read_inspect({"look": "<script>", "stage": "layer2"})
+    assert link.look == "feature-maps" and "'<script>'" in notices[0]
+    link, notices = read_inspect({"look": ["gradients", "grad-cam"]})  # repeated: refused
+    assert link.look is None and len(notices) == 1
     with pytest.raises(ValueError, match="at least one model"):
         inspect_from_params({}, models=[], samples=SAMPLES)
 

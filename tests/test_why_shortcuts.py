@@ -95,3 +95,7 @@ def test_progress_line_says_how_long_the_current_net_has_left():
     assert progress_line("responses", "plain20", 1, 1, 0.01, 5.0) == "responses: plain20 (1 of 1), 1%"
     assert progress_line("responses", "plain20", 1, 1, 0.5, 0.2) == "responses: plain20 (1 of 1), 50%"
     assert progress_line("lesion", "resnet56", 4, 4, 1.0, 90.0) == "lesion: resnet56 (4 of 4), 100%"  # done
+    # paced from the first report, so the seconds spent loading the net and its images before
+    # it do not count: 10 s for 25% → 50% leaves 20 s for the last 50%, not 10 / 0.5 × 0.5
+    assert progress_line("lesion", "resnet56", 2, 4, 0.5, 10.0, started_at=0.25).endswith("about 20 s left for it")
+    assert progress_line("lesion", "resnet56", 2, 4, 0.26, 10.0, started_at=0.25) == "lesion: resnet56 (2 of 4), 26%"

@@ -78,17 +78,21 @@ def report(progress: Progress | None, fraction: float) -> None:
         progress(min(1.0, max(0.0, fraction)))
 
 
-def progress_line(view: str, net: str, position: int, nets: int, fraction: float, elapsed_s: float) -> str:
+def progress_line(view: str, net: str, position: int, nets: int, fraction: float, elapsed_s: float,
+                  started_at: float = 0.0) -> str:
     """What a view's progress bar says while it computes ``net`` (``position`` of ``nets``):
     "lesion: resnet56 (2 of 4), 34% · about 40 s left for it". The time left is this net's
     alone, at its own pace: the nets differ in depth (a 56-layer net costs ~3× a 20-layer
-    one), so a guess for the others would mislead. No guess before 2% or 1 s of it, nor once done."""
+    one), so a guess for the others would mislead. ``elapsed_s`` counts from the net's first
+    progress report, made at ``started_at``: loading the net and its images comes before it
+    and is not part of the pace. No guess before 2% or 1 s of it, nor once done."""
     from explorer.loop import eta_s
     from explorer.scheduler import spoken_duration
 
     line = f"{view}: {net} ({position} of {nets}), {100 * fraction:.0f}%"
-    if 0.02 <= fraction < 1.0 and elapsed_s >= 1.0:
-        line += f" · about {spoken_duration(eta_s(elapsed_s, fraction, 1.0))} left for it"
+    done = fraction - started_at
+    if done >= 0.02 and fraction < 1.0 and elapsed_s >= 1.0:
+        line += f" · about {spoken_duration(eta_s(elapsed_s, done, 1.0 - started_at))} left for it"
     return line
 
 

@@ -72,12 +72,12 @@ def computed(view: str, names: list[str], data: str, images: int, options: tuple
     """``view`` for each of ``names``; a model that cannot be used gets a message, not a traceback."""
     bar = st.progress(0.0, text=f"{view}: starting…")
     results = []
+    first_report: dict[int, tuple[float, float]] = {}  # net index -> (time, fraction) of its first report
     for index, name in enumerate(names):
-        started = time.perf_counter()
-
-        def progress(fraction: float, index=index, name=name, started=started) -> None:
+        def progress(fraction: float, index=index, name=name) -> None:
+            started, started_at = first_report.setdefault(index, (time.perf_counter(), fraction))
             bar.progress(min(1.0, (index + fraction) / len(names)), text=progress_line(
-                view, name, index + 1, len(names), fraction, time.perf_counter() - started))
+                view, name, index + 1, len(names), fraction, time.perf_counter() - started, started_at))
         try:
             results.append(_computed(view, name, data, images, options, progress))
         except (InsideError, ValueError) as error:

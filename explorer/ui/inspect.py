@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures
+from explorer import figures, links
 from explorer.attribution import compare_gradient_norms, explain
 from explorer.classify import ClassifierError
 from explorer.features import feature_points, image_feature_map, most_active_channels
@@ -15,8 +15,7 @@ from explorer.ui import links as ui_links
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads, twin_classifiers
 
 
-LOOKS = ("Grad-CAM per stage", "Feature maps", "Gradients per layer")
-FEATURE_MAPS = LOOKS[1]
+LOOKS = ("Grad-CAM per stage", "Feature maps", "Gradients per layer")  # links name them links.INSPECT_LOOKS
 LOOK_KEY = "inspect.look"
 
 
@@ -37,8 +36,8 @@ def model_picker():
         st.stop()
     link = ui_links.apply_inspect_link(list(choices), list(sample_images()), classes_of=_classes_of,
                                        stages_of=_stages_of)
-    if link is not None and link.stage is not None:  # a link names a stage only from the feature maps
-        st.session_state[LOOK_KEY] = FEATURE_MAPS
+    if link is not None and link.look is not None:
+        st.session_state[LOOK_KEY] = LOOKS[links.INSPECT_LOOKS.index(link.look)]
     name = st.selectbox("Model", list(choices), format_func=choices.get, key="inspect.model",
                         help="The project's CIFAR-10 checkpoints work offline; ImageNet ResNets need torchvision's "
                              "weight files (`python -m explorer weights download resnet50`).")
@@ -162,6 +161,8 @@ def class_choice(chosen, predicted: str) -> str:
 
 
 def share_view(name: str, focus: str, target: str, stage: str | None) -> None:
-    """The view into the address bar; ``stage`` only while the feature maps are open, so a link
-    that names a stage opens them."""
-    ui_links.share_inspect_link(name, focus, target, stage)
+    """The view into the address bar: the open look unless it is the first, and ``stage``
+    only while the feature maps are open (a link with a stage opens them)."""
+    open_look = st.session_state.get(LOOK_KEY, LOOKS[0])
+    look = links.INSPECT_LOOKS[LOOKS.index(open_look)] if open_look in LOOKS[1:] else None
+    ui_links.share_inspect_link(name, focus, target, stage, look)

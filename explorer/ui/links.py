@@ -65,9 +65,10 @@ def apply_inspect_link(models: list[str], samples: list[str], classes_of, stages
     return link
 
 
-def share_inspect_link(model: str, focus: str, target: str | None, stage: str | None) -> None:
+def share_inspect_link(model: str, focus: str, target: str | None, stage: str | None,
+                       look: str | None = None) -> None:
     """The inspect view into the address bar; an uploaded photo is never named in a link."""
     sample = focus.removeprefix("sample: ") if focus.startswith("sample: ") else None
-    params = links.inspect_to_params(links.InspectLink(model, sample, target, stage))
+    params = links.inspect_to_params(links.InspectLink(model, sample, target, stage, look))
     if dict(st.query_params) != params:
         st.query_params.from_dict(params)
