@@ -58,7 +58,7 @@ import torch
 from degradation_demo import reference_loop_throughput
 
 from explorer.devices import pick_device
-from explorer.train import Training, intra_op_threads, load_training_data, preset
+from explorer.train import Training, load_training_data, preset
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 CPU_SWITCHES = ("channels_last", "one_sync", "inference_mode")
@@ -68,8 +68,8 @@ CUDA_SWITCHES = ("cudnn_benchmark",)
 def measure(config, data, device, steps: int, warmup: int = 3) -> float:
     """Steps per second over ``steps`` steps after ``warmup`` (validation included as the
     config schedules it; the run is long, so no end-of-run validation falls in)."""
-    if device.type == "cpu":
-        torch.set_num_threads(intra_op_threads(config))
+    if device.type == "cpu":  # every core: a run's model threads split them (Training.threads)
+        torch.set_num_threads(os.cpu_count() or 1)
     run = Training(replace(config, steps=10**6), data, device=device)
     iterator = run.steps()
     for _ in range(warmup):
@@ -107,8 +107,9 @@ def variants(config, device, with_compile: bool) -> dict[str, object]:
         found[f"{'without' if getattr(config, switch) else 'with'} {switch}"] = replace(
             config, **{switch: not getattr(config, switch)})
     if len(config.models) > 1:
-        for threads in (2, 4):
-            found[f"with model_threads={threads}"] = replace(config, model_threads=threads)
+        for threads in (1, 2, 4):
+            if threads != config.model_threads:
+                found[f"with model_threads={threads}"] = replace(config, model_threads=threads)
     found["with amp=bf16"] = replace(config, amp="bf16")  # CPUs with bf16 instructions too
     if with_compile:
         found["with torch.compile"] = replace(config, compile=True)

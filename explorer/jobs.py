@@ -194,12 +194,15 @@ class BackgroundJob:
         with self._lock:
             self._queue = QueuePlace(position, wait_s, self._scheduler.max_jobs)
 
-    def _pace(self, eta_s: float | None) -> None:
+    def _pace(self, eta_s: float | None) -> int | None:
         """Between steps, in the worker: follow the slot's share of the torch threads and tell
-        the queue how long this run has left (its wait estimates)."""
-        if self._ticket is not None:
-            self._ticket.pace()
-            self._ticket.report(eta_s=eta_s)
+        the queue how long this run has left (its wait estimates). Returns the share (None
+        outside a slot)."""
+        if self._ticket is None:
+            return None
+        threads = self._ticket.pace()
+        self._ticket.report(eta_s=eta_s)
+        return threads
 
     def _work(self) -> None:
         raise NotImplementedError
@@ -271,10 +274,11 @@ class TrainingJob(BackgroundJob):
             with self._lock:
                 self._training, self._state = training, "training"
                 self._record.classes = list(training.data.classes)
+        self._training.threads = self._pace(None)  # the model threads (if any) share the slot's threads
         for record in self._training.steps(self._stop):
             with self._lock:
                 self._record.append(record)
-            self._pace(eta_s(record.elapsed_s, record.step, self.config.steps))
+            self._training.threads = self._pace(eta_s(record.elapsed_s, record.step, self.config.steps))
         with self._lock:
             self._set_end_state()
             self._record.finished = self._state == "finished"

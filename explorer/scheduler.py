@@ -171,13 +171,14 @@ class Ticket:
         """A running job's estimate of its time left, for the queue's wait estimates."""
         self.eta_s = eta_s
 
-    def pace(self) -> None:
+    def pace(self) -> int:
         """Call in the job's own thread between steps: follows its share of the threads
-        (it changes as other jobs start and end)."""
+        (it changes as other jobs start and end). Returns the share."""
         threads = self.threads
         if threads != self._threads_applied:
             torch.set_num_threads(threads)
             self._threads_applied = threads
+        return threads
 
     def done(self) -> None:
         """The job's work is over: its slot goes to the next waiting job."""

@@ -18,7 +18,6 @@ in :mod:`explorer.loop` (shared with fine-tuning); all of it is importable from 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,12 +31,12 @@ from explorer.data import InMemoryData, augment, load_data
 from explorer.distributed import rank_and_world_size, sum_over_ranks
 from explorer.lockstep import ModelMetrics, StepRecord, Stream, Trainee, seeded
 from explorer.loop import evaluate
-from explorer.models import build_model
+from explorer.models import build_model, get_model_spec
 from explorer.train_config import (AMP_MODES, DATA_SEED, PRESETS, SCHEDULES, TrainConfig, check_config,
                                    config_from_dict, preset)
 
 __all__ = ["AMP_MODES", "DATA_SEED", "PRESETS", "SCHEDULES", "ModelMetrics", "StepRecord", "TrainConfig",
-           "Training", "check_config", "config_from_dict", "evaluate", "intra_op_threads", "layer_names",
+           "Training", "check_config", "config_from_dict", "evaluate", "layer_names",
            "load_training_data", "preset", "train", "weighted_layers"]
 
 
@@ -59,12 +58,6 @@ def _weighted_layer_names(model: str, width: int, shortcut: str) -> tuple[str, .
     # Once per architecture: even on the meta device, building the class demo's four nets took
     # 0.3 s, and every Start in a class of students asked for them again.
     return tuple(layer for layer, _ in weighted_layers(build_model(model, device="meta", width=width, shortcut=shortcut)))
-
-
-def intra_op_threads(config: TrainConfig, cores: int | None = None) -> int:
-    """torch intra-op threads that, with ``config.model_threads`` models at once, fill the
-    cores without oversubscribing them (2 model threads × 2 threads on 2 cores ran at 0.4×)."""
-    return max(1, (cores or os.cpu_count() or 1) // config.model_threads)
 
 
 def load_training_data(config: TrainConfig, loader=load_data, **options) -> InMemoryData:
@@ -113,6 +106,10 @@ class Training:
         self._pool: ThreadPoolExecutor | None = None  # while steps() runs, with model_threads > 1
         self.step = 0  # steps done
         self.elapsed_s = 0.0  # training wall time before this process (a resumed run)
+        # torch threads the run may use, split among its model threads; None: the count of the
+        # thread that steps it, read when stepping begins (a lab job sets its scheduler share).
+        self.threads: int | None = None
+        self._stepping_threads = 1
 
     def _trainee(self, name: str, seed: int) -> Trainee:
         """``name`` initialised from ``seed`` alone, so the same seed builds the same net in any run."""
@@ -132,6 +129,9 @@ class Training:
     def steps(self, stop: threading.Event | None = None) -> Iterator[StepRecord]:
         """Train from the current step to ``config.steps``, yielding a record per step."""
         config = self.config
+        # Read before the model threads size their own teams: torch.get_num_threads answers
+        # with the count last set by any thread, not the calling thread's team.
+        self._stepping_threads = torch.get_num_threads()
         if config.model_threads > 1 and len(self.trainees) > 1:
             with ThreadPoolExecutor(config.model_threads, thread_name_prefix="lock-step") as self._pool:
                 yield from self._steps(stop)
@@ -161,36 +161,68 @@ class Training:
         config = self.config
         record_grads = step % config.grad_every == 0 or step == 1
         validate = self._validation(step)
-        pending: list[tuple[Trainee, torch.Tensor, torch.Tensor | None, float]] = []
+        pending: list[tuple[Trainee, torch.Tensor, torch.Tensor | None, float, float | None]] = []
         finished: dict[int, ModelMetrics] = {}
         for stream in self.streams:
             indices = stream.next_indices(config.batch_size, self.rank, self.per_rank)
             images = self._augment(self.data.train_images[indices], stream)
             labels = self.data.train_labels[indices]
             group = [t for t in self.trainees if t.seed == stream.seed and not t.stopped]
+            lanes = self._lanes(group) if self._pool is not None else [group]
+            per_lane = max(1, self._threads() // len(lanes))
 
-            def train_one(trainee: Trainee):
+            def train_one(trainee: Trainee, in_lane: bool):
                 lr = trainee.lr_now(config, step)
                 stats, grads = trainee.forward_backward(images, labels, config, self.scaler, self.device.type,
                                                         record_grads)
                 trainee.optimizer_step(config, self.scaler, lr)
-                return trainee, stats, grads, lr
+                # A lane also validates its own models: the stepping thread validating every
+                # model in turn, on one core, held the demo back (5.7 against 7.0 steps/s
+                # without validation).
+                return trainee, stats, grads, lr, validate(trainee.model) if in_lane and validate is not None else None
 
-            for done in (self._pool.map(train_one, group) if self._pool is not None else map(train_one, group)):
+            def train_lane(lane: list[Trainee]):
+                torch.set_num_threads(per_lane)  # this thread's own team (and the count new threads copy)
+                return [train_one(trainee, True) for trainee in lane]
+
+            trained = ([done for lane in self._pool.map(train_lane, lanes) for done in lane] if len(lanes) > 1
+                       else [train_one(trainee, False) for trainee in group])
+            for done in trained:
                 pending.append(done)
                 if not config.one_sync:
-                    trainee, stats, grads, lr = pending.pop()
-                    finished[id(trainee)] = trainee.finish(step, stats, grads, lr, config, validate)
+                    trainee, stats, grads, lr, measured = pending.pop()
+                    finished[id(trainee)] = trainee.finish(step, stats, grads, lr, config,
+                                                           _validated(validate, measured))
         if pending:  # one sync for every model's loss, error count and gradient norms
             stats = sum_over_ranks(torch.stack([p[1] for p in pending])).tolist()
             grads = [p[2] for p in pending if p[2] is not None]
             flat = torch.cat(grads).tolist() if grads else []
-            for (trainee, _, grad, lr), values in zip(pending, stats):
+            for (trainee, _, grad, lr, measured), values in zip(pending, stats):
                 norms = None
                 if grad is not None:
                     norms, flat = tuple(flat[:len(grad)]), flat[len(grad):]
-                finished[id(trainee)] = trainee.finish(step, values, norms, lr, config, validate)
+                finished[id(trainee)] = trainee.finish(step, values, norms, lr, config,
+                                                       _validated(validate, measured))
         return tuple(finished.get(id(t)) or t.stopped_metrics() for t in self.trainees)
+
+    def _threads(self) -> int:
+        return self.threads or self._stepping_threads
+
+    def _lanes(self, group: list[Trainee]) -> list[list[Trainee]]:
+        """``group`` split into the lanes trained at once, one per model thread but no more
+        than the run's threads: deepest net first, each into the lane with the fewest layers
+        so far (the step waits for its slowest lane; the demo's four nets pair a 56- with a
+        20-layer net in each)."""
+        count = min(self.config.model_threads, len(group), self._threads())
+        if count <= 1:
+            return [group]
+        lanes: list[list[Trainee]] = [[] for _ in range(count)]
+        layers = [0] * count
+        for trainee in sorted(group, key=lambda t: -get_model_spec(t.name).depth):
+            lightest = layers.index(min(layers))
+            lanes[lightest].append(trainee)
+            layers[lightest] += get_model_spec(trainee.name).depth
+        return lanes
 
     def _validation(self, step: int) -> Callable[[nn.Module], float] | None:
         """The validation pass when ``step`` is a validation step (on rank 0 only), else None."""
@@ -235,6 +267,12 @@ class Training:
         for index, (stream, saved_stream) in enumerate(zip(self.streams, plain["streams"])):
             stream.load_state_dict(index, tensors, saved_stream)
         self.step, self.elapsed_s = plain["step"], plain["elapsed_s"]
+
+
+def _validated(validate: Callable[[nn.Module], float] | None,
+               measured: float | None) -> Callable[[nn.Module], float] | None:
+    """The validation pass for Trainee.finish, or the error a model thread already measured."""
+    return validate if measured is None else (lambda model: measured)
 
 
 def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str = "cpu",

@@ -259,14 +259,40 @@ def test_config_round_trips_through_its_dict():
 
 
 def test_models_trained_in_threads_give_the_same_run():
-    config = _tiny(steps=5, models=("plain20", "resnet20", "plain32"))
+    # The threads take the deepest net first and validate their own models; the record keeps
+    # the config's order and the same numbers.
+    config = _tiny(steps=5, models=("plain20", "resnet20", "plain32"), val_every=2)
     data = load_data(config.data, image_size=config.image_size)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the CLI sets for model threads on 2 cores: each op on one thread
     try:
-        alone = [m.loss for r in train(config, data) for m in r.models]
+        alone = [(m.name, m.loss, m.val_error) for r in train(replace(config, model_threads=1), data)
+                 for m in r.models]
         threaded = Training(replace(config, model_threads=2), data)
-        assert [m.loss for r in threaded.steps() for m in r.models] == pytest.approx(alone, abs=1e-6)
+        threaded.threads = 2  # two lanes of one thread each
+        together = [(m.name, m.loss, m.val_error) for r in threaded.steps() for m in r.models]
+        assert [name for name, _, _ in together] == [name for name, _, _ in alone] == list(config.models) * 5
+        assert [loss for _, loss, _ in together] == pytest.approx([loss for _, loss, _ in alone], abs=1e-6)
+        assert [error for _, _, error in together] == [error for _, _, error in alone]
+        assert sum(error is not None for _, _, error in alone) == 3 * 3  # steps 2, 4 and the last
     finally:
         torch.set_num_threads(threads)
     assert threaded._pool is None  # the worker threads ended with the run
+
+
+def test_model_threads_split_the_run_threads(monkeypatch):
+    config = _tiny(steps=2, models=("plain20", "resnet20", "plain32"), model_threads=2)
+    training = Training(config, load_data(config.data, image_size=config.image_size))
+    training.threads = 5  # a lab job's share from the server's scheduler
+    sized: list[int] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (sized.append(n), real(n))[1])
+    before = torch.get_num_threads()
+    try:
+        list(training.steps())
+    finally:
+        real(before)
+    assert sized == [2] * 4  # two lanes (plain32 | plain20, resnet20) of 5 // 2 threads, each step
+    assert [[t.name for t in lane] for lane in training._lanes(training.trainees)] == [["plain32"], ["plain20", "resnet20"]]
+    training.threads = 1  # a share of one core: one lane, in the stepping thread
+    assert len(training._lanes(training.trainees)) == 1

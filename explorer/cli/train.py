@@ -60,7 +60,8 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"],
                           help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA)")
     training.add_argument("--model-threads", type=int, default=None, metavar="N",
-                          help="train N of the lock-step models at once, in threads (small nets on CPU)")
+                          help="train the lock-step models in N threads at once, balanced by depth and "
+                               "sharing the cores (small nets on CPU; the demo preset uses 2)")
 
 
 def _add_run_arguments(training: argparse.ArgumentParser) -> None:

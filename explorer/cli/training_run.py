@@ -98,7 +98,7 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
     from explorer.data import DataError
     from explorer.runs import new_record
     from explorer.state import restore, state_path
-    from explorer.train import Training, intra_op_threads, layer_names, load_training_data
+    from explorer.train import Training, layer_names, load_training_data
 
     state_dir = args.resume if saved is not None else args.state
     if saved is None and state_dir is not None and state_path(state_dir).exists():
@@ -111,10 +111,6 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
         data = load_training_data(config)
     except DataError as error:
         raise CommandError(str(error)) from error
-    if config.model_threads > 1 and device.type == "cpu":
-        import torch
-
-        torch.set_num_threads(intra_op_threads(config))
     training = Training(config, data, device=device)
     if saved is not None:
         restore(saved, training)
