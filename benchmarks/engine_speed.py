@@ -31,19 +31,16 @@ Measured (2-core AMD EPYC with avx512_bf16, the background training paused, real
 |---|---:|---|---:|---:|
 | ResNet-20, paper width | 515 img/s, 1.21× | 1.00×, 1.15×, 1.05× | 690 img/s, 1.62× | — |
 | ResNet-56, paper width | 193 img/s, 1.22× | 0.96×, 1.20×, 1.18× | 292 img/s, 1.86× | — |
-| four-net demo preset | 6.3 steps/s, 1.05× | (channels_last on: 0.72×) | 0.93× | 1.12× |
 
 Engine against the DataLoader loop on ResNet-20: 1.91× at paper width (556 vs 292 img/s),
-3.02× at the demo's size (2,106 vs 698 img/s). The fp32 default falls just short of 1.25× at
-paper width; bf16 autocast clears it on a CPU with bf16 instructions but is off by default (the
-paper trains in fp32, and no shipped recipe has been trained in bf16 yet). A first check of its
-accuracy, ResNet-20 at paper width, 1,000 steps of a cosine schedule, seeds 0 and 1 in lock-step
-(``python -m explorer train --preset paper --models resnet20 --steps 1000 --schedule cosine
---repeat 2 --amp bf16``): validation error 34.7% and 31.9% in bf16 against 33.9% and 31.9% in
-fp32, inside the two seeds' spread; 394 s against 553 s of training (1.40×; a 35-s test ran
-beside part of the fp32 run). The demo's nets are so small that a step is mostly Python and
-dispatch, which no switch here removes. Within the same hour this machine's speed drifted by up
-to a quarter (the demo at 4.6–6.3 steps/s), so compare only numbers from one run.
+3.02× at the demo's size (2,106 vs 698 img/s). On a later host without AVX-512 (so bf16 ran
+at 0.1×), with the demo preset in two model lanes: ResNet-20 1.22×, ResNet-56 1.19×; the
+demo 1.17× (best of 2; a paired median over 10 rounds of one lane against two gave 1.37×);
+DataLoader 1.54× at paper width, 2.88× at the demo's size. The demo's convolutions (6-24
+channels) run at ~30 GFLOP/s on the two cores, compute-bound rather than dispatch-bound,
+and grouping two nets into one grouped convolution was slower (0.7-0.8×). bf16 autocast is
+off by default (the paper trains in fp32). Within one hour this machine's speed drifted by
+up to a quarter, so compare only numbers from one run.
 """
 
 from __future__ import annotations
