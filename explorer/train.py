@@ -193,6 +193,8 @@ class Training:
                     trainee, stats, grads, lr, measured = pending.pop()
                     finished[id(trainee)] = trainee.finish(step, stats, grads, lr, config,
                                                            _validated(validate, measured))
+        # The config's order, whatever the lanes: every rank must stack the same models alike.
+        pending.sort(key=lambda done: self.trainees.index(done[0]))
         if pending:  # one sync for every model's loss, error count and gradient norms
             stats = sum_over_ranks(torch.stack([p[1] for p in pending])).tolist()
             grads = [p[2] for p in pending if p[2] is not None]
