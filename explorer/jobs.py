@@ -195,14 +195,11 @@ class BackgroundJob:
             self._queue = QueuePlace(position, wait_s, self._scheduler.max_jobs)
 
     def _pace(self, eta_s: float | None) -> int | None:
-        """Between steps, in the worker: follow the slot's share of the torch threads and tell
-        the queue how long this run has left (its wait estimates). Returns the share (None
-        outside a slot)."""
-        if self._ticket is None:
-            return None
-        threads = self._ticket.pace()
-        self._ticket.report(eta_s=eta_s)
-        return threads
+        """Between steps, in the worker: follow the slot's share of the torch threads (returned;
+        None outside a slot) and tell the queue how long this run has left (its wait estimates)."""
+        if self._ticket is not None:
+            self._ticket.report(eta_s=eta_s)
+            return self._ticket.pace()
 
     def _work(self) -> None:
         raise NotImplementedError
