@@ -48,7 +48,9 @@ so a 2,400-step run no longer fits in 30 minutes):
 
 | width 4, without crop or flip, 10,000 images, 2,000 steps, ÷10 at 1,000 and 1,500 (19.5 min, 1.71 steps/s) | 2,000 | 27.0 | 18.3 | 23.0 | 14.6 | no: only ResNet-44 out of place (behind from step 200 on) |
 
-| **the preset now: width 4, without crop or flip, 10,000 images, 2,000 steps, ÷10 at 1,000 and 1,500, seed 1 (19.4 min, 1.72 steps/s)** | 2,000 | 26.0 | 25.0 | 17.0 | 13.3 | **yes** (plain 45.0 < 54.0 < 63.2 < 76.2, from step 200 on) |
+| width 4, without crop or flip, 10,000 images, 2,000 steps, ÷10 at 1,000 and 1,500, seed 1, one model thread (19.4 min, 1.72 steps/s) | 2,000 | 26.0 | 25.0 | 17.0 | 13.3 | yes (plain 45.0 < 54.0 < 63.2 < 76.2, from step 200 on) |
+
+| **the preset now: the same in two model lanes (`model_threads=2`), seed 1 (11.8 min, 2.82 steps/s)** | 2,000 | 27.0 | 23.5 | 18.0 | 15.3 | **yes** (plain 43.3 < 56.4 < 64.2 < 79.8) |
 
 So the right panel appears for a moment, some 400 steps after the first ÷10 on 10,000 images
 without augmentation, while the deeper ResNets fit faster and before all of them reach zero;

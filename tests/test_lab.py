@@ -333,7 +333,7 @@ def test_start_is_disabled_while_a_run_goes_and_stop_while_none_does():
 
 def test_the_form_says_where_the_chosen_preset_departs_from_the_paper():
     at = open_lab()
-    at.radio(key="lab.preset").set_value("Fig. 6 in full (eight nets, about 20 minutes)").run()
+    at.radio(key="lab.preset").set_value("Fig. 6 in full (eight nets, about 12 minutes)").run()
     assert any("departs from the paper" in c.value and "10,000 training images" in c.value for c in at.caption)
     at.radio(key="lab.preset").set_value("Paper recipe §4.2 (64k steps: hours)").run()
     assert any("§4.2's recipe, 64,000 steps" in c.value for c in at.caption)

@@ -48,7 +48,7 @@ def lab_run_form():
     from explorer.train_config import recipe_summary
 
     presets = {"The demo's small nets, on every class of the data set (about a minute)": "demo",
-               "Paper recipe §4.2 (64k steps: hours)": "paper", "Fig. 6 in full (eight nets, about 20 minutes)": "fig6"}
+               "Paper recipe §4.2 (64k steps: hours)": "paper", "Fig. 6 in full (eight nets, about 12 minutes)": "fig6"}
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
     for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
                        ("lab.seed", 0), ("lab.repeat", 1)):
