@@ -4,7 +4,7 @@
                                       [--rounds 2] [--compile]
 
 For each workload (ResNet-20 and ResNet-56 at the paper's width, batch 128, 32×32; the
-four-net class demo preset), trains with:
+four-net class demo preset; the eight-net fig6 preset), trains with:
 
 * the landed engine's behaviour: every switch off (contiguous NCHW, one host sync per
   model, validation under no_grad);
@@ -38,7 +38,8 @@ at 0.1×), with the demo preset in two model lanes: ResNet-20 1.22×, ResNet-56 
 demo 1.17× (best of 2; a paired median over 10 rounds of one lane against two gave 1.37×);
 DataLoader 1.54× at paper width, 2.88× at the demo's size. The demo's convolutions (6-24
 channels) run at ~30 GFLOP/s on the two cores, compute-bound rather than dispatch-bound,
-and grouping two nets into one grouped convolution was slower (0.7-0.8×). bf16 autocast is
+and grouping two nets into one grouped convolution was slower (0.7-0.8×). The fig6 preset in
+two lanes: a paired median of 1.31× one lane (5 rounds of 30 steps, training paused). bf16 autocast is
 off by default (the paper trains in fp32). Within one hour this machine's speed drifted by
 up to a quarter, so compare only numbers from one run.
 """
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--paper-steps", type=int, default=12, help="steps per measurement at paper width")
     parser.add_argument("--demo-steps", type=int, default=100, help="steps per measurement of the demo preset")
+    parser.add_argument("--fig6-steps", type=int, default=30, help="steps per measurement of the fig6 preset")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--skip-reference", action="store_true", help="skip the DataLoader comparison")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per workload")
@@ -155,6 +157,10 @@ def main() -> None:
             args.rounds, args.compile, "steps/s")
     if args.profile:
         profile("the four-net demo preset", demo, data_demo, device, steps=20)
+
+    fig6 = preset("fig6", data=args.data)  # the eight nets of Fig. 6: the lanes pay here too
+    compare("eight-net fig6 preset (validation included)", fig6, load_training_data(fig6), device,
+            args.fig6_steps, args.rounds, args.compile, "steps/s")
 
     if not args.skip_reference:
         for title, single, data, steps in (
