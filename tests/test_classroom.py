@@ -1,7 +1,9 @@
 """A small class on the real server (issue 16): benchmarks/classroom_load.py with 4 sessions.
 
 Two sessions start the lab's class demo, two upload a photo and classify it (the first of
-them also unpacks a zip on the Transfer page); then every tab closes and the benchmark waits
+them also unpacks a zip on the Transfer page). Sessions 0 and 1 are Chromium tabs, 2 and 3
+thin clients (benchmarks/thin_client.py: the browser's WebSocket protocol without a browser,
+as a student's laptop reaches a class's server). Then every tab closes and the benchmark waits
 past a 5 s disconnected-session TTL. Only correctness is asserted, never a timing: no session
 saw an error, each lab session either trained or was shown its place in the queue (with one
 training slot the second one waits), no training thread or queued job is left, the session's
@@ -46,7 +48,7 @@ def summary():
     """One run of the benchmark's driver, shared by the checks below (it is the slow part)."""
     lines: list[str] = []
     result = _benchmark().run_benchmark(4, 30, ttl=5, settle=5, ramp=1.0, warmup="none", max_jobs=1,
-                                        echo=lines.append)
+                                        remote=2, echo=lines.append)
     print("\n" + "\n".join(lines))
     result["printed"] = "\n".join(lines)  # the benchmark's own report, shown with a failure
     return result
@@ -88,5 +90,19 @@ def test_the_report_says_where_the_time_went(summary):
     assert runs["page"] is not None and runs["page"]["n"] >= summary["sessions"], runs
     assert 0 < runs["page"]["p50"] <= runs["page"]["p95"], runs
     assert cpu["server"] > 0 and cpu["chromium"] > 0, cpu
-    assert cpu["server"] + cpu["chromium"] + cpu["playwright"] <= cpu["cores"] * 1.05, cpu
+    assert cpu["server"] + cpu["chromium"] + cpu["playwright"] + cpu["script"] <= cpu["cores"] * 1.05, cpu
     assert "the server's own time per script run" in summary["printed"]
+
+
+def test_thin_clients_did_what_a_tab_does(summary):
+    """The two thin clients opened their pages, switched to the Architecture page and back
+    (timed on the wire), the inspect one uploaded its photo and got
+    its top-5, and the lab one saw its run or its place in line: the protocol client works
+    against this Streamlit, so the 30-session numbers it gives are of a real load."""
+    assert summary["remote_sessions"] == 2
+    remote = summary["switch_remote"]
+    assert remote is not None and remote["n"] >= 2, summary["printed"]
+    assert summary["switch_wire"] is not None, "the Chromium tabs' switches must stay apart from the thin clients'"
+    assert summary["progress"][2], summary["printed"]  # session 2, the lab's thin client, read its progress bar
+    assert summary["classify_remote"] is not None and summary["classify_remote"]["n"] >= 1, summary["printed"]
+    assert "page switch in the 2 thin clients" in summary["printed"]
