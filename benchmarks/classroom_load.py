@@ -535,49 +535,49 @@ class RemoteSession(Session):
             await asyncio.sleep(0.5)
 
     async def run(self, _browser, url: str, files: dict[str, Path], until: float, training) -> None:
-        client = None
         try:
-            client = await ThinClient(url).__aenter__()
-            home = "degradation" if self.kind == "lab" else "inspect_image"
-            sent = await client.open(home)
-            await client.wait_for(CAPTIONS[home], sent, timeout=TIMEOUT_MS / 1000)
-            if self.kind == "lab":
-                sent = await client.click(re.compile("Start the class demo"), timeout=TIMEOUT_MS / 1000)
-                await self.watch_lab_remote(client, 2, sent, after_click=True)
-            else:
-                await self.predicted_remote(client, files["photos"][self.index])
-                if self.zip_upload:
-                    await self.switch_remote(client, "transfer", training)
-                    sent = await client.choose("Data set", "Zip of class folders", timeout=TIMEOUT_MS / 1000)
-                    await client.wait_for("Zip of class folders (cat/1.jpg", sent, timeout=TIMEOUT_MS / 1000)
-                    sent = await client.upload("Zip of class folders", files["zip"], timeout=TIMEOUT_MS / 1000)
-                    await client.wait_for("images in 2 classes", sent, timeout=TIMEOUT_MS / 1000)
-                    self.zip_unpacked = True
-                    await self.switch_remote(client, home, training)
-            self.check_frames(client)
-            while time.monotonic() < until:
-                if self.kind == "lab":
-                    await self.watch_lab_remote(client, 3, time.monotonic())
-                else:
-                    await asyncio.sleep(3)
-                self.check_frames(client)
-                asked = time.monotonic()
-                await self.switch_remote(client, "architecture", training)
-                await asyncio.sleep(2)
-                self.check_frames(client)
-                self.architecture[0] += 1
-                self.architecture[1] += any(at >= asked and b"Table 1, regenerated" in frame
-                                            for at, frame in client.inbox.frames)
-                arrived = time.monotonic()
-                await self.switch_remote(client, home, training)
-                if self.kind == "inspect":
-                    await self.predicted_remote(client, files["photos"][self.index], arrived)
-                self.check_frames(client)
+            async with ThinClient(url) as client:
+                await self._steps(client, files, until, training)
         except Exception as error:  # noqa: BLE001 - a page that never answered, a closed connection
             self.stalls.append(f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
-        finally:
-            if client is not None:
-                await client.close()
+
+    async def _steps(self, client, files: dict[str, Path], until: float, training) -> None:
+        """Session.begin and Session.run's loop, over the protocol."""
+        home = "degradation" if self.kind == "lab" else "inspect_image"
+        sent = await client.open(home)
+        await client.wait_for(CAPTIONS[home], sent, timeout=TIMEOUT_MS / 1000)
+        if self.kind == "lab":
+            sent = await client.click(re.compile("Start the class demo"), timeout=TIMEOUT_MS / 1000)
+            await self.watch_lab_remote(client, 2, sent, after_click=True)
+        else:
+            await self.predicted_remote(client, files["photos"][self.index])
+            if self.zip_upload:
+                await self.switch_remote(client, "transfer", training)
+                sent = await client.choose("Data set", "Zip of class folders", timeout=TIMEOUT_MS / 1000)
+                await client.wait_for("Zip of class folders (cat/1.jpg", sent, timeout=TIMEOUT_MS / 1000)
+                sent = await client.upload("Zip of class folders", files["zip"], timeout=TIMEOUT_MS / 1000)
+                await client.wait_for("images in 2 classes", sent, timeout=TIMEOUT_MS / 1000)
+                self.zip_unpacked = True
+                await self.switch_remote(client, home, training)
+        self.check_frames(client)
+        while time.monotonic() < until:
+            if self.kind == "lab":
+                await self.watch_lab_remote(client, 3, time.monotonic())
+            else:
+                await asyncio.sleep(3)
+            self.check_frames(client)
+            asked = time.monotonic()
+            await self.switch_remote(client, "architecture", training)
+            await asyncio.sleep(2)
+            self.check_frames(client)
+            self.architecture[0] += 1
+            self.architecture[1] += any(at >= asked and b"Table 1, regenerated" in frame
+                                        for at, frame in client.inbox.frames)
+            arrived = time.monotonic()
+            await self.switch_remote(client, home, training)
+            if self.kind == "inspect":
+                await self.predicted_remote(client, files["photos"][self.index], arrived)
+            self.check_frames(client)
 
 
 async def warm_up(browser, url: str, photo: Path, train: bool, echo) -> None:

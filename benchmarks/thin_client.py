@@ -23,6 +23,7 @@ Only the loopback server under test is contacted.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 import urllib.request
@@ -49,17 +50,18 @@ class Widget:
 class Inbox:
     """What a frame brought, as the client reads it."""
 
-    frames: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic arrival, raw frame)
+    frames: collections.deque[tuple[float, bytes]] = field(default_factory=collections.deque)  # (arrival, frame)
     widgets: dict[str, Widget] = field(default_factory=dict)  # by widget id
     progress: str = ""  # the latest progress bar's text
     exceptions: list[str] = field(default_factory=list)  # st.exception elements' messages
 
 
 class ThinClient:
-    """A browser tab without the browser: ``await client.open("degradation")`` then
-    ``switch``, ``click``, ``upload``, ``wait_for``. Use as ``async with``."""
+    """A browser tab without the browser: ``async with ThinClient(url) as client``, then
+    ``await client.open("degradation")``, ``switch``, ``click``, ``choose``, ``upload`` and
+    ``wait_for``. Received frames are kept ``keep_frames_s`` seconds (longer than any wait)."""
 
-    def __init__(self, base_url: str, *, keep_frames_s: float = 600.0):
+    def __init__(self, base_url: str, *, keep_frames_s: float = 240.0):
         self.base_url, self.keep_frames_s = base_url.rstrip("/"), keep_frames_s
         self.inbox = Inbox()
         self.session_id = ""
@@ -121,7 +123,7 @@ class ThinClient:
         inbox = self.inbox
         inbox.frames.append((now, frame))
         while inbox.frames and inbox.frames[0][0] < now - self.keep_frames_s:
-            inbox.frames.pop(0)
+            inbox.frames.popleft()
         message = ForwardMsg()
         message.ParseFromString(frame)
         kind = message.WhichOneof("type")
