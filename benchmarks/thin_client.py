@@ -11,13 +11,21 @@ as it would from a room of laptops.
 
 What it does as a tab does: opens a page by its URL path; switches pages as a sidebar click
 does (the target's script hash); presses a button (its widget id, found by label, as a
-trigger); uploads a file into a file uploader; answers the server's ``auto_rerun`` messages
-(``st.fragment(run_every=…)``, the lab's live view) with the fragment's timed reruns for as
-long as the server asks. Every received frame is kept only long enough to search its bytes for
-a text (protobuf strings are UTF-8 in the frame), to read the progress bar's text and to spot
-an exception element.
+trigger) and picks a radio option; uploads a file into a file uploader; answers the server's
+``auto_rerun`` messages (``st.fragment(run_every=…)``, the lab's live view) with the
+fragment's timed reruns, dropping them all when a whole-page run starts and replacing one
+whose interval changes, as the browser does; names the cacheable elements it holds in every
+rerun (``cached_message_hashes``), so the server sends a reference instead of an unchanged
+Table 1 or figure, and reads the referenced element from its own cache.
 
-Only the loopback server under test is contacted.
+What it leaves out: the page's HTML and JavaScript (fetched once when a tab opens, then
+cached by the browser), ``/media`` files (``st.image``) and the app heartbeat. Its clock is
+this script's event loop, shared by every thin client: a frame's arrival is stamped when
+the loop gets to it, so on a loaded machine its times are, if anything, too long.
+
+Received frames are kept ``keep_frames_s`` seconds, to search their bytes for a text
+(protobuf strings are UTF-8 in the frame); the progress bar's text and exception elements
+are read as they arrive. Only the loopback server under test is contacted.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 XSRF_COOKIE = "_streamlit_xsrf"  # streamlit/web/server/starlette/starlette_server_config.py
+# The browser forgets a cached element not used in this many finished script runs
+# (Streamlit's global.maxCachedMessageAge, default 2).
+MAX_CACHED_MESSAGE_AGE = 2
 
 
 @dataclass
@@ -69,7 +80,9 @@ class ThinClient:
         self.query_string = ""
         self._socket = None
         self._reader: asyncio.Task | None = None
-        self._fragments: dict[str, asyncio.Task] = {}  # fragment id -> its timed reruns
+        self._fragments: dict[str, tuple[asyncio.Task, float]] = {}  # fragment id -> (timed reruns, interval)
+        self._cache: dict[str, list] = {}  # hash -> [frame, age]: cacheable elements held, as the browser's cache
+        self._closing = False
         self._upload_answers: dict[str, asyncio.Future] = {}
         self._arrived = asyncio.Event()
         self._current_path = ""  # the page shown, by URL path
@@ -90,9 +103,8 @@ class ThinClient:
         await self.close()
 
     async def close(self) -> None:
-        for task in self._fragments.values():
-            task.cancel()
-        self._fragments.clear()
+        self._closing = True
+        self._stop_timers()
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:
@@ -113,8 +125,12 @@ class ThinClient:
         try:
             async for frame in self._socket:
                 self._take(frame if isinstance(frame, bytes) else frame.encode())
+            if not self._closing:
+                self.closed_by_server = "the server closed the connection"
         except websockets.ConnectionClosed as closed:
             self.closed_by_server = f"connection closed: {closed}"
+        except Exception as error:  # noqa: BLE001 - a frame this client cannot read: say so, do not hang
+            self.closed_by_server = f"reading a frame failed: {error!r}"
         finally:
             self._arrived.set()
 
@@ -127,8 +143,23 @@ class ThinClient:
         message = ForwardMsg()
         message.ParseFromString(frame)
         kind = message.WhichOneof("type")
+        if kind == "ref_hash" and message.ref_hash in self._cache:  # an element it holds: read that one
+            held = self._cache[message.ref_hash]
+            frame, held[1] = held[0], 0
+            inbox.frames.append((now, frame))
+            message.ParseFromString(frame)
+            kind = message.WhichOneof("type")
+        elif message.metadata.cacheable and message.hash:
+            self._cache[message.hash] = [frame, 0]
+        if kind == "script_finished":  # every held element ages by one run; the old ones are forgotten
+            for key, held in list(self._cache.items()):
+                held[1] += 1
+                if held[1] > MAX_CACHED_MESSAGE_AGE:
+                    del self._cache[key]
         if kind == "new_session":
             self.session_id = message.new_session.initialize.session_id
+            if not message.metadata.run.fragment_ids:  # a whole-page run: its fragments register anew
+                self._stop_timers()
         elif kind == "navigation":
             self.pages = {page.url_pathname: page.page_script_hash for page in message.navigation.app_pages}
         elif kind == "page_info_changed":
@@ -136,14 +167,17 @@ class ThinClient:
         elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
             self._element(message.delta.new_element)
         elif kind == "auto_rerun":
-            fragment = message.auto_rerun.fragment_id
-            if fragment not in self._fragments:
-                self._fragments[fragment] = asyncio.create_task(
-                    self._timed_reruns(fragment, message.auto_rerun.interval))
+            fragment, interval = message.auto_rerun.fragment_id, message.auto_rerun.interval
+            running = self._fragments.get(fragment)
+            if running is None or running[1] != interval:
+                if running is not None:
+                    running[0].cancel()
+                self._fragments[fragment] = (asyncio.create_task(self._timed_reruns(fragment, interval)), interval)
         elif kind == "stop_auto_rerun":
-            task = self._fragments.pop(message.stop_auto_rerun.fragment_id, None)
-            if task is not None:
-                task.cancel()
+            for fragment in message.stop_auto_rerun.fragment_ids:
+                running = self._fragments.pop(fragment, None)
+                if running is not None:
+                    running[0].cancel()
         elif kind == "file_urls_response":
             answer = self._upload_answers.pop(message.file_urls_response.response_id, None)
             if answer is not None and not answer.done():
@@ -162,6 +196,11 @@ class ThinClient:
             self.inbox.widgets[widget_id] = Widget(widget_id, kind, getattr(body, "label", ""),
                                                    tuple(getattr(body, "options", ())))
 
+    def _stop_timers(self) -> None:
+        for task, _ in self._fragments.values():
+            task.cancel()
+        self._fragments.clear()
+
     async def _timed_reruns(self, fragment_id: str, interval: float) -> None:
         """What the browser does on ``auto_rerun``: rerun the fragment every ``interval`` s."""
         while True:
@@ -170,6 +209,7 @@ class ThinClient:
             state = message.rerun_script
             state.query_string, state.fragment_id, state.is_auto_rerun = self.query_string, fragment_id, True
             state.page_script_hash = self.pages.get(self._current_path, "")
+            state.cached_message_hashes.extend(self._cache)
             await self._send(message)
 
     # -- sending -----------------------------------------------------------------------------
@@ -182,9 +222,6 @@ class ThinClient:
 
     async def _rerun(self, path: str, widgets=()) -> float:
         """Ask for a whole run of the page at ``path``; returns the monotonic time the request left."""
-        for task in self._fragments.values():  # a page run replaces the page's fragments
-            task.cancel()
-        self._fragments.clear()
         message = BackMsg()
         state = message.rerun_script
         state.query_string = self.query_string
@@ -192,6 +229,7 @@ class ThinClient:
         if path != self._current_path:
             self._states.clear()  # the old page's widgets are gone, as in a browser
         state.widget_states.widgets.extend([*self._states.values(), *widgets])
+        state.cached_message_hashes.extend(self._cache)
         self._states.update({w.id: w for w in widgets if not w.HasField("trigger_value")})
         self._current_path = path
         self.inbox.widgets.clear()

@@ -177,17 +177,23 @@ def _log_gradient_rows(run, model: str) -> tuple[list[int], np.ndarray]:
 
 def gradient_heatmap_figures(run, models) -> list[go.Figure]:
     """:func:`gradient_heatmap_figure` for each model, on one colour scale: side by side, the
-    same colour is the same gradient norm in every panel."""
-    values = [_log_gradient_rows(run, model)[1] for model in models]
-    values = [v for v in values if v.size]
-    z_range = (float(min(v.min() for v in values)), float(max(v.max() for v in values))) if values else None
-    return [gradient_heatmap_figure(run, model, z_range) for model in models]
+    same colour is the same gradient norm in every panel (the finite norms' range: a skipped
+    mixed-precision step may record inf or NaN)."""
+    rows = {model: _log_gradient_rows(run, model) for model in models}
+    finite = [z[np.isfinite(z)] for _, z in rows.values()]
+    finite = [values for values in finite if values.size]
+    z_range = (float(min(v.min() for v in finite)), float(max(v.max() for v in finite))) if finite else None
+    return [_gradient_heatmap(run, model, *rows[model], z_range) for model in models]
 
 
 def gradient_heatmap_figure(run, model: str, z_range: tuple[float, float] | None = None) -> go.Figure:
     """Per-layer gradient norm (log10) over training: layer (input → output) × step; ``z_range``
     fixes the colour scale (else it spans this model's own values)."""
-    steps, z = _log_gradient_rows(run, model)
+    return _gradient_heatmap(run, model, *_log_gradient_rows(run, model), z_range)
+
+
+def _gradient_heatmap(run, model: str, steps: list[int], z: np.ndarray,
+                      z_range: tuple[float, float] | None) -> go.Figure:
     layers = run.layer_names.get(model, [])
     zmin, zmax = z_range or (None, None)
     # z as an array: plotly sends it as base64 in one go (a list is checked and written number by number).

@@ -119,10 +119,13 @@ def _thinned(max_points: int | None, xs: list, *columns: list) -> tuple[list, ..
     drawn; the latest point is always kept."""
     if not max_points or len(xs) <= max_points:
         return (xs, *columns)
-    stride = -(-len(xs) // max_points)
+    # Every stride-th point from the first, then the last if the stride missed it: at most
+    # max_points in all (with 2 <= max_points < len(xs)).
+    last = len(xs) - 1
+    stride = -(-last // max(max_points - 1, 1))
     keep = list(range(0, len(xs), stride))
-    if keep[-1] != len(xs) - 1:
-        keep.append(len(xs) - 1)
+    if keep[-1] != last:
+        keep.append(last)
     return tuple([values[i] for i in keep] for values in (xs, *columns))
 
 

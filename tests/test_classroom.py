@@ -1,8 +1,7 @@
 """A small class on the real server (issue 16): benchmarks/classroom_load.py with 4 sessions.
 
-Two sessions start the lab's class demo, two upload a photo and classify it (the first of
-them also unpacks a zip on the Transfer page). Sessions 0 and 1 are Chromium tabs, 2 and 3
-thin clients (benchmarks/thin_client.py: the browser's WebSocket protocol without a browser,
+Two sessions start the lab's class demo, two upload a photo and classify it (and unpack a zip
+on the Transfer page). Sessions 0 and 1 are Chromium tabs, 2 and 3 thin clients (benchmarks/thin_client.py: the browser's WebSocket protocol without a browser,
 as a student's laptop reaches a class's server). Then every tab closes and the benchmark waits
 past a 5 s disconnected-session TTL. Only correctness is asserted, never a timing: no session
 saw an error, each lab session either trained or was shown its place in the queue (with one
@@ -69,7 +68,7 @@ def test_every_lab_session_trained_or_was_shown_its_place(summary):
     # was told its place ("next in line" is place 1); one got the slot.
     assert queue["waited"] >= 1 and 1 in queue["positions"], summary["progress"]
     assert queue["started"] >= 1, summary["progress"]
-    assert summary["classify"] is not None and summary["classify"]["n"] >= 2
+    assert summary["classify"] is not None and summary["classify"]["n"] >= 1  # the tab's photo
 
 
 def test_nothing_is_left_after_the_ttl(summary):
@@ -78,7 +77,7 @@ def test_nothing_is_left_after_the_ttl(summary):
     assert late["training_threads"] == [], late
     assert late["running"] == [] and late["waiting"] == [], late
     uploads = summary["uploads"]
-    assert uploads["zips_unpacked"] == 1 and uploads["made_peak"] >= 1, uploads
+    assert uploads["zips_unpacked"] == 2 and uploads["made_peak"] >= 2, uploads  # the tab's and the thin client's
     assert uploads["left"] == 0, uploads
 
 
@@ -96,13 +95,14 @@ def test_the_report_says_where_the_time_went(summary):
 
 def test_thin_clients_did_what_a_tab_does(summary):
     """The two thin clients opened their pages, switched to the Architecture page and back
-    (timed on the wire), the inspect one uploaded its photo and got
-    its top-5, and the lab one saw its run or its place in line: the protocol client works
-    against this Streamlit, so the 30-session numbers it gives are of a real load."""
+    (timed on the wire, kept apart from the tabs' switches), the inspect one uploaded its
+    photo and got its top-5 and picked "Zip of class folders" and unpacked a zip (counted
+    above), and the lab one read its run's progress or its place in line: the protocol client
+    works against this Streamlit, so the numbers it gives for 30 sessions are of a real load."""
     assert summary["remote_sessions"] == 2
-    remote = summary["switch_remote"]
-    assert remote is not None and remote["n"] >= 2, summary["printed"]
-    assert summary["switch_wire"] is not None, "the Chromium tabs' switches must stay apart from the thin clients'"
+    remote, tabs = summary["switch_remote"], summary["switch_wire"]
+    assert remote is not None and remote["n"] >= 4, summary["printed"]  # two clients, there and back at least
+    assert tabs is not None and tabs["n"] >= 2, summary["printed"]
     assert summary["progress"][2], summary["printed"]  # session 2, the lab's thin client, read its progress bar
     assert summary["classify_remote"] is not None and summary["classify_remote"]["n"] >= 1, summary["printed"]
     assert "page switch in the 2 thin clients" in summary["printed"]

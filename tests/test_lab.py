@@ -573,22 +573,26 @@ def test_gradient_caption_and_heatmaps_share_one_scale():
 
 def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
     """A 35,000-step record logs 1,400 steps: its heatmap draws every k-th (at most 400, the
-    last one kept), each cell the log10 of the record's norm there, layer 1 at the input."""
+    last one kept), each cell the log10 of the record's norm there, layer 1 at the input; a
+    non-finite norm (a skipped mixed-precision step) is drawn but leaves the colour scale alone."""
     from explorer import figures
     from explorer.runs import RunRecord
 
     record = RunRecord("long", {"models": ["resnet20"], "seed": 0, "repeat": 1, "window": 1}, {},
                        layer_names={"resnet20": ["conv1", "layer1.0.conv1", "fc"]})
-    for index in range(1401):
+    for index in range(800):  # 800 = 2 × 400: a stride of 2 would end at step 799 and add the last, 401
         record.steps.append({"step": 25 * index, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
             {"name": "resnet20", "loss": 1.0, "train_error": 0.5, "val_error": None, "lr": 0.1, "stopped": None,
              "seed": 0, "grad_norms": [10.0 ** -(index % 7), 1.0, 10.0 ** (index % 3)]}]})
     heatmap = figures.gradient_heatmap_figure(record, "resnet20").data[0]
     steps = list(heatmap.x)
-    assert len(steps) <= 400 and steps[0] == 0 and steps[-1] == 35_000
+    assert len(steps) <= 400 and steps[0] == 0 and steps[-1] == 25 * 799
     assert heatmap.z.shape == (3, len(steps))
     for column, step in enumerate(steps):
         index = step // 25
         assert heatmap.z[0][column] == pytest.approx(-(index % 7), abs=1e-6)
         assert heatmap.z[1][column] == 0.0 and heatmap.z[2][column] == pytest.approx(index % 3, abs=1e-6)
     assert heatmap.customdata[1][0] == "layer1.0.conv1" and len(heatmap.customdata[0]) == len(steps)
+    record.steps[0]["models"][0]["grad_norms"] = [float("inf"), float("nan"), 1.0]
+    assert figures.gradient_heatmap_figures(record, ["resnet20"])[0].data[0].zmax == pytest.approx(
+        max(step // 25 % 3 for step in steps))
