@@ -115,6 +115,35 @@ def test_cli_resume_extends_a_finished_run_and_refuses_to_overwrite_a_state(tmp_
     assert "already at step 9" in capsys.readouterr().err
 
 
+def test_resume_may_switch_compile_on_and_nothing_else_of_the_config(tmp_path):
+    import argparse
+
+    from explorer.cli.train import _resumed_config
+
+    state = tmp_path / "state"
+    assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
+    saved = load_state(state).config
+    assert not saved.compile
+    config, _ = _resumed_config(argparse.Namespace(resume=state, steps=None, compile=True))
+    assert config.compile and replace(config, compile=False) == saved
+    config, _ = _resumed_config(argparse.Namespace(resume=state, steps=None, compile=False))
+    assert config == saved
+
+
+def test_a_run_resumed_on_another_machine_names_both_in_the_manifest(tmp_path, monkeypatch):
+    import explorer.devices
+    import explorer.runs
+
+    state, shipped = tmp_path / "state", tmp_path / "shipped"
+    monkeypatch.setattr(explorer.runs, "machine_description", lambda device: "First CPU, 2 cores")
+    assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
+    monkeypatch.setattr(explorer.devices, "machine_description", lambda device: "Second CPU, 2 cores")
+    assert main(["train", "--resume", str(state), "--steps", "5", "--save-dir", str(shipped)]) == 0
+    entries = json.loads((shipped / "manifest.json").read_text())["checkpoints"].values()
+    assert {entry["machine"] for entry in entries} == {"First CPU, 2 cores, then Second CPU, 2 cores"}
+    assert load_run(tmp_path / "run.json").environment["machines"] == ["First CPU, 2 cores", "Second CPU, 2 cores"]
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "format", "config"])
 def test_a_damaged_or_foreign_state_is_refused_in_one_line_and_left_alone(tmp_path, capsys, damage):
     state = tmp_path / "state"

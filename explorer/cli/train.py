@@ -56,7 +56,9 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--classes", default=None, help="comma-separated class names to train on (default: all)")
     training.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only")
     training.add_argument("--no-channels-last", action="store_true", help="contiguous NCHW activations")
-    training.add_argument("--compile", action="store_true", help="torch.compile every model (slow to start)")
+    training.add_argument("--compile", action="store_true",
+                          help="torch.compile every model: ~30 s to start, pays back in long runs at paper "
+                               "width (benchmarks/engine_speed.py); also allowed with --resume")
     training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"],
                           help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA)")
     training.add_argument("--model-threads", type=int, default=None, metavar="N",
@@ -141,7 +143,8 @@ def _config_from_args(args: argparse.Namespace):
 
 def _resumed_config(args: argparse.Namespace):
     """The config saved in ``--resume DIR``, with ``--steps`` extending the run: the schedule
-    keeps its length (and the rate its last value after it), nothing done is moved."""
+    keeps its length (and the rate its last value after it), nothing done is moved.
+    ``--compile`` may be switched on for the rest of the run."""
     from dataclasses import replace
 
     from explorer.state import load_state
@@ -152,4 +155,6 @@ def _resumed_config(args: argparse.Namespace):
         if args.steps < saved.step:
             raise CommandError(f"{args.resume} is already at step {saved.step:,}; --steps must be at least that.")
         config = replace(config, steps=args.steps, schedule_steps=config.schedule_length)
+    if args.compile:  # a speed switch, not part of the recipe: a long run may take it up when resumed
+        config = replace(config, compile=True)
     return config, saved

@@ -116,6 +116,7 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
         restore(saved, training)
         record = saved.record
         record.config, record.finished = asdict(config), False
+        _note_machine(record, device)
         if main:
             print(f"resuming {state_dir} at step {training.step:,} of {config.steps:,}", file=sys.stderr)
     else:
@@ -162,6 +163,17 @@ def _run_steps(session: _Session) -> float:
     return started
 
 
+def _note_machine(record, device) -> None:
+    """A run resumed on another machine lists every machine it ran on, in order, so the
+    manifest's "machine" says what its wall time was measured on."""
+    from explorer.devices import machine_description
+
+    environment = record.environment
+    machines = environment.setdefault("machines", [environment.get("device_name", "unknown")])
+    if machines[-1] != (here := machine_description(device)):
+        machines.append(here)
+
+
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
     from explorer.checkpoints import dataset_tag, save_checkpoint
     from explorer.devices import machine_description
@@ -178,7 +190,8 @@ def _save_trained(args, config, data, trained, record, device, wall_time_s: floa
             build={"width": config.width, "shortcut": config.shortcut, "num_classes": data.num_classes},
             classes=list(data.classes), val_error=val_error, config=asdict(config),
             steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir,
-            epochs=record.steps[-1]["epoch"], machine=machine_description(device))
+            epochs=record.steps[-1]["epoch"],
+            machine=", then ".join(record.environment.get("machines", [machine_description(device)])))
         print(f"{name}: saved {args.save_dir / entry.file} (validation error "
               f"{100 * val_error:.2f}% on {len(data.val_labels)} images)", file=sys.stderr)
 
