@@ -102,10 +102,13 @@ class Stream:
 
 class Trainee:
     """One model of one seed with its optimiser, schedule and running statistics.
-    ``layers`` are its weighted layers' parameters, whose gradient norms are recorded."""
+    ``layers`` are its weighted layers' parameters, whose gradient norms are recorded; ``amp``
+    is what autocast computes in ("off", "bf16" or "fp16", the run's resolved mode)."""
 
-    def __init__(self, name: str, seed: int, model: nn.Module, layers: list[nn.Parameter], config: TrainConfig):
+    def __init__(self, name: str, seed: int, model: nn.Module, layers: list[nn.Parameter], config: TrainConfig,
+                 amp: str = "off"):
         self.name = name
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)  # None: fp32
         self.seed = seed
         self.model = model
         self.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -133,8 +136,8 @@ class Trainee:
     def forward_backward(self, images, labels, config: TrainConfig, scaler, device_type: str, record_grads: bool):
         """Loss and gradients of one batch; returns (loss sum, wrong, seen) and, if asked,
         the weighted layers' gradient norms, both still on the device (synced later)."""
-        autocast = (torch.autocast(device_type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
-                    if config.amp != "off" else contextlib.nullcontext())
+        autocast = (torch.autocast(device_type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
             logits = self.forward(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from explorer import __version__
-from explorer.devices import machine_description
+from explorer.devices import machine_description, resolve_amp
 from explorer.train import StepRecord, TrainConfig
 from explorer.weights import pretrained_dir
 
@@ -138,6 +138,7 @@ def new_record(name: str, config: TrainConfig, device: torch.device | str,
         "explorer": __version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "amp": resolve_amp(config.amp, device),  # what "auto" meant on this machine
     }
     return RunRecord(name=name, config=asdict(config), environment=environment, layer_names=layer_names)
 

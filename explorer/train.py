@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from explorer.data import InMemoryData, augment, load_data
+from explorer.devices import resolve_amp
 from explorer.distributed import rank_and_world_size, sum_over_ranks
 from explorer.lockstep import ModelMetrics, StepRecord, Stream, Trainee, seeded
 from explorer.loop import evaluate
@@ -86,9 +87,10 @@ class Training:
             raise ValueError(f"The batch size ({config.batch_size}) must divide evenly over the "
                              f"{self.world_size} processes.")
         self.device = torch.device(device)
-        if config.amp == "fp16" and self.device.type != "cuda":
+        self.amp = resolve_amp(config.amp, self.device)  # what autocast computes in
+        if self.amp == "fp16" and self.device.type != "cuda":
             raise ValueError(f"fp16 mixed precision needs a CUDA device, not {self.device.type} (bf16 runs on CPUs too).")
-        if config.amp == "bf16" and self.device.type not in ("cuda", "cpu"):
+        if self.amp == "bf16" and self.device.type not in ("cuda", "cpu"):
             raise ValueError(f"bf16 mixed precision runs on CUDA or the CPU, not {self.device.type}.")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
@@ -102,7 +104,7 @@ class Training:
             for trainee in self.trainees:
                 trainee.forward = DistributedDataParallel(
                     trainee.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
         self._pool: ThreadPoolExecutor | None = None  # while steps() runs, with model_threads > 1
         self.step = 0  # steps done
         self.elapsed_s = 0.0  # training wall time before this process (a resumed run)
@@ -119,7 +121,7 @@ class Training:
                                 num_classes=self.data.num_classes).train()
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return Trainee(name, seed, model, [p for _, p in weighted_layers(model)], config)
+        return Trainee(name, seed, model, [p for _, p in weighted_layers(model)], config, self.amp)
 
     @property
     def models(self) -> dict[str, nn.Module]:

@@ -236,11 +236,26 @@ def test_bf16_autocast_on_cpu_follows_the_fp32_losses_and_keeps_fp32_weights():
     data = load_data(config.data, image_size=config.image_size)
     run = Training(replace(config, amp="bf16"), data)
     bf16 = [m.loss for r in run.steps() for m in r.models]
-    fp32 = [m.loss for r in train(config, data) for m in r.models]
+    fp32 = [m.loss for r in train(replace(config, amp="off"), data) for m in r.models]
     assert len(bf16) == 10 and bf16 != fp32  # it did compute in another precision
     assert bf16 == pytest.approx(fp32, rel=0.05)  # the tiny nets differ by up to 2.4% after 4 steps
     assert {p.dtype for model in run.models.values() for p in model.state_dict().values()
             if p.is_floating_point()} == {torch.float32}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_computes_in_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    """The demo preset's amp="auto": bf16 on a CPU with AMX or AVX-512 BF16, fp32 elsewhere
+    (emulated bf16 ran at 0.1x on a CPU without them); the record says which it was."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    config = _tiny(steps=2)
+    assert preset("demo").amp == "auto" and preset("paper").amp == "off"
+    run = Training(replace(config, amp="auto"), load_data(config.data, image_size=config.image_size))
+    assert run.amp == ("bf16" if native else "off")
+    assert {t.autocast_dtype for t in run.trainees} == {torch.bfloat16 if native else None}
+    assert new_record("r", replace(config, amp="auto"), "cpu", {}).environment["amp"] == run.amp
+    assert Training(replace(config, amp="off"), run.data).amp == "off"  # an explicit mode stays
 
 
 def test_one_sync_and_one_sync_per_model_give_the_same_run():

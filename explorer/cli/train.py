@@ -59,8 +59,9 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--compile", action="store_true",
                           help="torch.compile every model: ~30 s to start, pays back in long runs at paper "
                                "width (benchmarks/engine_speed.py); also allowed with --resume")
-    training.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"],
-                          help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA)")
+    training.add_argument("--amp", default=None, choices=["off", "auto", "bf16", "fp16"],
+                          help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA), auto (bf16 where the device "
+                               "has it in hardware; the demo preset's default)")
     training.add_argument("--model-threads", type=int, default=None, metavar="N",
                           help="train the lock-step models in N threads at once, balanced by depth and "
                                "sharing the cores (small nets on CPU; the demo preset uses 2)")

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from explorer import links
+from explorer.devices import resolve_amp
 from explorer.lab import gradient_caption
 from explorer.models import get_model_spec
 from explorer.ui.common import current_device
@@ -33,7 +34,9 @@ def class_demo_button(slot: JobSlot, where) -> None:
                f"on a laptop: {demo.width} filters in the first stage (the paper: 16), {demo.image_size}×"
                f"{demo.image_size} images (the paper: 32×32), batches of {demo.batch_size} (the paper: 128), "
                f"{demo.steps:,} steps (the paper: 64,000), {len(demo.classes)} classes of {on} "
-               f"({', '.join(demo.classes)}).")
+               f"({', '.join(demo.classes)})"
+               + (", in bfloat16, which this computer has in hardware (the paper: 32-bit floats)."
+                  if resolve_amp(demo.amp, current_device()) == "bf16" else "."))
 
 
 def lab_run_form():
