@@ -6,6 +6,7 @@ Tiny nets on synthetic data, so each test takes seconds on two CPU cores.
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,6 +257,19 @@ def test_amp_auto_computes_in_bf16_only_where_the_cpu_has_it(monkeypatch, native
     assert {t.autocast_dtype for t in run.trainees} == {torch.bfloat16 if native else None}
     assert new_record("r", replace(config, amp="auto"), "cpu", {}).environment["amp"] == run.amp
     assert Training(replace(config, amp="off"), run.data).amp == "off"  # an explicit mode stays
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_torch_compile_follows_the_eager_losses():
+    """--compile (1.4x at paper width once it has paid back its ~30 s, engine_speed.py) trains
+    the same nets: the same losses to float rounding, for a plain and a residual net."""
+    config = _tiny(steps=4, width=2, amp="off", val_every=10**6)
+    data = load_data(config.data, image_size=config.image_size)
+    eager = [m.loss for r in train(config, data) for m in r.models]
+    compiled = [m.loss for r in train(replace(config, compile=True), data) for m in r.models]
+    assert len(eager) == 8 and compiled == pytest.approx(eager, abs=1e-4)
+    assert not math.isclose(eager[0], eager[-2])  # it trained
 
 
 def test_one_sync_and_one_sync_per_model_give_the_same_run():
