@@ -54,7 +54,8 @@ AMX or AVX-512 BF16): ResNet-20 1.22×, ResNet-56 1.19×, the demo in fp32 with 
 2.88× at the demo's size. The demo's convolutions (6-24 channels) run at ~30 GFLOP/s on the
 two cores, compute-bound rather than dispatch-bound: grouping two nets into one grouped
 convolution was slower (0.7-0.8×); on the Xeon, PyTorch's own convolutions instead of
-oneDNN's ran the demo at 0.6×, and torch.compile gave it nothing for 85 s of compiling. The fig6 preset in two lanes: a paired median of 1.31× one lane (5 rounds of 30 steps).
+oneDNN's ran the demo at 0.6×, and torch.compile gave it nothing for 85 s of compiling. The
+fig6 preset in two lanes: a paired median of 1.31× one lane (5 rounds of 30 steps).
 """
 
 from __future__ import annotations

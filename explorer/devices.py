@@ -46,8 +46,8 @@ def synchronize(device: torch.device) -> None:
 
 def has_native_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU with bf16, or a CPU with
-    AMX or AVX-512 BF16. There bf16 autocast trains 1.9-2.0× faster at paper width and 1.7× on
-    the class demo (benchmarks/engine_speed.py, 2-core Xeon with AMX); elsewhere bf16 is
+    AMX or AVX-512 BF16. There bf16 autocast trains 1.6-1.7× faster than fp32 at paper width and
+    1.4× on the class demo (benchmarks/engine_speed.py, 2-core Xeon with AMX); elsewhere bf16 is
     emulated, about ten times slower (0.1× on a 2-core EPYC without AVX-512)."""
     device = torch.device(device)
     if device.type == "cuda":

@@ -66,11 +66,12 @@ class TrainConfig:
     inference_mode: bool = True  # validation under torch.inference_mode (else no_grad)
     # Mixed precision: "bf16" autocast (CUDA, or CPUs with bf16 instructions: 1.9-2.0× at paper
     # width on a Xeon with AMX), "fp16" (CUDA only, with a gradient scaler), "auto" (bf16 where
-    # the device computes it natively, see devices.has_native_bf16, else off: the live presets
+    # the device computes it natively, see devices.has_native_bf16, else off: the demo preset
     # below). Off by default: the paper trains in fp32.
     amp: str = "off"
     cudnn_benchmark: bool = True  # CUDA only: let cuDNN pick the fastest convolution algorithms
-    compile: bool = False  # torch.compile every model (pays back only on long runs; off on CPU)
+    # torch.compile every model: ~30 s to start on CPU, paid back after 400-900 steps at paper width.
+    compile: bool = False
     # Python threads the lock-step models are spread over, deepest first. Small nets cannot
     # keep two cores busy inside one convolution, but two models at once can (PyTorch releases
     # the GIL in its kernels). Training splits its threads among them (cores // model_threads
