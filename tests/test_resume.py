@@ -131,6 +131,17 @@ def test_resume_may_switch_compile_on_and_nothing_else_of_the_config(tmp_path):
     assert config == saved
 
 
+def test_a_long_cpu_run_at_paper_width_is_told_about_compile_and_a_short_one_is_not():
+    from explorer.cli.training_run import _compile_would_pay
+
+    paper = preset("paper", models=("resnet20",))
+    assert _compile_would_pay(paper, "cpu", 64_000)
+    assert not _compile_would_pay(paper, "cpu", 1_000)  # would not pay back its ~30 s
+    assert not _compile_would_pay(replace(paper, compile=True), "cpu", 64_000)
+    assert not _compile_would_pay(preset("demo"), "cpu", 64_000)  # small nets: no gain
+    assert not _compile_would_pay(paper, "meta", 64_000)  # only measured on CPU
+
+
 def test_a_run_resumed_on_another_machine_names_both_in_the_manifest(tmp_path, monkeypatch):
     import explorer.devices
     import explorer.runs

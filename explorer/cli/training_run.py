@@ -112,6 +112,9 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
     except DataError as error:
         raise CommandError(str(error)) from error
     training = Training(config, data, device=device)
+    if main and _compile_would_pay(config, device, config.steps - (saved.step if saved is not None else 0)):
+        print("tip: a run this long on the CPU trains ~1.4× faster with --compile, after ~30 s of "
+              "compiling (benchmarks/engine_speed.py); --compile may also be added to --resume", file=sys.stderr)
     if saved is not None:
         restore(saved, training)
         record = saved.record
@@ -161,6 +164,20 @@ def _run_steps(session: _Session) -> float:
             print(f"training state at step {training.step:,}: {state_path(session.state_dir)} "
                   f"(continue with: python -m explorer train --resume {session.state_dir})", file=sys.stderr)
     return started
+
+
+# torch.compile paid back its ~30 s after 400-900 steps of ResNet-20/56 at paper width on a
+# 2-core CPU, and never on the demo's small nets (benchmarks/engine_speed.py).
+COMPILE_PAYS_AFTER_STEPS = 5_000
+COMPILE_PAYS_FROM_WIDTH = 16
+
+
+def _compile_would_pay(config, device, steps_left: int) -> bool:
+    """Whether to suggest --compile: a long CPU run at the paper's width without it."""
+    import torch
+
+    return (torch.device(device).type == "cpu" and not config.compile and steps_left >= COMPILE_PAYS_AFTER_STEPS
+            and config.width >= COMPILE_PAYS_FROM_WIDTH)
 
 
 def _note_machine(record, device) -> None:
