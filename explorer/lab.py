@@ -170,3 +170,32 @@ def depth_orderings(record, key: str = "train_error", step: int | None = None) -
         if len(names) >= 2:
             panels.append(DepthOrdering(shortcuts, tuple((n, errors[n]) for n in names)))
     return panels
+
+
+# Fig. 6 at the paper's width, on one 35,000-step recipe (README, "Shipped models and runs"):
+# the shipped runs that together hold its four nets, which the lab offers as one pick.
+PAPER_WIDTH_FIG6_RUNS = ("plain-cifar10-35000-steps", "resnet20-cifar10-35000-steps",
+                         "resnet56-cifar10-35000-steps")
+
+
+def fig6_record(records: list) -> tuple[object | None, str | None]:
+    """The record to draw as Fig. 6's two panels from the runs picked in the lab, and why
+    there is none when the picked runs hold both panels' nets but cannot be drawn as one.
+
+    One run with two or more depths with and without shortcuts is drawn as it is; several
+    runs are combined (:func:`explorer.runs.combine_runs`) when they share one schedule: at
+    the paper's width a 2-core CPU trains plain-20/56, ResNet-20 and ResNet-56 in separate
+    runs of the same 35,000 steps, which together are Fig. 6's comparison."""
+    from explorer.figures import shows_fig6
+    from explorer.runs import RunError, combine_runs
+
+    if len(records) == 1:
+        return (records[0], None) if shows_fig6(records[0]) else (None, None)
+    kinds = [get_model_spec(name).has_shortcuts for record in records for name in record.model_names]
+    if kinds.count(True) < 2 or kinds.count(False) < 2:
+        return None, None
+    try:
+        combined = combine_runs(records)
+    except RunError as error:
+        return None, f"Not drawn as Fig. 6's two panels: {error}"
+    return combined, None

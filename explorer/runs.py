@@ -143,6 +143,47 @@ def new_record(name: str, config: TrainConfig, device: torch.device | str,
     return RunRecord(name=name, config=asdict(config), environment=environment, layer_names=layer_names)
 
 
+# What runs drawn as one Fig. 6 must share: the schedule's length and batch (so an iteration
+# means the same on every curve), the data and its classes, and the seeds. The rest of the
+# recipe (augmentation, optimiser details) may differ; the lab's caption names each run's.
+_COMBINE_KEYS = ("steps", "batch_size", "data", "seed", "repeat")
+
+
+def combine_runs(records: list[RunRecord]) -> RunRecord:
+    """Several runs of different models on one schedule, as one record: Fig. 6 compares
+    plain-20/56 with ResNet-20/56 at the same iterations (§4.2), and at the paper's width a
+    2-core CPU trains them in separate runs. Steps every run recorded are kept, each with
+    every run's models; the first run's config stands for the shared schedule. Raises
+    :class:`RunError` with a readable reason when the runs do not share one."""
+    if len(records) < 2:
+        raise RunError("Pick two or more runs to draw them as one.")
+    first = records[0]
+    seen: dict[str, str] = {}
+    for record in records:
+        for model in record.model_names:
+            if model in seen:
+                raise RunError(f"{model} is in both {seen[model]} and {record.name}: pick one of them.")
+            seen[model] = record.name
+        for key in _COMBINE_KEYS:
+            if record.config.get(key) != first.config.get(key):
+                raise RunError(f"{first.name} and {record.name} differ in {key.replace('_', ' ')} "
+                               f"({first.config.get(key)} against {record.config.get(key)}): "
+                               "only runs on one schedule can share a chart's iterations.")
+        if record.classes != first.classes:
+            raise RunError(f"{first.name} and {record.name} were trained on different classes.")
+    by_step = [{step["step"]: step for step in record.steps} for record in records]
+    shared = sorted(set.intersection(*(set(steps) for steps in by_step)))
+    steps = [{**by_step[0][number], "models": [m for steps in by_step for m in steps[number]["models"]]}
+             for number in shared]
+    config = {**first.config, "models": list(seen)}
+    return RunRecord(
+        name=" + ".join(record.name for record in records), config=config,
+        environment={"combined": [record.environment for record in records]},
+        layer_names={name: layers for record in records for name, layers in record.layer_names.items()},
+        steps=steps, finished=all(record.finished for record in records),
+        messages=[message for record in records for message in record.messages], classes=list(first.classes))
+
+
 def save_run(record: RunRecord, path: Path) -> Path:
     """Write atomically, so a run being replayed is never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.lab import depth_orderings, gap_caption
+from explorer.lab import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record, gap_caption
 from explorer.runs import RunError, list_runs, load_run
 from explorer.train_config import recipe_summary
 
@@ -51,6 +51,9 @@ ui.job_view(slot, live_heatmaps, every_s=10)  # heavier and slower-changing: ref
 
 st.header("Replay and overlay recorded runs")
 runs = {path.stem: path for path in list_runs()}
+if all(name in runs for name in PAPER_WIDTH_FIG6_RUNS):
+    st.button("Fig. 6 at the paper's width: plain-20/56 and ResNet-20/56, 35,000 steps (three shipped runs)",
+              on_click=lambda: st.session_state.update({"lab.replay": list(PAPER_WIDTH_FIG6_RUNS)}))
 picked = st.multiselect("Runs (shipped in pretrained/runs, then yours)", list(runs), key="lab.replay")
 try:
     records = [load_run(runs[name]) for name in picked]
@@ -58,14 +61,18 @@ except RunError as error:
     st.error(str(error))
     records = []
 if records:
-    as_fig6 = len(records) == 1 and figures.shows_fig6(records[0]) and st.toggle(
+    fig6_run, why_not = fig6_record(records)
+    as_fig6 = fig6_run is not None and st.toggle(
         "Two panels, as the paper's Fig. 6 (thin: training error, bold: validation error)", value=True,
         key="lab.fig6")
-    figure = figures.fig6_figure(records[0]) if as_fig6 else figures.training_curves_figure(records)
+    shown = fig6_run if as_fig6 else records[0]
+    figure = figures.fig6_figure(fig6_run) if as_fig6 else figures.training_curves_figure(records)
     st.plotly_chart(figure, width="stretch")
     if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
-        st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(records[0])))
+        st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(fig6_run)))
+    if why_not:
+        st.caption(why_not)
     st.caption("Where each run departs from the paper (§4.2): " + "; ".join(
         f"{record.name}: {recipe_summary(record.config)}" for record in records) + ".")
-    ui.gradient_heatmaps(records[0], "replay")
-    ui.run_downloads(records[0], figure)
+    ui.gradient_heatmaps(shown, "replay")
+    ui.run_downloads(shown, figure)

@@ -449,6 +449,89 @@ def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
                 assert axis.tickfont.size >= 16 and axis.title.font.size >= 18
 
 
+def _recorded(name, models, errors, steps=range(25, 101, 25), config_steps=100, classes=("a", "b")):
+    """A run record of ``models`` whose training error at step s is errors[model] * 100 / s."""
+    from dataclasses import asdict
+
+    from explorer.runs import RunRecord
+    from explorer.train_config import preset
+
+    config = asdict(preset("paper", models=tuple(models), steps=config_steps, data="synthetic"))
+    record = RunRecord(name, config, {}, layer_names={m: [f"{m}.conv"] for m in models}, finished=True,
+                       classes=list(classes))
+    record.steps = [{"step": s, "epoch": s / 10, "elapsed_s": float(s), "images_per_s": 1.0, "models": [
+        {"name": m, "loss": 1.0, "train_error": errors[m] * 100 / s, "val_error": errors[m] if s == 100 else None,
+         "lr": 0.1, "grad_norms": [1.0], "stopped": None, "seed": 0} for m in models]} for s in steps]
+    return record
+
+
+FIG6_ERRORS = {"plain20": 0.10, "plain56": 0.20, "resnet20": 0.08, "resnet56": 0.06}
+
+
+def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
+    """At the paper's width plain-20/56, ResNet-20 and ResNet-56 are trained in separate runs
+    of one schedule: together they are Fig. 6, with each net's own numbers at each step."""
+    from explorer.figures import fig6_figure
+    from explorer.lab import depth_orderings, fig6_record
+
+    plain = _recorded("plain", ["plain20", "plain56"], FIG6_ERRORS)
+    resnet20 = _recorded("r20", ["resnet20"], FIG6_ERRORS, steps=range(5, 101, 5))  # logged more often
+    resnet56 = _recorded("r56", ["resnet56"], FIG6_ERRORS)
+    combined, why_not = fig6_record([plain, resnet20, resnet56])
+    assert why_not is None and combined.name == "plain + r20 + r56"
+    assert combined.model_names == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert [s["step"] for s in combined.steps] == [25, 50, 75, 100]  # the steps every run has
+    for model, error in FIG6_ERRORS.items():
+        assert combined.series(model, "train_error") == ([25, 50, 75, 100], [error * 4, error * 2, error * 4 / 3, error])
+        assert combined.series(model, "val_error") == ([100], [error])
+    assert combined.layer_names["resnet56"] == ["resnet56.conv"] and combined.finished
+    plain_panel, residual_panel = depth_orderings(combined)
+    assert plain_panel.errors == (("plain20", 0.10), ("plain56", 0.20)) and plain_panel.as_in_the_paper
+    assert residual_panel.errors == (("resnet20", 0.08), ("resnet56", 0.06)) and residual_panel.as_in_the_paper
+    panels = {trace.name: trace.xaxis for trace in fig6_figure(combined).data}
+    assert panels["plain56 train"] == "x" and panels["resnet20 validation"] == "x2"
+    # One run of both kinds is drawn as it is; runs of one kind only are not Fig. 6.
+    alone = _recorded("four", list(FIG6_ERRORS), FIG6_ERRORS)
+    assert fig6_record([alone]) == (alone, None)
+    assert fig6_record([plain]) == (None, None) and fig6_record([plain, _recorded("x", ["resnet20"], FIG6_ERRORS)]) == (None, None)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"config_steps": 200}, "differ in steps (100 against 200)"),
+    ({"classes": ("a", "c")}, "different classes"),
+    ({"models": ["plain20", "resnet56"]}, "plain20 is in both plain and r56"),
+])
+def test_runs_on_different_schedules_are_not_combined_and_the_lab_says_why(change, reason):
+    from explorer.lab import fig6_record
+
+    models = change.pop("models", ["resnet56"])
+    runs = [_recorded("plain", ["plain20", "plain56"], FIG6_ERRORS), _recorded("r20", ["resnet20"], FIG6_ERRORS),
+            _recorded("r56", models, FIG6_ERRORS, **change)]
+    combined, why_not = fig6_record(runs)
+    assert combined is None and reason in why_not
+
+
+def test_the_lab_draws_separate_runs_as_one_fig6_and_says_why_when_it_cannot():
+    from explorer.runs import save_run
+
+    runs = Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs"
+    save_run(_recorded("plain", ["plain20", "plain56"], FIG6_ERRORS), runs / "plain.json")
+    save_run(_recorded("r20", ["resnet20"], FIG6_ERRORS), runs / "r20.json")
+    save_run(_recorded("r56", ["resnet56"], FIG6_ERRORS), runs / "r56.json")
+    save_run(_recorded("r56-longer", ["resnet56"], FIG6_ERRORS, config_steps=200), runs / "r56-longer.json")
+    at = open_lab()
+    at.multiselect(key="lab.replay").set_value(["plain", "r20", "r56"]).run()
+    assert not at.exception and at.toggle(key="lab.fig6").value
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}
+    words = " ".join(m.value for m in at.markdown)
+    assert "plain nets: plain-20 10.0% < plain-56 20.0% (as in Fig. 6)" in words
+    assert "ResNets: ResNet-20 8.0% > ResNet-56 6.0% (as in Fig. 6)" in words
+    at.multiselect(key="lab.replay").set_value(["plain", "r20", "r56-longer"]).run()
+    assert not at.exception and not at.toggle
+    assert any("differ in steps (100 against 200)" in c.value for c in at.caption)
+
+
 def test_the_class_demo_uses_three_classes_of_cifar10_or_five_synthetic_patterns(tmp_path):
     from explorer.lab import class_demo_config
 
