@@ -63,14 +63,15 @@ error does not follow depth (the nets overfit; seed 1: ResNets 48.6, 49.2, 50.2,
 
 Within these budgets (≤ 30 CPU-minutes for the eight nets) no setting put ResNet-56 ahead: in
 the paper the ordering shows after the first ÷10 at 32,000 steps of full-width nets, ten times
-this CPU's half hour. The full-scale comparison here is ResNet-56 trained on ResNet-20's
-35,000-step recipe (issue 12; its state is in pretrained/in-progress while it trains).
+this CPU's half hour. The full-scale comparison here is the shipped 35,000-step runs of
+plain-20/56, ResNet-20 and ResNet-56 on one recipe (issue 12), which the lab replays together
+as Fig. 6: there ResNet-56 ends below ResNet-20 (10.70% against 11.04% validation error).
 
 Validation errors at the end of the bold run follow the same pattern (plain 55.8 < 59.8 <
 66.5 < 75.4; ResNets 44.4, 42.1, 40.6, 46.8). ResNet-56 trailing the shallower ResNets all
-run long is what the four-net paper-width run (pretrained/runs) shows too (29.2% against
-ResNet-20's 20.7% after 3,000 steps): at these lengths the 56-layer ResNet has not caught
-up. Open: a setting where it does within 30 minutes (a longer high-rate phase, cosine, a
+run long is what a four-net paper-width run of 3,000 steps showed too (29.2% against
+ResNet-20's 20.7%; once shipped, now replaced by the 35,000-step runs): at these lengths the
+56-layer ResNet has not caught up. Open: a setting where it does within 30 minutes (a longer high-rate phase, cosine, a
 gentler start for the deepest net), to be tried with this script.
 """
 

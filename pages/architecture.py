@@ -32,7 +32,9 @@ with st.expander("The CIFAR-10 nets of §4.2 (trained in the Degradation lab)"):
     st.dataframe(tables.cifar_zoo_table(ui.zoo_rows("cifar")), hide_index=True, width="stretch")
     st.caption("6n+2 layers: a 3×3 conv, three stages of 2n 3×3 convs on 32×32, 16×16 and 8×8 maps "
                "with 16, 32 and 64 filters, global average pooling and a 10-way fc. Plain nets have "
-               "exactly the same parameters: option A shortcuts add none.")
+               "exactly the same parameters: option A shortcuts add none. The checkpoints shipped in "
+               "pretrained/ were trained on a JPEG copy of CIFAR-10 (quality 75), whose lost detail others "
+               "measured at 2-3 points of error: one reason they trail Table 6 (README, \"Shipped models and runs\").")
 
 st.header("Table 1, regenerated")
 resnets = [n for n in names if get_model_spec(n).has_shortcuts]
