@@ -256,7 +256,7 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
     """A fresh clone replays the shipped CIFAR-10 runs (pretrained/runs) without training."""
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     shipped = {path.stem: path for path in (SHIPPED / "runs").glob("*.json")}
-    assert "class-demo-cifar10-3-classes" in shipped and any(name.startswith("paper-width-cifar10") for name in shipped)
+    assert "class-demo-cifar10-3-classes" in shipped and "plain-cifar10-35000-steps" in shipped
     at = open_lab()
     assert set(shipped) <= set(at.multiselect(key="lab.replay").options)
     at.multiselect(key="lab.replay").set_value(["class-demo-cifar10-3-classes"]).run(timeout=120)
@@ -301,6 +301,28 @@ def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(
     words = " ".join(m.value for m in at.markdown)
     assert plain.describe() in words and residual.describe() in words
     assert any("no crop or flip" in c.value for c in at.caption)  # why validation error rises above training
+
+
+def test_the_shipped_35000_step_runs_replay_together_as_fig6_at_the_papers_width(monkeypatch):
+    """Plain-20/56, ResNet-20 and ResNet-56 were trained in three runs of one recipe; one
+    button draws them as Fig. 6, whose left panel shows the degradation problem."""
+    from explorer.lab import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record
+    from explorer.runs import load_run
+
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+    records = [load_run(SHIPPED / "runs" / f"{name}.json") for name in PAPER_WIDTH_FIG6_RUNS]
+    combined, why_not = fig6_record(records)
+    assert why_not is None and combined.finished and combined.steps[-1]["step"] == 35_000
+    plain, _ = depth_orderings(combined)
+    assert plain.as_in_the_paper  # plain-56 ends with higher training error than plain-20 (§4.1)
+    validation = dict(depth_orderings(combined, "val_error")[1].errors)
+    assert validation["resnet56"] < validation["resnet20"]  # Table 6's order, on the same schedule
+    at = open_lab()
+    next(b for b in at.button if b.label.startswith("Fig. 6 at the paper's width")).click().run(timeout=120)
+    assert not at.exception and at.multiselect(key="lab.replay").value == list(PAPER_WIDTH_FIG6_RUNS)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}
+    assert plain.describe() in " ".join(m.value for m in at.markdown)
 
 
 def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):
