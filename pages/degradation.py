@@ -1,8 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.lab import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record, gap_caption
-from explorer.runs import RunError, list_runs, load_run
+from explorer.lab import depth_orderings, fig6_record, gap_caption
 from explorer.train_config import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
@@ -50,16 +49,7 @@ ui.job_view(slot, live_view, every_s=2.5)
 ui.job_view(slot, live_heatmaps, every_s=10)  # heavier and slower-changing: refreshed rarely
 
 st.header("Replay and overlay recorded runs")
-runs = {path.stem: path for path in list_runs()}
-if all(name in runs for name in PAPER_WIDTH_FIG6_RUNS):
-    st.button("Fig. 6 at the paper's width: plain-20/56 and ResNet-20/56, 35,000 steps (three shipped runs)",
-              on_click=lambda: st.session_state.update({"lab.replay": list(PAPER_WIDTH_FIG6_RUNS)}))
-picked = st.multiselect("Runs (shipped in pretrained/runs, then yours)", list(runs), key="lab.replay")
-try:
-    records = [load_run(runs[name]) for name in picked]
-except RunError as error:
-    st.error(str(error))
-    records = []
+records = ui.replay_picker()
 if records:
     fig6_run, why_not = fig6_record(records)
     as_fig6 = fig6_run is not None and st.toggle(

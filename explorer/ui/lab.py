@@ -124,6 +124,24 @@ def gradient_heatmaps(record, where: str) -> None:
         column.plotly_chart(figure, width="stretch", key=f"grad_{where}_{record.name}_{model}")
 
 
+def replay_picker() -> list:
+    """The recorded runs picked for replay (shipped, then the user's), loaded; a button picks
+    the three shipped 35,000-step runs that together are Fig. 6 at the paper's width."""
+    from explorer.lab import PAPER_WIDTH_FIG6_RUNS
+    from explorer.runs import RunError, list_runs, load_run
+
+    runs = {path.stem: path for path in list_runs()}
+    if all(name in runs for name in PAPER_WIDTH_FIG6_RUNS):
+        st.button("Fig. 6 at the paper's width: plain-20/56 and ResNet-20/56, 35,000 steps (three shipped runs)",
+                  on_click=lambda: st.session_state.update({"lab.replay": list(PAPER_WIDTH_FIG6_RUNS)}))
+    picked = st.multiselect("Runs (shipped in pretrained/runs, then yours)", list(runs), key="lab.replay")
+    try:
+        return [load_run(runs[name]) for name in picked]
+    except RunError as error:
+        st.error(str(error))
+        return []
+
+
 def run_downloads(record, figure) -> None:
     csv_column, html_column = st.columns(2)
     csv_column.download_button("Metrics as CSV", record.to_csv(), f"{record.name}.csv", "text/csv")
