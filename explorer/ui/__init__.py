@@ -47,5 +47,6 @@ __all__ = [
     "device_picker", "erasing_controls", "finetune_job_slot", "gradient_heatmaps", "job_view", "keep_form_state",
     "lab_dataset_picker", "lab_job_slot", "lab_progress", "lab_run_form", "paper_table", "prediction_card",
     "read_uploads", "replay_picker", "report_errors", "resume_button", "run_downloads", "session_upload_dir",
-    "start_button", "start_stop_controls", "stop_button", "twin_classifiers", "untrained_banner", "zip_source", "zoo_rows",
+    "start_button", "start_stop_controls", "stop_button", "twin_classifiers", "untrained_banner", "zip_source",
+    "zoo_rows",
 ]
