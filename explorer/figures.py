@@ -154,9 +154,15 @@ def fig6_figure(run) -> go.Figure:
 
 def shows_fig6(run) -> bool:
     """Whether a run has two or more depths both with and without shortcuts (Fig. 6's panels)."""
+    return fills_fig6(run.model_names)
+
+
+def fills_fig6(model_names) -> bool:
+    """Whether these models fill both of Fig. 6's panels: two or more with shortcuts and two
+    or more without."""
     from explorer.models import get_model_spec
 
-    kinds = [get_model_spec(m).has_shortcuts for m in run.model_names]
+    kinds = [get_model_spec(m).has_shortcuts for m in model_names]
     return kinds.count(True) >= 2 and kinds.count(False) >= 2
 
 

@@ -186,14 +186,13 @@ def fig6_record(records: list) -> tuple[object | None, str | None]:
     runs are combined (:func:`explorer.runs.combine_runs`) when they share one schedule: at
     the paper's width a 2-core CPU trains plain-20/56, ResNet-20 and ResNet-56 in separate
     runs of the same 35,000 steps, which together are Fig. 6's comparison."""
-    from explorer.figures import shows_fig6
+    from explorer.figures import fills_fig6
     from explorer.runs import RunError, combine_runs
 
-    if len(records) == 1:
-        return (records[0], None) if shows_fig6(records[0]) else (None, None)
-    kinds = [get_model_spec(name).has_shortcuts for record in records for name in record.model_names]
-    if kinds.count(True) < 2 or kinds.count(False) < 2:
+    if not fills_fig6([name for record in records for name in record.model_names]):
         return None, None
+    if len(records) == 1:
+        return records[0], None
     try:
         combined = combine_runs(records)
     except RunError as error:
