@@ -703,3 +703,23 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
     record.steps[0]["models"][0]["grad_norms"] = [float("inf"), float("nan"), 1.0]
     assert figures.gradient_heatmap_figures(record, ["resnet20"])[0].data[0].zmax == pytest.approx(
         max(step // 25 % 3 for step in steps))
+
+
+def test_a_replayed_run_is_parsed_once_per_version_and_each_caller_gets_its_own_copy(tmp_path):
+    from explorer.runs import load_run, save_run
+    from explorer.ui.lab import loaded_run
+
+    path = tmp_path / "r.json"
+    record = load_run(SHIPPED / "runs" / "fig6-width4-cifar10-2000-steps.json")
+    save_run(record, path)
+
+    def version():
+        stat = path.stat()
+        return str(path), stat.st_mtime_ns, stat.st_size
+
+    first = loaded_run(*version())
+    first.steps.clear()  # one session changing its copy
+    assert loaded_run(*version()).steps == record.steps
+    record.steps = record.steps[:5]
+    save_run(record, path)  # the file changes: its new version is read
+    assert len(loaded_run(*version()).steps) == 5
