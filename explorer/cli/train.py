@@ -37,7 +37,7 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--steps", type=int, default=None,
                           help="override the preset's step count (with --resume: extend the run to N steps)")
     training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    training.add_argument("--lr", type=float, default=None, help="override the preset's learning rate (0.1)")
+    training.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
     training.add_argument("--erasing", type=float, default=0.0, metavar="P",
                           help="random-erasing probability (0 = off, the paper's recipe)")
