@@ -53,7 +53,10 @@ def speed_figure(rows: Sequence[SpeedRow]) -> go.Figure:
 
 
 _MODEL_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-_RUN_DASHES = ("solid", "dot", "dashdot", "longdash")  # overlaid runs: one line style each
+# Overlaid runs: one line style each for training error, one marker each for validation error
+# (its line is always dashed), so that two runs of the same model (same colour) stay apart.
+_RUN_DASHES = ("solid", "dot", "dashdot", "longdash")
+_RUN_MARKERS = ("circle", "square", "diamond", "triangle-up")
 _PROJECTOR_FONT = 18  # readable from the back of a classroom
 
 
@@ -107,20 +110,22 @@ def training_curves_figure(runs: Sequence, max_points: int = 1500) -> go.Figure:
     for run_index, run in enumerate(runs):
         seeds = len(run.seeds)
         dash = _RUN_DASHES[run_index % len(_RUN_DASHES)]
+        marker = dict(symbol=_RUN_MARKERS[run_index % len(_RUN_MARKERS)], size=8)
         for model in run.model_names:
             colour = model_colour(model)
             label = f"{run.name}: {model}" if len(runs) > 1 else model
             if seeds > 1:
                 label += f" (mean of {seeds} seeds)"
-            for key, kind, line, mode in (("train_error", "train", dict(width=4, dash=dash), "lines"),
-                                          ("val_error", "validation", dict(width=2, dash="dash"), "lines+markers")):
+            for key, kind, line, mode, points in (
+                    ("train_error", "train", dict(width=4, dash=dash), "lines", None),
+                    ("val_error", "validation", dict(width=2, dash="dash"), "lines+markers", marker)):
                 if seeds > 1:
                     xs, ys, lows, highs = run.seed_band(model, key, max_points=max_points)
                     _band(figure, xs, lows, highs, colour, label)
                 else:
                     xs, ys = run.series(model, key, max_points=max_points)
                 figure.add_scatter(x=xs, y=[100 * y for y in ys], name=f"{label} {kind}", mode=mode,
-                                   line=dict(color=colour, **line), legendgroup=label)
+                                   line=dict(color=colour, **line), marker=points, legendgroup=label)
     figure.update_layout(xaxis_title="iteration", yaxis_title="error (%)", height=520,
                          font=dict(size=_PROJECTOR_FONT), margin=dict(t=30, b=10, r=10),
                          legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)),

@@ -723,3 +723,15 @@ def test_a_replayed_run_is_parsed_once_per_version_and_each_caller_gets_its_own_
     record.steps = record.steps[:5]
     save_run(record, path)  # the file changes: its new version is read
     assert len(loaded_run(*version()).steps) == 5
+
+
+def test_two_runs_of_one_model_overlaid_are_told_apart_by_line_and_marker():
+    """Comparing recipes (the paper's 64k steps against a 35k one) overlays the same model twice,
+    in the same colour: the runs differ in the training line's dash and the validation markers."""
+    from explorer.figures import training_curves_figure
+
+    ours, papers = (_recorded(name, ["resnet20"], {"resnet20": 0.1}) for name in ("ours", "paper"))
+    traces = {trace.name: trace for trace in training_curves_figure([ours, papers]).data}
+    assert traces["ours: resnet20 train"].line.color == traces["paper: resnet20 train"].line.color
+    assert traces["ours: resnet20 train"].line.dash != traces["paper: resnet20 train"].line.dash
+    assert traces["ours: resnet20 validation"].marker.symbol != traces["paper: resnet20 validation"].marker.symbol
