@@ -128,8 +128,9 @@ def gradient_heatmaps(record, where: str) -> None:
 @st.cache_data(max_entries=32, show_spinner=False)
 def loaded_run(path: str, modified_ns: int, size: int):
     """A run file parsed once per version (its mtime and size are in the key): the lab reruns on
-    every click, and the three 35,000-step runs are 15 MB of JSON (0.3 s to parse, 0.06 s to copy
-    out of the cache). Cached data is copied per session, so no session can change another's."""
+    every click, and the three 35,000-step runs are 15 MB of JSON, 4× slower to parse than to copy
+    out of the cache (benchmarks/replay_load.py). Cached data is copied per session, so no session
+    can change another's."""
     from explorer.runs import load_run
 
     return load_run(Path(path))
