@@ -706,23 +706,33 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
 
 
 def test_a_replayed_run_is_parsed_once_per_version_and_each_caller_gets_its_own_copy(tmp_path):
-    from explorer.runs import load_run, save_run
+    from explorer.runs import RunError, load_run, save_run
     from explorer.ui.lab import loaded_run
 
     path = tmp_path / "r.json"
     record = load_run(SHIPPED / "runs" / "fig6-width4-cifar10-2000-steps.json")
     save_run(record, path)
 
-    def version():
-        stat = path.stat()
-        return str(path), stat.st_mtime_ns, stat.st_size
-
-    first = loaded_run(*version())
+    first = loaded_run(path)
     first.steps.clear()  # one session changing its copy
-    assert loaded_run(*version()).steps == record.steps
+    assert loaded_run(path).steps == record.steps
     record.steps = record.steps[:5]
     save_run(record, path)  # the file changes: its new version is read
-    assert len(loaded_run(*version()).steps) == 5
+    assert len(loaded_run(path).steps) == 5
+    path.unlink()  # deleted since the picker listed it
+    with pytest.raises(RunError, match="Could not read the run .*r.json: No such file"):
+        loaded_run(path)
+
+
+def test_a_broken_run_file_picked_for_replay_is_named_in_a_message():
+    runs = Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "broken.json").write_text('{"format": ')
+    at = open_lab()
+    at.multiselect(key="lab.replay").set_value(["broken"]).run()
+    assert not at.exception
+    assert any("Could not read the run" in error.value and "broken.json" in error.value for error in at.error)
+    assert not at.get("plotly_chart")
 
 
 def test_two_runs_of_one_model_overlaid_are_told_apart_by_line_and_marker():

@@ -125,12 +125,22 @@ def gradient_heatmaps(record, where: str) -> None:
         column.plotly_chart(figure, width="stretch", key=f"grad_{where}_{record.name}_{model}")
 
 
+def loaded_run(path: Path):
+    """The run file at ``path``, parsed once per version (its mtime and size are in the cache's
+    key): the lab reruns on every click, and the three 35,000-step runs are 15 MB of JSON, 4×
+    slower to parse than to copy out of the cache (benchmarks/replay_load.py). Cached data is
+    copied per session, so no session can change another's. RunError if it cannot be read."""
+    from explorer.runs import RunError
+
+    try:
+        stat = path.stat()
+    except OSError as error:  # deleted or unreadable since it was listed
+        raise RunError(f"Could not read the run {path}: {error.strerror}.") from error
+    return _parsed_run(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
-def loaded_run(path: str, modified_ns: int, size: int):
-    """A run file parsed once per version (its mtime and size are in the key): the lab reruns on
-    every click, and the three 35,000-step runs are 15 MB of JSON, 4× slower to parse than to copy
-    out of the cache (benchmarks/replay_load.py). Cached data is copied per session, so no session
-    can change another's."""
+def _parsed_run(path: str, modified_ns: int, size: int):
     from explorer.runs import load_run
 
     return load_run(Path(path))
@@ -148,13 +158,10 @@ def replay_picker() -> list:
                   on_click=lambda: st.session_state.update({"lab.replay": list(PAPER_WIDTH_FIG6_RUNS)}))
     picked = st.multiselect("Runs (shipped in pretrained/runs, then yours)", list(runs), key="lab.replay")
     try:
-        return [loaded_run(str(path), (stat := path.stat()).st_mtime_ns, stat.st_size)
-                for path in (runs[name] for name in picked)]
+        return [loaded_run(runs[name]) for name in picked]
     except RunError as error:
         st.error(str(error))
-    except OSError as error:  # deleted or unreadable since it was listed
-        st.error(f"Could not read the run {error.filename}: {error.strerror}.")
-    return []
+        return []
 
 
 def run_downloads(record, figure) -> None:
