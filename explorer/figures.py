@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -278,6 +279,41 @@ def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: floa
     return figure
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """The values to label on a log axis that runs from ``low`` to ``high``: whole decades when
+    it spans three or more (0.3 to 2·10⁴ on the shipped surfaces), 1-2-5 steps when it spans
+    less, and both ends with their geometric middle (two significant digits, rounded inwards)
+    when even those leave fewer than two labels inside (a small span around a minimum: 0.38
+    to 0.48)."""
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    mantissas = (1,) if math.log10(high / low) >= 3 else (1, 2, 5)
+    inside = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
+    if len(inside) >= 2:
+        return inside
+    # Two significant digits, rounded inwards, so each label is its tick's exact value.
+    step = 10.0 ** (math.floor(math.log10(high)) - 1)
+    ends = [math.ceil(low / step) * step, math.floor(high / step) * step]
+    return sorted({round(value, 12) for value in (ends[0], round(math.sqrt(ends[0] * ends[1]) / step) * step, ends[1])})
+
+
+def tick_label(loss: float) -> str:
+    return f"{loss:,.0f}" if loss >= 100 else f"{loss:.2g}"  # "10,000", "20", "0.38"
+
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_label(value: float) -> str:
+    """A tick as a student reads powers of ten: 10⁻³, 2·10⁻⁴, 5 (no "e-04")."""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = round(value / 10.0 ** exponent, 1)
+    if -1 <= exponent <= 2:
+        return f"{value:g}"
+    power = "10" + str(exponent).translate(_SUPERSCRIPTS)
+    return power if mantissa == 1 else f"{mantissa:g}·{power}"
+
+
 def gradient_norms_figure(series: Sequence) -> go.Figure:
     """‖∂score/∂W‖ per weighted layer, input (1) to output, one bar series per model (log scale).
 
@@ -289,9 +325,13 @@ def gradient_norms_figure(series: Sequence) -> go.Figure:
         figure.add_bar(x=list(range(1, len(norms) + 1)), y=[norm for _, norm in norms], name=label,
                        customdata=[name for name, _ in norms], marker_color=colour,
                        hovertemplate=f"{label}<br>layer %{{x}}: %{{customdata}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>")
-    # One label per decade (10⁻⁴, 10⁻³, …): the minor 2-3-5 labels crowd an axis this many decades tall.
+    # Whole decades when the norms span three or more, 1-2-5 steps when less: never a single
+    # label, which leaves a log axis unreadable (issue 38).
+    values = [norm for s in series for _, norm in s.norms if norm > 0 and math.isfinite(norm)]
+    ticks = log_ticks(min(values), max(values)) if values else []
     figure.update_layout(barmode="group", xaxis_title="weighted layer (1 = input side)",
-                         yaxis=dict(title="‖∂ class score / ∂W‖", type="log", dtick=1, exponentformat="power"),
+                         yaxis=dict(title="‖∂ class score / ∂W‖", type="log", tickvals=ticks,
+                                    ticktext=[power_label(tick) for tick in ticks]),
                          height=380, margin=dict(t=30, b=10),
                          legend=dict(orientation="h", y=1.12, font=dict(size=_PROJECTOR_FONT - 2)))
     return _for_projector(figure)

@@ -172,6 +172,27 @@ def depth_orderings(record, key: str = "train_error", step: int | None = None) -
     return panels
 
 
+def fig6_orderings_in_words(record, records: list) -> list[str]:
+    """The two panels' orderings as sentences, at the run's last step: by training error, as
+    Fig. 6's thin curves, except in a panel whose nets were trained with different random
+    erasing (picked from different runs). Erasing raises the training error it is measured
+    on (the model trains on damaged images), so such a panel is compared by validation error,
+    and the sentence says why."""
+    erasing = {name: (r.config.get("augmentation") or {}).get("erasing_p", 0.0)
+               for r in records for name in r.model_names}
+    validated = {panel.shortcuts: panel for panel in depth_orderings(record, "val_error")}
+    sentences = []
+    for panel in depth_orderings(record):
+        names = [name for name, _ in panel.errors]
+        if len({erasing.get(name, 0.0) for name in names}) > 1 and panel.shortcuts in validated:
+            erased = ", ".join(_label(name) for name in names if erasing.get(name))
+            sentences.append(f"{validated[panel.shortcuts].describe()}, by validation error: {erased} trained "
+                             "with random erasing, which raises its training error")
+        else:
+            sentences.append(f"{panel.describe()}, by training error")
+    return sentences
+
+
 # Fig. 6 at the paper's width, on one 35,000-step recipe (README, "Shipped models and runs"):
 # the shipped runs that together hold its four nets, which the lab offers as one pick.
 PAPER_WIDTH_FIG6_RUNS = ("plain-cifar10-35000-steps", "resnet20-cifar10-35000-steps",

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer import figures, ui
-from explorer.lab import depth_orderings, fig6_record, gap_caption
+from explorer.lab import fig6_orderings_in_words, fig6_record, gap_caption
 from explorer.train_config import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
@@ -59,7 +59,7 @@ if records:
     figure = figures.fig6_figure(fig6_run) if as_fig6 else figures.training_curves_figure(records)
     st.plotly_chart(figure, width="stretch")
     if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
-        st.markdown("  \n".join(f"**{p.describe()}**" for p in depth_orderings(fig6_run)))
+        st.markdown("  \n".join(f"**{line}**" for line in fig6_orderings_in_words(fig6_run, records)))
     if why_not:
         st.caption(why_not)
     st.caption("Where each run departs from the paper (§4.2): " + "; ".join(

@@ -74,11 +74,19 @@ def test_choosing_a_plain_net_draws_a_block_without_shortcut():
     assert "F(x) + shortcut" not in at.get("graphviz_chart")[0].proto.spec
 
 
-def test_speed_button_loads_every_depth_and_labels_them_untrained():
+def test_speed_button_loads_every_depth_and_labels_them_untrained(monkeypatch):
+    import functools
+
+    from explorer import speed
+
+    # 64×64 inputs: the page's flow and table at a fifth of the time (timings are tested in test_core)
+    monkeypatch.setattr(speed, "measure_speed", functools.partial(speed.measure_speed, image_size=64))
     at = open_page("../pages/architecture.py")
-    at.select_slider[0].set_value(1)
+    at.select_slider[0].set_value(1).run()
+    assert any(c.value.startswith("Takes about ") for c in at.caption)  # announced before the button
     at.button[0].click().run(timeout=300)
     assert not at.exception
+    assert any("Medians of 3 rounds" in c.value and "1 torch thread," in c.value for c in at.caption)
     speed = at.dataframe[-1].value
     assert list(speed["model"]) == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
     assert set(speed["weights"]) == {"untrained (random init, denormals flushed)"}

@@ -97,9 +97,9 @@ def test_speed_is_timed_with_denormals_flushed_and_the_mode_restored(monkeypatch
     model = _RecordsDenormalMode()
     monkeypatch.setattr(explorer.speed, "build_model", lambda name: model)
     assert not denormals_are_flushed()
-    row = next(measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, repeats=2, flush_denormals=flush))
-    assert not denormals_are_flushed()  # the caller's mode is back while the row is handed over
-    assert model.flushed == [flush] * 5  # warm-up, two batch-1 and two batch-2 passes
+    row = measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, rounds=2, flush_denormals=flush).rows[0]
+    assert not denormals_are_flushed()  # the caller's mode is back when the report is handed over
+    assert model.flushed == [flush] * 5  # warm-up, two rounds of a batch-1 and a batch-2 pass
     assert row.denormals_flushed is flush
 
 
@@ -126,3 +126,42 @@ def test_paper_table_markdown_stacks_each_block_as_the_paper_typesets_it():
     assert pool == "3×3 max pool, stride 2"
     assert blocks == r"$\begin{bmatrix}\text{3×3, 64} \\ \text{3×3, 64}\end{bmatrix} \times 2$"
     assert table["resnet18"][-1] == "1.81"
+
+
+def test_speed_rounds_interleave_the_models_in_one_thread(monkeypatch):
+    """Each round times every model in turn (A, B, A, B), on one torch thread, and the
+    caller's thread count comes back afterwards."""
+    import explorer.speed
+
+    order: list[tuple[str, int]] = []
+
+    class Named(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.fc = name, nn.Linear(3, 2)
+
+        def forward(self, x):
+            order.append((self.name, torch.get_num_threads()))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    monkeypatch.setattr(explorer.speed, "build_model", lambda name: Named(name))
+    before = torch.get_num_threads()
+    report = measure_speed(["resnet20", "resnet56"], torch.device("cpu"), batch_size=2, rounds=2)
+    assert torch.get_num_threads() == before
+    assert [name for name, _ in order] == ["resnet20", "resnet56"] + ["resnet20"] * 2 + ["resnet56"] * 2 + \
+        ["resnet20"] * 2 + ["resnet56"] * 2
+    assert {threads for _, threads in order} == {1} and report.threads == 1 and report.rounds == 2
+    assert [row.name for row in report.rows] == ["resnet20", "resnet56"]
+    assert report.busy_text()
+
+
+def test_speed_estimate_grows_with_multiply_adds_and_rounds():
+    from explorer.speed import estimate_speed_seconds
+
+    small = estimate_speed_seconds(["resnet18"], 0.1, batch_size=4, rounds=3)
+    # ResNet-18: 1.8 GMACs × (1 warm-up + 3 rounds × (1 + 4 images)) × 0.1 s, plus its loading
+    assert small == pytest.approx(1.8 * 16 * 0.1 + 0.2 * 1.8)
+    assert estimate_speed_seconds(["resnet152"], 0.1) > estimate_speed_seconds(["resnet101"], 0.1) > small
+    assert estimate_speed_seconds(["resnet18"], 0.1, rounds=6) > small
+    with pytest.raises(ValueError, match="no multiply-add count"):
+        estimate_speed_seconds(["resnet20"], 0.1)

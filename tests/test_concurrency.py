@@ -86,7 +86,7 @@ def test_every_heavy_page_call_beside_a_training_job(shipped):
             pass
 
     def speed_check():
-        list(measure_speed(["resnet18"], torch.device("cpu"), batch_size=2, image_size=64, repeats=1))
+        measure_speed(["resnet18"], torch.device("cpu"), batch_size=2, image_size=64, rounds=1)
         build_model("resnet20", device="meta")
 
     training = TrainingJob(preset("demo", models=("plain20", "resnet20"), data="synthetic:512", steps=120,

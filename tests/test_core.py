@@ -55,7 +55,7 @@ def test_unavailable_or_unknown_devices_are_refused():
 
 
 def test_speed_rows_label_untrained_models_and_time_real_passes():
-    rows = list(measure_speed(["resnet18", "plain18"], torch.device("cpu"), batch_size=2, image_size=32, repeats=1))
+    rows = measure_speed(["resnet18", "plain18"], torch.device("cpu"), batch_size=2, image_size=32, rounds=1).rows
     assert [row.name for row in rows] == ["resnet18", "plain18"]
     for row in rows:
         assert row.trained is False  # no weights on a fresh machine
@@ -66,4 +66,4 @@ def test_speed_rows_label_untrained_models_and_time_real_passes():
 
 def test_speed_refuses_impossible_settings():
     with pytest.raises(ValueError, match="at least 1"):
-        next(measure_speed(["resnet18"], torch.device("cpu"), batch_size=0))
+        measure_speed(["resnet18"], torch.device("cpu"), batch_size=0)

@@ -283,7 +283,7 @@ def test_figures_share_axes_and_colour_scale():
     drawn = figures.responses_figure([responses], ["resnet20"])
     assert len(drawn.data) == 2 and drawn.layout.yaxis.type == drawn.layout.yaxis2.type == "log"
     study = lesion_study(subject, probe, draws=1)
-    assert len(figures.lesion_blocks_figure([study]).data) == 1
+    assert len(figures.lesion_blocks_figure([study]).data) == 2  # the removals, and the dashed baseline
     assert list(figures.lesion_random_figure([study]).data[0].x) == [0, 1, 2, 3, 4]
     assert list(figures.path_length_figure(4).data[0].y) == [1, 4, 6, 4, 1]
     assert len(figures.branches_figure([branch_ratios(subject, probe)]).data) == 1
@@ -297,7 +297,8 @@ def test_figures_share_axes_and_colour_scale():
     (6.09, 18.47, ["7", "11", "18"]),  # rounded inwards: each label is its tick's exact value
 ])
 def test_loss_ticks_label_any_log_range(low, high, labels):
-    from explorer.inside.figures import _tick_label, loss_ticks
+    from explorer.figures import log_ticks as loss_ticks
+    from explorer.figures import tick_label as _tick_label
 
     ticks = loss_ticks(low, high)
     assert [_tick_label(tick) for tick in ticks] == labels
@@ -347,6 +348,16 @@ def test_block_charts_keep_network_order_across_depths():
     assert list(figures.branches_figure(branches).layout.xaxis.categoryarray) == expected
     studies = [lesion_study(shallow, probe, draws=1), lesion_study(deep, probe, draws=1)]
     figure = figures.lesion_blocks_figure(studies)
-    assert list(figure.layout.xaxis.categoryarray) == expected
-    assert [a.text for a in figure.layout.annotations] == ["tiny-resnet20, nothing removed",
+    # Every stage has the same width whatever the depth (issue 38: the 20-layer line zig-zagged
+    # across slots only the 56-layer net has): block i of n in stage s sits at s + i/n.
+    shallow_x, deep_x = list(figure.data[0].x), list(figure.data[2].x)
+    assert shallow_x == pytest.approx([s + i / 3 for s in (1, 2, 3) for i in range(3)])
+    assert deep_x == pytest.approx([s + i / 9 for s in (1, 2, 3) for i in range(9)])
+    assert shallow_x == sorted(shallow_x) and deep_x == sorted(deep_x)
+    assert list(figure.layout.xaxis.ticktext) == ["layer1", "layer2", "layer3"]
+    assert list(figure.data[0].text) == [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    # "nothing removed" is named in the legend with its error, never as labels that overlap
+    assert not figure.layout.annotations
+    baselines = [trace.name for trace in figure.data if trace.line.dash == "dash"]
+    assert [name.split(":")[0] for name in baselines] == ["tiny-resnet20, nothing removed",
                                                           "tiny-resnet56, nothing removed"]

@@ -463,7 +463,8 @@ def test_page_broken_upload_shows_an_error_and_the_next_upload_works(shipped):
     at = open_page(PAGE)
     at.file_uploader(key="uploads").upload("broken.png", b"\x89PNG not really", "image/png").run()
     assert not at.exception
-    assert "broken.png" in at.error[0].value and "not an image" in at.error[0].value
+    shown = at.error[0].value.replace("\\", "")  # the message is escaped for Markdown (ui.common.escaped)
+    assert "broken.png" in shown and "not an image" in shown
     at.file_uploader(key="uploads").upload("cat.jpg", sample_images()["cat"].read_bytes(), "image/jpeg").run()
     assert not at.exception and not at.error
     assert _cam_panels(at) == 3
@@ -484,3 +485,23 @@ def test_a_link_opens_the_inspect_view_and_a_hostile_one_falls_back(shipped):
     hostile = opened({"model": "../../etc/passwd", "sample": "<img src=x>", "stage": "x" * 500})
     assert sum("From the link" in w.value for w in hostile.warning) >= 2
     assert hostile.selectbox(key="inspect.model").value != "../../etc/passwd"
+
+
+@pytest.mark.parametrize("norms, at_least", [((0.0021, 0.0034), 2), ((1e-6, 3.0), 6)])
+def test_the_gradient_chart_labels_at_least_two_ticks(norms, at_least):
+    """A log axis with one label cannot be read (issue 38): the ticks follow the norms' span."""
+    from types import SimpleNamespace
+
+    from explorer.figures import gradient_norms_figure
+
+    series = [SimpleNamespace(label="resnet20", residual=True, norms=[("conv1", norms[0]), ("fc", norms[1])])]
+    axis = gradient_norms_figure(series).layout.yaxis
+    assert len(axis.tickvals) >= at_least
+    assert all(norms[0] <= tick <= norms[1] for tick in axis.tickvals)
+    assert "e-0" not in " ".join(axis.ticktext)
+
+
+def test_power_labels_read_as_powers_of_ten():
+    from explorer.figures import power_label
+
+    assert [power_label(v) for v in (1e-4, 2e-3, 0.5, 20, 5e4)] == ["10⁻⁴", "2·10⁻³", "0.5", "20", "5·10⁴"]

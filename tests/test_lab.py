@@ -322,7 +322,12 @@ def test_the_shipped_35000_step_runs_replay_together_as_fig6_at_the_papers_width
     assert not at.exception and at.multiselect(key="lab.replay").value == list(PAPER_WIDTH_FIG6_RUNS)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {trace.get("xaxis", "x") for trace in spec["data"]} == {"x", "x2"}
-    assert plain.describe() in " ".join(m.value for m in at.markdown)
+    words = " ".join(m.value for m in at.markdown)
+    assert f"{plain.describe()}, by training error" in words
+    # ResNet-20 was trained with random erasing, ResNet-56 without: their panel is compared by
+    # validation error, and the sentence says why (issue 38)
+    assert ("ResNets: ResNet-20 11.0% > ResNet-56 10.7% (as in Fig. 6), by validation error: ResNet-20 trained "
+            "with random erasing, which raises its training error") in words
 
 
 def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.figures import model_colour
+from explorer.figures import log_ticks, model_colour, tick_label
 from explorer.inside.branches import Branches
 from explorer.inside.landscape import Surface
 from explorer.inside.lesion import LesionStudy, path_length_counts
@@ -75,23 +75,47 @@ def branches_figure(results: Sequence[Branches], registry_names: Sequence[str | 
     return figure
 
 
+def _stage_positions(blocks: Sequence[str]) -> tuple[list[float], dict[str, float]]:
+    """Each block's place on a shared axis where every stage has the same width: block i of a
+    stage with n blocks sits at ``stage + i / n``. A ResNet-20's three blocks a stage and a
+    ResNet-56's nine then line up stage by stage, instead of the shallow net's line zig-zagging
+    across slots only the deep net has. Returns the positions and each stage's centre."""
+    stages: dict[str, list[str]] = {}
+    for block in blocks:
+        stages.setdefault(block.rsplit(".", 1)[0], []).append(block)
+    order = _block_order(list(stages))
+    positions = []
+    for block in blocks:
+        stage = block.rsplit(".", 1)[0]
+        positions.append(order.index(stage) + 1 + stages[stage].index(block) / len(stages[stage]))
+    return positions, {stage: index + 1.5 for index, stage in enumerate(order)}
+
+
 def lesion_blocks_figure(studies: Sequence[LesionStudy], registry_names: Sequence[str | None] = ()) -> go.Figure:
-    """Error with one block removed (Veit et al. Fig. 3a), per block; dashed: nothing removed.
-    Downsampling blocks are drawn as diamonds."""
+    """Error with one block removed (Veit et al. Fig. 3a), per block, each stage drawn the same
+    width whatever the depth; dashed: nothing removed (named in the legend, where the labels of
+    nets with close errors cannot print over each other). Downsampling blocks are diamonds."""
     figure = go.Figure()
     names = list(registry_names) + [None] * (len(studies) - len(registry_names))
+    centres: dict[str, float] = {}
     for study, registry_name in zip(studies, names):
         colour = _colour(registry_name)
-        figure.add_scatter(x=[b.block for b in study.blocks], y=[100 * b.error for b in study.blocks],
-                           name=study.model, mode="lines+markers", line=dict(color=colour),
+        blocks = [b.block for b in study.blocks]
+        xs, stage_centres = _stage_positions(blocks)
+        centres.update(stage_centres)
+        figure.add_scatter(x=xs, y=[100 * b.error for b in study.blocks], name=study.model, mode="lines+markers",
+                           line=dict(color=colour), legendgroup=study.model, text=blocks,
+                           hovertemplate="%{text} removed: %{y:.1f}% error<extra>" + study.model + "</extra>",
                            marker=dict(size=[12 if b.downsampling else 7 for b in study.blocks],
                                        symbol=["diamond" if b.downsampling else "circle" for b in study.blocks]))
-        figure.add_hline(y=100 * study.baseline_error, line=dict(color=colour, dash="dash", width=1),
-                         annotation_text=f"{study.model}, nothing removed", annotation_position="top left",
-                         annotation_font_color=colour)
-    figure.update_layout(height=380, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
-                         yaxis_title="top-1 error (%)", xaxis_title="block removed (◆ downsampling)")
-    figure.update_xaxes(categoryorder="array", categoryarray=_block_order(*([b.block for b in s.blocks] for s in studies)))
+        if xs:
+            figure.add_scatter(x=[1, max(centres.values()) + 0.5], y=[100 * study.baseline_error] * 2, mode="lines",
+                               name=f"{study.model}, nothing removed: {100 * study.baseline_error:.1f}%",
+                               line=dict(color=colour, dash="dash", width=1.5), legendgroup=study.model,
+                               hoverinfo="skip")
+    figure.update_layout(height=420, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.2),
+                         yaxis_title="top-1 error (%)", xaxis_title="block removed, stage by stage (◆ downsampling)")
+    figure.update_xaxes(tickvals=list(centres.values()), ticktext=list(centres), range=[0.9, max(centres.values(), default=1.5) + 0.55])
     return figure
 
 
@@ -125,27 +149,6 @@ def path_length_figure(n: int) -> go.Figure:
 _FLOOR = 1e-6  # a loss of 0 drawn at 10⁻⁶ on a log axis
 
 
-def loss_ticks(low: float, high: float) -> list[float]:
-    """The losses to label on a log axis that runs from ``low`` to ``high``: whole decades when
-    it spans three or more (0.3 to 2·10⁴ on the shipped surfaces), 1-2-5 steps when it spans
-    less, and both ends with their geometric middle (two significant digits, rounded inwards)
-    when even those leave fewer than two labels inside (a small span around a minimum: 0.38
-    to 0.48)."""
-    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-    mantissas = (1,) if math.log10(high / low) >= 3 else (1, 2, 5)
-    inside = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
-    if len(inside) >= 2:
-        return inside
-    # Two significant digits, rounded inwards, so each label is its tick's exact value.
-    step = 10.0 ** (math.floor(math.log10(high)) - 1)
-    ends = [math.ceil(low / step) * step, math.floor(high / step) * step]
-    return sorted({round(value, 12) for value in (ends[0], round(math.sqrt(ends[0] * ends[1]) / step) * step, ends[1])})
-
-
-def _tick_label(loss: float) -> str:
-    return f"{loss:,.0f}" if loss >= 100 else f"{loss:.2g}"  # "10,000", "20", "0.38"
-
-
 def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence[str | None] = ()) -> go.Figure:
     """The 1-D slices (β = 0) of several surfaces on one axis (Li et al. Fig. 3), on a log axis
     as the surfaces, labelled in full (plotly's own minor labels print 0.5 as "5")."""
@@ -155,11 +158,11 @@ def landscape_lines_figure(surfaces: Sequence[Surface], registry_names: Sequence
         figure.add_scatter(x=list(surface.alphas), y=list(surface.line()), name=surface.model, mode="lines",
                            line=dict(color=_colour(registry_name), width=3))
     values = [max(value, _FLOOR) for surface in surfaces for value in surface.line()]
-    ticks = loss_ticks(min(values), max(values)) if values else []
+    ticks = log_ticks(min(values), max(values)) if values else []
     figure.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.12),
                          xaxis_title="α (filter-normalised direction)",
                          yaxis=dict(title="loss (log)", type="log", tickvals=ticks,
-                                    ticktext=[_tick_label(t) for t in ticks]))
+                                    ticktext=[tick_label(t) for t in ticks]))
     return figure
 
 
@@ -170,9 +173,9 @@ def _log_loss_scale(surfaces: Sequence[Surface]) -> tuple[float, float, list[flo
     plain-56 corner): on a linear axis either the basin is flat or the rim is cut off into
     walls. On log10 the whole surface shows, and equal heights still mean equal losses."""
     values = [max(value, _FLOOR) for surface in surfaces for row in surface.loss for value in row]
-    ticks = loss_ticks(min(values), max(values))
+    ticks = log_ticks(min(values), max(values))
     return (math.log10(min(values)), math.log10(max(values)), [math.log10(t) for t in ticks],
-            [_tick_label(t) for t in ticks])
+            [tick_label(t) for t in ticks])
 
 
 def _loss_by_beta(surface: Surface) -> list[list[float]]:
@@ -203,8 +206,12 @@ def landscape_surfaces_figure(surfaces: Sequence[Surface], columns: int = 2) -> 
             colorbar=dict(title="loss", tickvals=ticks, ticktext=labels, tickfont=dict(size=16)),
             hovertemplate="α %{x:.2f}, β %{y:.2f}<br>loss %{customdata:.3g}<extra>" + surface.model + "</extra>"),
             row=index // columns + 1, col=index % columns + 1)
+    # One fixed box for every net: with plotly's "auto" aspect each scene is scaled to its own
+    # data, and a net whose losses span a different range came out flattened (issue 38: plain-56
+    # looked like the smoothest surface). A camera a little farther back keeps the z labels inside.
     figure.update_scenes(zaxis=dict(range=[lowest, highest], title="loss (log)", tickvals=ticks, ticktext=labels),
-                         xaxis_title="α", yaxis_title="β", camera=dict(eye=dict(x=1.5, y=1.5, z=0.9)))
+                         xaxis_title="α", yaxis_title="β", aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.8),
+                         camera=dict(eye=dict(x=1.6, y=1.6, z=1.0)))
     figure.update_annotations(font_size=20)  # the subplot titles
     figure.update_layout(height=520 * rows, margin=dict(t=40, b=10, l=10, r=10))
     return figure

@@ -7,6 +7,7 @@ import streamlit as st
 
 from explorer import figures, speed, tables
 from explorer.ui.common import block_diagrams as traced_block_diagrams
+from explorer.scheduler import spoken_duration
 from explorer.ui.common import current_device
 
 
@@ -25,23 +26,32 @@ def block_diagrams(name: str) -> None:
             st.code(blocks[0].forward_source, language="python")
 
 
+@st.cache_resource(show_spinner=False)
+def _seconds_per_gmac(device_type: str) -> float:
+    """This machine's speed, measured once per server: one ResNet-18 pass (about 0.2 s)."""
+    return speed.calibrate(current_device())
+
+
 def speed_section(depths: list[str]) -> None:
-    """Load and time ``depths`` on the session's device (batch 1 latency, batch N throughput)."""
+    """Load and time ``depths`` on the session's device (batch 1 latency, batch N throughput),
+    with the wait announced before the button is pressed."""
     st.header(f"Load every depth on {current_device().type.upper()}")
-    batch = st.select_slider("Batch size N for throughput", [1, 2, 4, 8, 16, 32, 64, 128], value=8)
+    batch = st.select_slider("Batch size N for throughput", [1, 2, 4, 8, 16, 32, 64, 128], value=4)
+    estimate = speed.estimate_speed_seconds(depths, _seconds_per_gmac(current_device().type), batch_size=batch)
+    st.caption(f"Takes about {spoken_duration(estimate)} on this machine (estimated from one timed ResNet-18 "
+               "pass): every depth is loaded, then timed in 3 interleaved rounds on one thread.")
     if st.button("Load and time ResNet-18…152", type="primary"):
-        progress = st.progress(0.0, text="Loading…")
-        rows = []
-        for row in speed.measure_speed(depths, current_device(), batch_size=batch):
-            rows.append(row)
-            progress.progress(len(rows) / len(depths), text=f"{row.name}: done")
-        st.session_state["speed_rows"] = rows
-    if rows := st.session_state.get("speed_rows"):
-        table = tables.speed_table(rows)
+        progress = st.progress(0.0, text=f"Loading {len(depths)} models…")
+        st.session_state["speed_report"] = speed.measure_speed(
+            depths, current_device(), batch_size=batch,
+            progress=lambda done, total: progress.progress(done / total, text=f"timed {done} of {total} passes"))
+        progress.empty()
+    if report := st.session_state.get("speed_report"):
+        table = tables.speed_table(report.rows)
         numbers = {column: st.column_config.NumberColumn(format="localized")
                    for column, value in table[0].items() if isinstance(value, float)}
         st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
-        st.plotly_chart(figures.speed_figure(rows), width="stretch")
-        st.caption("Timed with denormal floats flushed to zero (`torch.set_flush_denormal`), so the times "
-                   "measure the models' cost, not their weights' values; on a CPU shared with other work "
-                   "they still vary from run to run.")
+        st.plotly_chart(figures.speed_figure(report.rows), width="stretch")
+        st.caption(f"Medians of {report.rounds} rounds, each timing every model in turn, on {report.threads} "
+                   f"torch thread{'s' if report.threads != 1 else ''}, with denormal floats flushed to zero "
+                   "(`torch.set_flush_denormal`), so the times measure the models' cost. " + report.busy_text())
