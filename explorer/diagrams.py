@@ -65,9 +65,11 @@ def block_dot(block: nn.Module, title: str) -> str:
     lines = [
         "digraph block {",
         "  rankdir=TB; nodesep=0.5; ranksep=0.3;",
-        f'  label="{title}"; labelloc=t; fontsize=16; fontname="Helvetica";',
-        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=11];',
-        '  edge [color="#1f77b4", penwidth=1.6];',
+        # Projector sizes (issue 38): Streamlit shrinks the drawing to its column, two blocks
+        # side by side, so labels are drawn large (18-22 pt) and lines thick.
+        f'  label="{title}"; labelloc=t; fontsize=22; fontname="Helvetica";',
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=18];',
+        '  edge [color="#1f77b4", penwidth=2.4, fontname="Helvetica", fontsize=16];',
     ]
     for node in traced.graph.nodes:
         if node.op == "placeholder":
@@ -80,7 +82,7 @@ def block_dot(block: nn.Module, title: str) -> str:
             lines.append(f'  {node.name} [label="{_label(node.target, modules[node.target])}", fillcolor="{fill}"];')
         elif _is_add(node):
             lines.append(f'  {node.name} [label="+", xlabel="F(x) + shortcut", shape=circle, '
-                         'width=0.45, fixedsize=true, fontsize=20, fillcolor="#fff7d6"];')
+                         'width=0.6, fixedsize=true, fontsize=26, fillcolor="#fff7d6"];')
         else:
             lines.append(f'  {node.name} [label="{node.name}"];')
     for node in traced.graph.nodes:

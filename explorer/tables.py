@@ -45,6 +45,12 @@ def weights_label(name: str) -> str:
     return "untrained: weights not on this machine" if status.filename else "untrained: none published"
 
 
+def weights_cell(name: str) -> str:
+    """The zoo table's short form of :func:`weights_label`, narrow enough for a projector's table."""
+    status = weights.weights_status(get_model_spec(name))
+    return "ImageNet ✓" if status.present else ("not downloaded" if status.filename else "none published")
+
+
 def model_option(name: str) -> str:
     """A model picker's line: "resnet50 · ImageNet weights"."""
     return f"{name} · {weights_label(name)}"
@@ -59,9 +65,9 @@ def zoo_table(rows: list[ZooRow]) -> list[dict]:
         "params (M)": round(row.params / 1e6, 2),
         "GMACs (measured)": round(row.gmacs, 2),
         "GMACs (paper)": shown(row.paper_gmacs),
-        "top-1 error % (torchvision weights, 1 crop)": shown(None if row.imagenet_top1 is None else 100 - row.imagenet_top1, 2),
-        "top-1 error % (paper, 10 crops)": shown(row.paper_top1_error),
-        "weights here": weights_label(row.name),
+        "top-1 err % (torchvision, 1 crop)": shown(None if row.imagenet_top1 is None else 100 - row.imagenet_top1, 2),
+        "top-1 err % (paper, 10 crops)": shown(row.paper_top1_error),
+        "weights here": weights_cell(row.name),
     } for row in rows]
 
 

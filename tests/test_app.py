@@ -33,7 +33,7 @@ def test_architecture_page_without_weights_labels_models_untrained():
     assert "python -m explorer weights download resnet18 resnet34 resnet50 resnet101 resnet152 vgg19" in banner
     assert os.environ["EXPLORER_PRETRAINED_DIR"] in banner
     zoo = at.dataframe[0].value
-    assert set(zoo["weights here"]) == {"untrained: weights not on this machine", "untrained: none published"}
+    assert set(zoo["weights here"]) == {"not downloaded", "none published"}
     assert len(zoo) == 11  # all rows, shown without an inner scrollbar (height from tables.row_height)
     assert zoo.set_index("model").loc["resnet152", "params (M)"] == pytest.approx(60.19)
     cifar = at.dataframe[1].value.set_index("model")
@@ -54,7 +54,7 @@ def test_architecture_page_with_weights_present_drops_the_banner():
             (folder / weights_filename(spec.weights)).write_bytes(b"")
     at = open_page("../pages/architecture.py")
     assert not at.warning
-    assert at.dataframe[0].value.set_index("model").loc["resnet50", "weights here"] == "ImageNet weights"
+    assert at.dataframe[0].value.set_index("model").loc["resnet50", "weights here"] == "ImageNet ✓"
 
 
 def test_choosing_a_cifar_net_draws_its_zero_padding_and_identity_blocks():

@@ -165,3 +165,16 @@ def test_speed_estimate_grows_with_multiply_adds_and_rounds():
     assert estimate_speed_seconds(["resnet18"], 0.1, rounds=6) > small
     with pytest.raises(ValueError, match="no multiply-add count"):
         estimate_speed_seconds(["resnet20"], 0.1)
+
+
+def test_block_diagrams_are_drawn_at_projector_sizes():
+    """Labels at least 18 pt and lines thick: Streamlit shrinks the drawing to half the page."""
+    import re
+
+    from explorer.diagrams import block_dot
+    from explorer.models import build_model
+
+    dot = block_dot(build_model("resnet18").layer2[0], "first projection block")
+    sizes = [float(size) for size in re.findall(r"fontsize=(\d+(?:\.\d+)?)", dot)]
+    assert sizes and min(sizes) >= 16 and re.search(r"node \[[^]]*fontsize=18", dot)
+    assert float(re.search(r"penwidth=([\d.]+)", dot).group(1)) >= 2

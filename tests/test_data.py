@@ -404,7 +404,10 @@ def test_cifar10_offline_names_the_folder(monkeypatch, cache_dir, error):
         load_data("cifar10")
     message = str(info.value)
     assert str(cache_dir / "cifar10" / "cifar-10-batches-py") in message
-    assert "folder:PATH" in message
+    assert "folder:PATH" in message and "pack:cifar10-demo" in message  # the offline way out
+    assert "URLError" not in message and "Errno" not in message  # said in words (issue 38)
+    if isinstance(error, urllib.error.URLError):
+        assert "no internet connection" in message
 
 
 def test_cifar10_honours_cache_dir_argument(monkeypatch, tmp_path):

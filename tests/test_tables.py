@@ -13,9 +13,9 @@ def test_zoo_table_prints_error_not_accuracy_and_no_none():
     records = tables.zoo_table([zoo_row("resnet50"), zoo_row("resnet50_v1")])
     torchvision, paper_variant = records
     # torchvision's ResNet-50 weights: 76.13% top-1 accuracy, printed as 23.87% error beside the paper's 22.85
-    assert torchvision["top-1 error % (torchvision weights, 1 crop)"] == "23.87"
-    assert torchvision["top-1 error % (paper, 10 crops)"] == "22.85"
-    assert paper_variant["top-1 error % (torchvision weights, 1 crop)"] == tables.MISSING  # no published weights
+    assert torchvision["top-1 err % (torchvision, 1 crop)"] == "23.87"
+    assert torchvision["top-1 err % (paper, 10 crops)"] == "22.85"
+    assert paper_variant["top-1 err % (torchvision, 1 crop)"] == tables.MISSING  # no published weights
     assert not any("accuracy" in column or "top-1 %" in column for column in torchvision)
     assert None not in _cells(records) and "None" not in map(str, _cells(records))
 

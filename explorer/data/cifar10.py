@@ -27,11 +27,11 @@ def load_cifar10(
         dataset = torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
         raise DataError(
-            f"Could not load CIFAR-10 ({type(error).__name__}: {error}). torchvision looks for the "
-            f"extracted folder {root / 'cifar-10-batches-py'} and downloads it there when it is "
-            f"missing, which needs internet. Copy cifar-10-batches-py into {root} (or set "
-            f"EXPLORER_CACHE_DIR), or use 'folder:PATH' with an ImageFolder tree "
-            f"PATH/<class>/<image>.png instead."
+            f"CIFAR-10 is not on this machine and could not be downloaded ({_reason(error)}). "
+            f"Either put torchvision's extracted copy at {root / 'cifar-10-batches-py'} (or set "
+            "EXPLORER_CACHE_DIR), or use 'folder:PATH' with an ImageFolder tree PATH/<class>/<image>. "
+            "Offline, the CIFAR-10 images shipped with the app ('pack:cifar10-demo', 'pack:cifar10-eval') "
+            "work without either."
         ) from error
     # The batches are already decoded: (N, 32, 32, 3) uint8 numpy, no per-image PIL needed.
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
@@ -39,6 +39,19 @@ def load_cifar10(
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     report_progress(progress, images.shape[0], images.shape[0])
     return images, labels, tuple(dataset.classes)
+
+
+def _reason(error: Exception) -> str:
+    """Why the download failed, in words: "no internet connection", not a raw ``URLError``."""
+    import urllib.error
+
+    reason = getattr(error, "reason", None)
+    if isinstance(error, urllib.error.URLError) or isinstance(reason, OSError):
+        return "no internet connection"
+    if isinstance(error, FileNotFoundError):
+        return "its folder is missing"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:120]
 
 
 def resize_uint8(images: torch.Tensor, image_size: int) -> torch.Tensor:
