@@ -259,3 +259,27 @@ def test_models_cli_shows_each_architectures_best_checkpoint(capsys):
     assert rows["resnet20"]["checkpoint_val_error"] == 0.125
     assert rows["resnet20"]["trained_here"] == "12.5% (second, 100 steps)"
     assert rows["plain20"]["checkpoint"] is None and rows["resnet50"]["trained_here"] is None
+
+
+def test_samples_are_held_out_images_the_best_model_gets_right(monkeypatch):
+    """How the ten samples were chosen (README, issue 38): for each class, the first image of
+    the shipped evaluation pack (held out from every shipped model's training) that ResNet-56
+    classifies correctly. So the default view shows a working model on a typical picture:
+    9 of the 10 are their class's very first image in the pack; deer needed its second."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    from explorer.images import read_image_file, sample_images
+
+    pack = Path(__file__).resolve().parents[1] / "pretrained" / "data" / "cifar10-eval.safetensors"
+    with safe_open(str(pack), "pt") as handle:
+        digests = {bytes(row.tolist()) for row in handle.get_tensor("sha256")}
+    samples = sample_images()
+    assert sorted(samples) == CIFAR10_CLASSES
+    for path in samples.values():
+        assert hashlib.sha256(path.read_bytes()).digest() in digests
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(Path(__file__).resolve().parents[1] / "pretrained"))
+    model = load_classifier("resnet56-cifar10")
+    predictions = model.predict([read_image_file(samples[name]) for name in CIFAR10_CLASSES], topk=1)
+    assert [p[0].label for p in predictions] == CIFAR10_CLASSES
