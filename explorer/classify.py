@@ -75,6 +75,20 @@ class ClassifierSource:
     def trained(self) -> bool:
         return self.kind != "untrained"
 
+    def photo_caveat(self) -> str | None:
+        """What a student should know before trusting this model on their own photo, or None.
+
+        A classifier cannot say "none of these": given a photo of a person or a flower, a
+        CIFAR-10 net still picks one of its ten classes, often with high confidence (Grace
+        Hopper came out "dog 90.9%"). Its confidence is not a test of whether the photo is one
+        it knows, so the caveat is shown for every photo, not only for low scores."""
+        if self.input_size > 64 or len(self.classes) > 100:
+            return None
+        return (f"{self.name} knows only {len(self.classes)} classes ({', '.join(self.classes)}), seen as "
+                f"{self.input_size}×{self.input_size}-pixel pictures. On a photo of anything else it still "
+                "picks one of them, often with high confidence. For everyday photos, use an ImageNet ResNet "
+                "(1,000 classes): `python -m explorer weights download resnet50`.")
+
     def load(self, device: torch.device | str = "cpu") -> Classifier:
         """Build the model and load the weights, checked (the manifest's sha256, a strict
         load); in eval mode with frozen parameters, so it can be shared."""

@@ -283,3 +283,13 @@ def test_samples_are_held_out_images_the_best_model_gets_right(monkeypatch):
     model = load_classifier("resnet56-cifar10")
     predictions = model.predict([read_image_file(samples[name]) for name in CIFAR10_CLASSES], topk=1)
     assert [p[0].label for p in predictions] == CIFAR10_CLASSES
+
+
+def test_a_cifar_model_warns_about_photos_of_other_things(monkeypatch):
+    """Issue 38: a CIFAR net names one of its 10 classes for any photo; the page says so, with
+    the one command that fetches a 1,000-class model."""
+    monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
+    caveat = resolve_classifier("resnet56-cifar10").photo_caveat()
+    assert "knows only 10 classes" in caveat and "32×32" in caveat
+    assert "`python -m explorer weights download resnet50`" in caveat
+    assert resolve_classifier("resnet50", allow_untrained=True).photo_caveat() is None  # 1,000 classes, 224 px
