@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.architecture import ZooRow
+from explorer.axes import log_ticks, power_label
 from explorer.speed import SpeedRow
 
 _BLOCK_COLOURS = {"basic": "#1f77b4", "bottleneck": "#2ca02c", "plain": "#ff7f0e", "vgg": "#7f7f7f"}
@@ -277,41 +278,6 @@ def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: floa
     figure.update_yaxes(visible=False)
     figure.update_layout(height=260, margin=dict(t=30, b=0, l=0, r=0))
     return figure
-
-
-def log_ticks(low: float, high: float) -> list[float]:
-    """The values to label on a log axis that runs from ``low`` to ``high``: whole decades when
-    it spans three or more (0.3 to 2·10⁴ on the shipped surfaces), 1-2-5 steps when it spans
-    less, and both ends with their geometric middle (two significant digits, rounded inwards)
-    when even those leave fewer than two labels inside (a small span around a minimum: 0.38
-    to 0.48)."""
-    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-    mantissas = (1,) if math.log10(high / low) >= 3 else (1, 2, 5)
-    inside = [m * 10.0 ** d for d in decades for m in mantissas if low <= m * 10.0 ** d <= high]
-    if len(inside) >= 2:
-        return inside
-    # Two significant digits, rounded inwards, so each label is its tick's exact value.
-    step = 10.0 ** (math.floor(math.log10(high)) - 1)
-    ends = [math.ceil(low / step) * step, math.floor(high / step) * step]
-    return sorted({round(value, 12) for value in (ends[0], round(math.sqrt(ends[0] * ends[1]) / step) * step, ends[1])})
-
-
-def tick_label(loss: float) -> str:
-    return f"{loss:,.0f}" if loss >= 100 else f"{loss:.2g}"  # "10,000", "20", "0.38"
-
-
-
-_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def power_label(value: float) -> str:
-    """A tick as a student reads powers of ten: 10⁻³, 2·10⁻⁴, 5 (no "e-04")."""
-    exponent = math.floor(math.log10(value) + 1e-9)
-    mantissa = round(value / 10.0 ** exponent, 1)
-    if -1 <= exponent <= 2:
-        return f"{value:g}"
-    power = "10" + str(exponent).translate(_SUPERSCRIPTS)
-    return power if mantissa == 1 else f"{mantissa:g}·{power}"
 
 
 def gradient_norms_figure(series: Sequence) -> go.Figure:

@@ -119,6 +119,31 @@ def _threads(count: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+def _timed_rounds(models: dict, inputs: dict, device: torch.device, rounds: int,
+                  progress: Callable[[int, int], None] | None):
+    """Warm every model up, then time each in turn, ``rounds`` times: (batch-1 seconds, batch-N
+    seconds, CUDA peak MB) per model."""
+    latency: dict[str, list[float]] = {name: [] for name in models}
+    batch: dict[str, list[float]] = {name: [] for name in models}
+    peak: dict[str, float | None] = {name: None for name in models}
+    for name, model in models.items():
+        model(inputs[name][0])  # warm-up: lazy initialisation, cuDNN algorithm search
+    total, done = 2 * len(models) * rounds, 0
+    for _ in range(rounds):
+        for name, model in models.items():
+            one, many = inputs[name]
+            latency[name].append(_seconds(lambda: model(one), device))
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            batch[name].append(_seconds(lambda: model(many), device))
+            if device.type == "cuda":
+                peak[name] = torch.cuda.max_memory_allocated(device) / 2**20
+            done += 2
+            if progress is not None:
+                progress(done, total)
+    return latency, batch, peak
+
+
 def measure_speed(names: Iterable[str], device: torch.device, *, batch_size: int = 4,
                   image_size: int | None = None, rounds: int = 3, threads: int | None = 1,
                   flush_denormals: bool = True,
@@ -140,6 +165,8 @@ def measure_speed(names: Iterable[str], device: torch.device, *, batch_size: int
     names = list(names)
     if batch_size < 1 or rounds < 1:
         raise ValueError("batch_size and rounds must be at least 1.")
+    other = OtherLoad(window_s=0.0)
+    other.cores()  # the first reading: the report's is the load over the whole timing
     loaded = {name: _loaded(name, device) for name in names}
     inputs = {}
     for name in names:
@@ -148,27 +175,9 @@ def measure_speed(names: Iterable[str], device: torch.device, *, batch_size: int
             height = width = image_size
         inputs[name] = (torch.randn(1, channels, height, width, device=device),
                         torch.randn(batch_size, channels, height, width, device=device))
-    latency: dict[str, list[float]] = {name: [] for name in names}
-    batch: dict[str, list[float]] = {name: [] for name in names}
-    peak: dict[str, float | None] = {name: None for name in names}
-    other = OtherLoad(window_s=0.0)
-    other.cores()
-    total, done = 2 * len(names) * rounds, 0
     with torch.inference_mode(), _threads(threads) as used, flushed_denormals(flush_denormals) as flushed:
-        for name in names:
-            loaded[name][0](inputs[name][0])  # warm-up: lazy initialisation, cuDNN algorithm search
-        for _ in range(rounds):
-            for name in names:
-                model, (one, many) = loaded[name][0], inputs[name]
-                latency[name].append(_seconds(lambda: model(one), device))
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                batch[name].append(_seconds(lambda: model(many), device))
-                if device.type == "cuda":
-                    peak[name] = torch.cuda.max_memory_allocated(device) / 2**20
-                done += 2
-                if progress is not None:
-                    progress(done, total)
+        models = {name: loaded[name][0] for name in names}
+        latency, batch, peak = _timed_rounds(models, inputs, device, rounds, progress)
     rows = []
     for name in names:
         model, trained, load_s = loaded[name]

@@ -297,8 +297,8 @@ def test_figures_share_axes_and_colour_scale():
     (6.09, 18.47, ["7", "11", "18"]),  # rounded inwards: each label is its tick's exact value
 ])
 def test_loss_ticks_label_any_log_range(low, high, labels):
-    from explorer.figures import log_ticks as loss_ticks
-    from explorer.figures import tick_label as _tick_label
+    from explorer.axes import log_ticks as loss_ticks
+    from explorer.axes import tick_label as _tick_label
 
     ticks = loss_ticks(low, high)
     assert [_tick_label(tick) for tick in ticks] == labels

@@ -129,24 +129,16 @@ def _split_order(count: int) -> torch.Tensor:
     return torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
 
 
-def build_pack(root: Path, spec: PackSpec, out_dir: Path) -> PackEntry:
-    """Build ``spec`` from the CIFAR-10 training folder ``root`` (50,000 files, ImageFolder
-    layout) into ``out_dir/<name>.safetensors`` and add it to ``out_dir/manifest.json``."""
-    from safetensors.torch import save_file
-
-    from explorer.files import atomic_write, locked
-
-    classes, files = scan_folder(root)
-    if len(files) != 50_000:
-        raise DataError(f"{root} holds {len(files):,} images; the packs are cut from CIFAR-10's 50,000 "
-                        "training images (the split every shipped checkpoint used).")
+def _chosen_images(files, classes: tuple[str, ...], spec: PackSpec) -> list[tuple[int, int, bool]]:
+    """(index in the sorted listing, label, held out) of every image ``spec`` takes: each
+    class's first images of its part of the split, in the split's shuffled order."""
     order = _split_order(len(files)).tolist()
     part = order[:SPLIT_VAL] if spec.part == "val" else order[SPLIT_VAL:]
     wanted = spec.classes or classes
     label_of = {name: i for i, name in enumerate(wanted)}
     train_take = {name: spec.per_class for name in wanted}
     held_take = {name: spec.held_out_per_class for name in wanted}
-    chosen: list[tuple[int, int, bool]] = []  # (index in the sorted listing, label, held out)
+    chosen: list[tuple[int, int, bool]] = []
     for index in part:
         name = files[index].relative.split("/", 1)[0]
         if name not in label_of:
@@ -158,27 +150,42 @@ def build_pack(root: Path, spec: PackSpec, out_dir: Path) -> PackEntry:
             held_take[name] -= 1
             chosen.append((index, label_of[name], True))
     if any(train_take.values()) or any(held_take.values()):
-        raise DataError(f"{root} has too few images of some class for {spec.name}.")
-    chosen.sort(key=lambda c: (c[2], c[1], c[0]))  # training part first, by class: easy to read back
-    blobs = [(root / files[index].relative).read_bytes() for index, _, _ in chosen]
+        raise DataError(f"The folder has too few images of some class for {spec.name}.")
+    return sorted(chosen, key=lambda c: (c[2], c[1], c[0]))  # training part first, by class
+
+
+def _pack_tensors(blobs: list[bytes], chosen: list[tuple[int, int, bool]]) -> dict[str, torch.Tensor]:
     offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-    tensors = {
+    digests = np.stack([np.frombuffer(hashlib.sha256(b).digest(), dtype=np.uint8) for b in blobs])
+    return {
         "jpeg": torch.from_numpy(np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()),
         "offsets": torch.from_numpy(offsets),
         "labels": torch.tensor([label for _, label, _ in chosen], dtype=torch.int64),
         "held_out": torch.tensor([held for _, _, held in chosen], dtype=torch.bool),
         "source_index": torch.tensor([index for index, _, _ in chosen], dtype=torch.int64),
-        "sha256": torch.tensor(np.stack([np.frombuffer(hashlib.sha256(b).digest(), dtype=np.uint8)
-                                         for b in blobs])),
+        "sha256": torch.from_numpy(digests),
     }
+
+
+def build_pack(root: Path, spec: PackSpec, out_dir: Path) -> PackEntry:
+    """Build ``spec`` from the CIFAR-10 training folder ``root`` (50,000 files, ImageFolder
+    layout) into ``out_dir/<name>.safetensors`` and add it to ``out_dir/manifest.json``."""
+    from safetensors.torch import save
+
+    from explorer.files import atomic_write, locked
+
+    classes, files = scan_folder(root)
+    if len(files) != 50_000:
+        raise DataError(f"{root} holds {len(files):,} images; the packs are cut from CIFAR-10's 50,000 "
+                        "training images (the split every shipped checkpoint used).")
+    chosen = _chosen_images(files, classes, spec)
+    blobs = [(root / files[index].relative).read_bytes() for index, _, _ in chosen]
+    wanted = spec.classes or classes
     metadata = {"classes": json.dumps(list(wanted)),
                 "paths": json.dumps([files[index].relative for index, _, _ in chosen])}
     out_dir.mkdir(parents=True, exist_ok=True)
     file = f"{spec.name}.safetensors"
-    temporary = out_dir / f".{file}.building"
-    save_file(tensors, str(temporary), metadata=metadata)
-    atomic_write(out_dir / file, temporary.read_bytes())
-    temporary.unlink()
+    atomic_write(out_dir / file, save(_pack_tensors(blobs, chosen), metadata=metadata))
     held = sum(1 for c in chosen if c[2])
     entry = PackEntry(
         name=spec.name, file=file, sha256=hashlib.sha256((out_dir / file).read_bytes()).hexdigest(),

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.figures import log_ticks, model_colour, tick_label
+from explorer.axes import log_ticks, tick_label
+from explorer.figures import model_colour
 from explorer.inside.branches import Branches
 from explorer.inside.landscape import Surface
 from explorer.inside.lesion import LesionStudy, path_length_counts
