@@ -2,9 +2,22 @@
 
 The archive comes from a browser, so every entry is checked before a single byte is
 written: names that climb out of the folder (``../x.jpg``, absolute paths, drive letters),
-links, encrypted entries, absurd sizes (a "zip bomb" expands a few kilobytes into
-gigabytes) and layouts that are not ``class/image.jpg`` are refused with a message that
-says what to fix. Only image files are extracted; everything else is listed as ignored.
+links, encrypted entries and layouts that are not ``class/image.jpg`` are refused with a
+message that says what to fix. A "zip bomb" expands a few kilobytes into gigabytes, so the
+budgets of :mod:`explorer.limits` are checked on the archive's directory first, for the
+archive as a whole (no entry is exempt, however small: 300 entries of 1 MiB of zeros are a
+339 KB zip that expands 900-fold):
+
+- at most :data:`~explorer.limits.ZIP_ENTRIES` entries;
+- at most :data:`~explorer.limits.ZIP_BYTES` uncompressed (and no more than the session may
+  keep on disk, :data:`~explorer.limits.SESSION_DISK`);
+- the uncompressed total at most :data:`~explorer.limits.ZIP_RATIO` times the zip's own size.
+
+Then each image goes through the image gate (:func:`explorer.images.open_image`: format from
+its content, pixel and decoded-byte caps) before it is written, so an EPS named ``.jpg`` or a
+PNG declaring 169 megapixels is refused at upload, by name. Only image files are extracted;
+everything else is listed as ignored. The sizes the directory declares are also enforced while
+extracting (:func:`_copy_at_most`), so a lying header cannot write more.
 """
 
 from __future__ import annotations
@@ -17,11 +30,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from explorer import limits
 from explorer.data import IMAGE_EXTENSIONS
+from explorer.images import ImageError, ImageLimits, open_image
 
-MAX_ENTRIES = 100_000
-MAX_TOTAL_BYTES = 2 * 1024**3  # uncompressed: 2 GB; CIFAR-10 as JPEGs is about 150 MB
-MAX_RATIO = 200  # uncompressed / compressed per entry; JPEGs barely compress, bombs by ×1000s
 _SKIPPED_PREFIXES = ("__MACOSX/",)  # macOS Finder adds resource forks to every zip it makes
 
 
@@ -54,24 +66,48 @@ def _checked_name(info: zipfile.ZipInfo) -> PurePosixPath:
     return path
 
 
-def _listed_files(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Every entry to consider, each name checked; refuses archives too big or too many to unpack."""
+@dataclass(frozen=True)
+class ZipLimits:
+    """The budgets one archive must fit, read once from :mod:`explorer.limits`."""
+
+    entries: int
+    total_bytes: int  # uncompressed; the smaller of ZIP_BYTES and SESSION_DISK
+    ratio: int
+
+    @classmethod
+    def current(cls) -> ZipLimits:
+        return cls(limits.ZIP_ENTRIES.value(), min(limits.ZIP_BYTES.bytes(), limits.SESSION_DISK.bytes()),
+                   limits.ZIP_RATIO.value())
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def _listed_files(archive: zipfile.ZipFile, archive_bytes: int,
+                  caps: ZipLimits) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Every entry to consider, each name checked; refuses archives too big, too many or
+    too compressed to unpack, judged over the whole archive from its directory."""
     infos = archive.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise ArchiveError(f"The zip has {len(infos):,} entries, more than the {MAX_ENTRIES:,} allowed.")
+    if len(infos) > caps.entries:
+        raise ArchiveError(f"The zip has {len(infos):,} entries, more than the {caps.entries:,} allowed "
+                           f"({limits.ZIP_ENTRIES.env}).")
+    declared = sum(info.file_size for info in infos)  # every entry, skipped ones too: all are read by zipfile
+    if declared > caps.total_bytes:
+        raise ArchiveError(f"The zip expands to {_megabytes(declared)}, more than the {_megabytes(caps.total_bytes)} "
+                           f"a session may unpack ({limits.ZIP_BYTES.env}, {limits.SESSION_DISK.env}). "
+                           "Upload fewer or smaller images.")
+    if declared > caps.ratio * max(archive_bytes, 1):
+        raise ArchiveError(f"The zip's {archive_bytes:,} bytes expand to {_megabytes(declared)}, "
+                           f"{declared / max(archive_bytes, 1):,.0f} times its size; at most {caps.ratio}× is "
+                           f"allowed ({limits.ZIP_RATIO.env}), since photos barely compress. The zip looks like a "
+                           "zip bomb and is refused.")
     files = []
     for info in infos:
         path = _checked_name(info)
         if info.is_dir() or info.filename.startswith(_SKIPPED_PREFIXES) or _is_hidden(path.parts):
             continue
-        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1024**2:
-            raise ArchiveError(f"The entry {info.filename!r} expands {info.file_size // max(info.compress_size, 1):,}×: "
-                               "the zip looks like a zip bomb and is refused.")
         files.append((info, path))
-    total = sum(info.file_size for info, _ in files)
-    if total > MAX_TOTAL_BYTES:
-        raise ArchiveError(f"The zip expands to {total / 1024**3:.1f} GB, more than the "
-                           f"{MAX_TOTAL_BYTES / 1024**3:.0f} GB allowed.")
     return files
 
 
@@ -95,18 +131,43 @@ def _class_layout(images: list[tuple[zipfile.ZipInfo, PurePosixPath]]) -> dict[s
     return layout
 
 
+def _copy_at_most(source, limit: int) -> bytes:
+    """Read ``source`` whole, but never more than ``limit`` bytes (``ArchiveError`` past it)."""
+    data = source.read(limit + 1)
+    if len(data) > limit:
+        raise ArchiveError("An entry holds more bytes than the zip's directory declares; the zip is refused.")
+    return data
+
+
 def _extract(archive: zipfile.ZipFile, layout: dict[str, tuple[str, ...]], parent: Path) -> Path:
-    """Write the images into a new folder under ``parent``; on any failure remove it whole."""
+    """Check each image with the image gate and write it into a new folder under ``parent``;
+    on any failure remove the folder whole."""
     parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="upload-", dir=parent)).resolve()
+    caps = ImageLimits.current()
     try:
         for name, parts in layout.items():
             target = (root / Path(*parts)).resolve()
             if root not in target.parents:  # cannot happen after the checks above; never write outside
                 raise ArchiveError(f"The entry {name!r} would be written outside the upload folder.")
+            info = archive.getinfo(name)
+            if info.file_size > caps.file_bytes:
+                raise ArchiveError(f"The entry {name!r} is {_megabytes(info.file_size)}, larger than the "
+                                   f"{_megabytes(caps.file_bytes)} allowed for one image ({limits.IMAGE_FILE.env}).")
+            with archive.open(info) as source:
+                data = _copy_at_most(source, info.file_size)
+            # The header half of the gate (about 30 µs a CIFAR JPEG): the pixels are decoded when
+            # the data set is loaded, through the same gate (explorer.data.decoder).
+            with open_image(data, repr(name), caps, aspect=False):
+                pass
             target.parent.mkdir(exist_ok=True)
-            with archive.open(name) as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink)
+            # A plain write, not files.atomic_write: the folder is new and private to this call
+            # and is removed whole on any failure, and an fsync per file would make a
+            # 50,000-image zip take minutes.
+            target.write_bytes(data)
+    except ImageError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        raise ArchiveError(f"The entry {error} Nothing was extracted.") from error
     except (OSError, zipfile.BadZipFile, ArchiveError, EOFError) as error:
         shutil.rmtree(root, ignore_errors=True)
         if isinstance(error, ArchiveError):
@@ -115,16 +176,17 @@ def _extract(archive: zipfile.ZipFile, layout: dict[str, tuple[str, ...]], paren
     return root
 
 
-def unpack_class_zip(data: bytes, parent: Path) -> UnpackedArchive:
+def unpack_class_zip(data: bytes, parent: Path, caps: ZipLimits | None = None) -> UnpackedArchive:
     """Check ``data`` (a zip of ``class/image`` entries, optionally inside one top folder) and
     extract its images into a new folder under ``parent``. Raises :class:`ArchiveError`,
-    having written nothing, when the archive is unusable."""
+    having written nothing, when the archive is unusable or over a budget (``caps``, by
+    default :meth:`ZipLimits.current`)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
         raise ArchiveError(f"This is not a zip file ({error}). Upload a .zip of one folder per class.") from error
     with archive:
-        files = _listed_files(archive)
+        files = _listed_files(archive, len(data), caps or ZipLimits.current())
         images = [(info, path) for info, path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
         ignored = tuple(info.filename for info, path in files if path.suffix.lower() not in IMAGE_EXTENSIONS)
         if not images:

@@ -114,3 +114,12 @@ def locked(path: str | Path) -> Iterator[None]:
         finally:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def free_name(name: str, taken) -> str:
+    """``name`` if it is not in ``taken``, else the first free ``name-2``, ``name-3``, … (a
+    save that must not replace another, offered a name that replaces nothing)."""
+    number = 1
+    while (candidate := name if number == 1 else f"{name}-{number}") in taken:
+        number += 1
+    return candidate

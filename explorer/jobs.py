@@ -4,7 +4,15 @@ The worker owns the models; the UI only ever reads a job's ``snapshot()``, a cop
 under the lock, and shows its ``progress_text()``. The worker never touches the UI. A lab
 run (:class:`TrainingJob`) and a fine-tuning run (:class:`FinetuneJob`) share the thread,
 the stop flag, the lock and the failure handling (:class:`BackgroundJob`), and the shape of
-what a reader sees (:class:`Snapshot`).
+what a reader sees (explorer.snapshots); so do the "Why shortcuts work" computations
+(explorer.compute_jobs.ComputeJob).
+
+In the app a job runs under the server's rules (explorer.scheduler, issue 37): Start is
+refused with a sentence when the session already has its job or the queue is full, and a job
+that holds its slot for the time limit (limits.JOB_SECONDS) stops at its next step boundary,
+keeping its steps; its snapshot says so (explorer.snapshots.TimeLimit). A job that has ended lets go of
+its data set and models, keeping only what the page shows (the record, the metrics, a
+fine-tuned model to save), unless a stopped lab run can still be resumed.
 """
 
 from __future__ import annotations
@@ -12,105 +20,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from explorer.data import load_data
-from explorer.loop import eta_s, safe_name
-from explorer.runs import RunRecord, new_record, save_run
-from explorer.scheduler import Scheduler, Ticket, spoken_duration
+from explorer.estimates import STEP_TIMES
+from explorer.loop import eta_s
+from explorer.runs import new_record, save_new_run, save_run
+from explorer.scheduler import Scheduler, Ticket
+from explorer.snapshots import FinetuneSnapshot, JobSnapshot, QueuePlace, Snapshot, TimeLimit
 from explorer.train import TrainConfig, Training, check_config, layer_names, load_training_data
 from explorer.transfer import FinetuneConfig, FinetuneResult, FinetuneStep, Finetuning, check_finetune_config
-
-
-@dataclass(frozen=True)
-class QueuePlace:
-    """A job waiting for one of the server's training slots (explorer.scheduler, issue 16)."""
-
-    position: int  # 1: the next to start
-    wait_s: float | None  # estimated seconds until it starts; None while unknown
-    slots: int  # how many training runs the server runs at once
-
-    def text(self) -> str:
-        """"waiting for a free training slot: number 2 in line · starts in about 40 s (…)"."""
-        place = "next in line" if self.position == 1 else f"number {self.position} in line"
-        wait = f" · starts in about {spoken_duration(self.wait_s)}" if self.wait_s is not None else ""
-        runs = "1 run" if self.slots == 1 else f"{self.slots} runs"
-        return (f"waiting for a free training slot: {place}{wait} (this server trains {runs} at a time "
-                f"so that every page stays quick; Stop leaves the queue)")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a reader sees of a job at one instant; subclasses add what their run reports."""
-
-    state: str  # "queued", "loading data", then the run's phases, then "finished", "stopped" or "failed"
-    error: str | None
-    queue: QueuePlace | None = field(default=None, kw_only=True)  # while "queued"
-
-    @property
-    def fraction(self) -> float:
-        """How far the current phase is, in [0, 1], for a progress bar."""
-        raise NotImplementedError
-
-    def queued_text(self) -> str | None:
-        """Its place in the server's queue while it waits (before the first report of the
-        place, a moment after Start), else None."""
-        if self.queue is not None:
-            return self.queue.text()
-        return "waiting for a free training slot…" if self.state == "queued" else None
-
-
-def _time_left(eta_s: float | None) -> str:
-    return f" · about {spoken_duration(eta_s)} left" if eta_s is not None else ""
-
-
-@dataclass(frozen=True)
-class JobSnapshot(Snapshot):
-    record: RunRecord
-    saved_to: Path | None
-    total_steps: int
-    loading: tuple[int, int] | None = None  # (images decoded, of) while the data set loads
-
-    @property
-    def done_steps(self) -> int:
-        return self.record.steps[-1]["step"] if self.record.steps else 0
-
-    @property
-    def eta_s(self) -> float | None:
-        if not self.record.steps or self.state != "training":
-            return None
-        last = self.record.steps[-1]
-        return eta_s(last["elapsed_s"], last["step"], self.total_steps)
-
-    @property
-    def fraction(self) -> float:
-        if self.state == "loading data":
-            decoded, of = self.loading or (0, 0)
-            return decoded / of if of else 0.0
-        return self.done_steps / self.total_steps if self.total_steps else 0.0
-
-    def progress_text(self) -> str:
-        """"training: step 300 of 800 · 410 images/s · about 12 s left", for a progress bar
-        (while the data set loads: the images decoded so far; while queued: its place)."""
-        if queued := self.queued_text():
-            return queued
-        if self.state == "loading data":
-            decoded, of = self.loading or (0, 0)
-            once = (" (a folder is decoded once, then read from the disk cache)"
-                    if str(self.record.config.get("data", "")).startswith("folder:") else "")
-            return f"loading data: {decoded:,} of {of:,} images{once}" if of else "loading data…"
-        text = f"{self.state}: step {self.done_steps:,} of {self.total_steps:,}"
-        if self.record.steps:
-            # A validation step's rate (every run's last step is one) counts the validation pass.
-            recent = self.record.steps[-5:]
-            training_only = [s for s in recent if all(m.get("val_error") is None for m in s["models"])]
-            text += f" · {(training_only or recent)[-1]['images_per_s']:,.0f} images/s"
-        return text + _time_left(self.eta_s)
 
 
 class BackgroundJob:
@@ -121,6 +43,8 @@ class BackgroundJob:
     waits for one of the server's training slots first: the job is "queued" meanwhile, its
     snapshot says its place, and Stop takes it out of the queue. Without one (the CLI, the
     tests) it starts at once."""
+
+    kind = "a job"  # what another page calls it: "a lab run (Degradation lab)", ...
 
     def __init__(self, name: str, config, device: torch.device | str, loader: Callable):
         self.config = config
@@ -135,16 +59,32 @@ class BackgroundJob:
         self._session: str | None = None
         self._ticket: Ticket | None = None
         self._queue: QueuePlace | None = None
+        self._place: Ticket | None = None  # its place in the queue, taken by start()
+        self._timed_out = False  # the server's time limit stopped it
         self._first_state = self._state  # what the work starts in, once out of the queue
 
-    def start(self, scheduler: Scheduler | None = None, *, session: str | None = None):
+    def start(self, scheduler: Scheduler | None = None, *, session: str | None = None, client: str | None = None):
         """Start the worker thread; with ``scheduler``, it first waits for a slot there
-        (``session`` names the tab, so the scheduler can drop its waiting jobs when it closes)."""
+        (``session`` names the tab, so the scheduler can drop its waiting jobs when it closes;
+        ``client``, the browser's address, is whose turn it is). The place in the queue is
+        taken here, in the caller: a refusal (explorer.scheduler.QueueRefused: the session has
+        its job already, the queue is full) is raised to it and no thread starts."""
         self._scheduler, self._session = scheduler, session
         if scheduler is not None:
+            self._place = scheduler.enqueue(self._thread.name, session=session, client=client)
             self._first_state, self._state = self._state, "queued"
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            if self._place is not None:
+                self._place.done()
+            raise
         return self
+
+    def status_text(self) -> str:
+        """One line of where it is ("training: step 30 of 300 · …"), for a page that shows
+        another page's job."""
+        return self.snapshot().state
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,13 +122,24 @@ class BackgroundJob:
         except Exception as error:  # noqa: BLE001 - shown to the user
             self._fail(error)
         finally:
-            self._after()
+            try:
+                self._after()
+            finally:
+                self._release()
 
     def _slot(self):
         if self._scheduler is None:
             return contextlib.nullcontext(True)
         return self._scheduler.slot(self._thread.name, session=self._session, cancelled=self._stop.is_set,
-                                    on_position=self._queued)
+                                    on_position=self._queued, ticket=self._place)
+
+    def _limit(self) -> TimeLimit | None:
+        """The time limit as a snapshot shows it (under the lock); None without one."""
+        seconds = self._scheduler.time_limit_s if self._scheduler is not None else None
+        if seconds is None:
+            return None
+        left = self._ticket.time_left_s if self._ticket is not None else None
+        return TimeLimit(seconds, None if left is None else max(0.0, left), self._timed_out)
 
     def _queued(self, position: int, wait_s: float | None) -> None:
         with self._lock:
@@ -199,6 +150,10 @@ class BackgroundJob:
         None outside a slot) and tell the queue how long this run has left (its wait estimates)."""
         if self._ticket is not None:
             self._ticket.report(eta_s=eta_s)
+            if self._ticket.over_time and not self._stop.is_set():
+                with self._lock:
+                    self._timed_out = True
+                self._stop.set()  # the run ends before its next step, as on Stop
             return self._ticket.pace()
 
     def _work(self) -> None:
@@ -206,6 +161,10 @@ class BackgroundJob:
 
     def _after(self) -> None:
         """Runs once the work is over, whether it finished, stopped or failed."""
+
+    def _release(self) -> None:
+        """Runs last: drop the data and models the page no longer needs (issue 37: a finished
+        lab run held its 88 MB data set until the tab closed)."""
 
     def _set_end_state(self) -> None:
         """Under the lock, once the work is done: "stopped" if asked to stop, else "finished"."""
@@ -222,6 +181,8 @@ class TrainingJob(BackgroundJob):
     """A lab run in a background thread. A stopped job can be continued exactly where it
     stopped with :meth:`resumed` (the lab's Resume button): same models, optimisers, data
     order and record."""
+
+    kind = "a lab run (Degradation lab)"
 
     def __init__(self, config: TrainConfig, *, device: torch.device | str, name: str,
                  save_dir: Path | None = None, loader: Callable = load_data):
@@ -241,7 +202,11 @@ class TrainingJob(BackgroundJob):
             record.steps = list(self._record.steps)
             record.messages = list(self._record.messages)
             return JobSnapshot(state=self._state, error=self._error, record=record, saved_to=self._saved_to,
-                               total_steps=self.config.steps, loading=self._loading, queue=self._queue)
+                               total_steps=self.config.steps, loading=self._loading, queue=self._queue,
+                               limit=self._limit())
+
+    def status_text(self) -> str:
+        return self.snapshot().progress_text()
 
     @property
     def can_resume(self) -> bool:
@@ -280,48 +245,32 @@ class TrainingJob(BackgroundJob):
             self._set_end_state()
             self._record.finished = self._state == "finished"
 
+    def _release(self) -> None:
+        with self._lock:
+            training, steps = self._training, self._record.steps
+            if training is not None and len(steps) >= STEP_TIMES.MIN_STEPS:
+                STEP_TIMES.observe(self.config, steps[-1]["elapsed_s"] / max(1, steps[-1]["step"]))
+            # A stopped run with steps left keeps its models, optimisers and data for Resume;
+            # a finished or failed one keeps only its record.
+            if not (self._state == "stopped" and training is not None and training.step < self.config.steps):
+                self._training = None
+
     def _after(self) -> None:
         if self.save_dir is None or not self._record.steps:
             return
         with self._lock:
-            # Names carry the data source ("folder:/a/b"): keep the file name one plain segment.
-            name = safe_name(self._record.name, "_") or "run"
-            path = self._saved_to or self.save_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
-            try:
-                self._saved_to = save_run(self._record, path)
-            except OSError as error:
+            try:  # a new run gets a name of its own (old ones pruned); a resumed one keeps its file
+                self._saved_to = (save_run(self._record, self._saved_to) if self._saved_to
+                                  else save_new_run(self._record, self.save_dir))
+            except (OSError, ValueError) as error:  # ValueError: a malformed $EXPLORER_RUNS_KEPT
                 self._error = f"{self._error + '; ' if self._error else ''}could not save the run: {error}"
-
-
-@dataclass(frozen=True)
-class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "training", then the end states
-    last: FinetuneStep | None
-    history: list[dict]  # per finished epoch: train and validation accuracy
-    result: FinetuneResult | None
-
-    @property
-    def fraction(self) -> float:
-        return self.last.done / self.last.total if self.last is not None else 0.0
-
-    def progress_text(self, epochs: int, running: bool) -> str:
-        """"training: 300 of 1,760 steps · epoch 1.7 of 5 · about 12 s left", for a progress bar."""
-        last = self.last
-        if queued := self.queued_text():
-            return queued
-        if last is None:
-            return "loading the data set…"
-        what = "computing the backbone's features" if last.phase == "features" else "training"
-        unit = "images" if last.phase == "features" else "steps"
-        state = self.state if self.state in ("finished", "stopped", "failed") else what
-        text = f"{state}: {last.done:,} of {last.total:,} {unit}"
-        if last.phase == "training":
-            text += f" · epoch {last.epoch:.1f} of {epochs}"
-        return text + (_time_left(last.eta_s) if running else "")
 
 
 class FinetuneJob(BackgroundJob):
     """A fine-tuning run for the transfer-learning page; the trained model is in the
     snapshot's ``result`` once finished, for the page to save."""
+
+    kind = "a fine-tuning run (Transfer learning)"
 
     def __init__(self, config: FinetuneConfig, *, device: torch.device | str, loader: Callable = load_data):
         check_finetune_config(config)
@@ -333,7 +282,11 @@ class FinetuneJob(BackgroundJob):
     def snapshot(self) -> FinetuneSnapshot:
         with self._lock:
             return FinetuneSnapshot(state=self._state, error=self._error, last=self._last,
-                                    history=list(self._history), result=self._result, queue=self._queue)
+                                    history=list(self._history), result=self._result, queue=self._queue,
+                                    limit=self._limit())
+
+    def status_text(self) -> str:
+        return self.snapshot().progress_text(self.config.epochs, running=self.running)
 
     def _work(self) -> None:
         data = self._loader(self.config.data, image_size=self.config.data_size,

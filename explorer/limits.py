@@ -74,6 +74,8 @@ ZIP_BYTES = Budget("EXPLORER_ZIP_MB", 512, "MiB",
 ZIP_ENTRIES = Budget("EXPLORER_ZIP_ENTRIES", 60_000, "entries", "entries in one zip (CIFAR-10's training split is 50,000)")
 ZIP_RATIO = Budget("EXPLORER_ZIP_RATIO", 20, "×",
                    "uncompressed ÷ compressed size of the whole zip (photos barely compress; bombs by 1000×)")
+PHOTO_SIDE = Budget("EXPLORER_PHOTO_SIDE", 1024, "pixels", "longest side a page keeps an uploaded photo at, shrunk "
+                    "right after decoding (the models see 32 to 256 pixels)", low=256)  # 4 MB a photo, not 160
 
 # --- Heavy work (explorer.scheduler) ---
 
@@ -91,7 +93,7 @@ JOBS_PER_CLIENT = Budget("EXPLORER_JOBS_PER_CLIENT", 20, "jobs",
 
 BUDGETS = (UPLOAD_PHOTOS, IMAGE_FILE, IMAGE_PIXELS, SESSION_DECODED, SESSION_DISK, ZIP_BYTES, ZIP_ENTRIES,
            ZIP_RATIO, QUEUE_LENGTH, JOBS_PER_SESSION, JOB_SECONDS, RUNS_KEPT,
-           JOBS_PER_CLIENT)
+           JOBS_PER_CLIENT, PHOTO_SIDE)
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,6 @@ MODEL_THREADS = Range("the number of model threads", 1, 64)
 SEED = Range("the seed", 0, 10_000)
 REPEAT = Range("the number of seeds (repeat)", 1, 10)
 SYNTHETIC_IMAGES = Range("the number of synthetic images", 10, 60_000)  # 10: one per class
-INSIDE_IMAGES = Range("the number of images", 10, 5_000)  # "Why shortcuts work": the 5,000 held out (§4.2)
-GRID_POINTS = Range("the grid points per axis", 3, 31)  # a loss surface's lattice; 31: the shipped surfaces
 
 # The rest of a run's recipe: `train`'s flags and the fields of a resume state (explorer.train_config).
 EXTENDED_STEPS = Range("the number of steps", 1, 128_000)  # `--resume DIR --steps N`: twice §4.2's 64k (the README extends to 80k)
@@ -186,5 +186,6 @@ TOPK = Range("the number of classes shown (topk)", 1, 1000)  # ImageNet has 1,00
 def budget_table() -> str:
     """The README's table of server settings (a test keeps README.md equal to it)."""
     rows = ["| setting | default | what it bounds |", "|---|---:|---|"]
-    rows += [f"| `{b.env}` | {b.default:,} {b.unit} | {b.meaning} |" for b in BUDGETS]
+    rows += [f"| `{b.env}` | {b.default:,} {b.unit.removesuffix('s') if b.default == 1 else b.unit} | {b.meaning} |"
+             for b in BUDGETS]
     return "\n".join(rows)

@@ -2,16 +2,23 @@
 
 A record is everything needed to redraw a run's curves without training again, so the lab
 can replay the shipped runs in ``pretrained/runs/`` instantly and overlay several runs.
+
+The lab saves each run it trains under a name of its own (:func:`save_new_run`: the time, the
+run's name, and a number when that is taken, created exclusively so two runs ending in the
+same second both stay) and keeps the newest ``limits.RUNS_KEPT`` of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import platform
-import tempfile
+import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +26,9 @@ import torch
 
 from explorer import __version__
 from explorer.devices import machine_description, resolve_amp
+from explorer.files import atomic_write, create_new
+from explorer.limits import RUNS_KEPT
+from explorer.loop import safe_name
 from explorer.train import StepRecord, TrainConfig
 from explorer.weights import pretrained_dir
 
@@ -185,13 +195,53 @@ def combine_runs(records: list[RunRecord]) -> RunRecord:
 
 
 def save_run(record: RunRecord, path: Path) -> Path:
-    """Write atomically, so a run being replayed is never half-written."""
+    """Write atomically, so a run being replayed is never half-written (an existing file at
+    ``path`` is replaced: ``train --out`` names its file, and a resumed lab run keeps its own)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(record.to_json())
-    os.chmod(handle.name, 0o644)  # temporary files are private; a saved run is an ordinary file
-    os.replace(handle.name, path)
+    return atomic_write(path, record.to_json())
+
+
+# The names save_new_run gives, "20250101-120000-demo-synthetic.json" (then "-2", "-3" …):
+# only these are pruned, never a file someone put in the folder by hand.
+_AUTO_NAME = re.compile(r"\d{8}-\d{6}-.+\.json")
+
+
+def save_new_run(record: RunRecord, folder: Path, keep: int | None = None) -> Path:
+    """Save ``record`` in ``folder`` under a name no other file has, then delete the oldest
+    auto-saved runs beyond ``keep`` (default ``limits.RUNS_KEPT``, $EXPLORER_RUNS_KEPT).
+
+    The name is the time to the second and the run's name; when that is taken (two runs of
+    one name ending in the same second) a number follows, "-2", "-3" …. Each is created
+    exclusively (:func:`explorer.files.create_new`), so two processes never write one file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(record.name, '_') or 'run'}"
+    payload = record.to_json()
+    for number in itertools.count(1):
+        path = folder / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json")
+        try:
+            create_new(path, payload)
+            break
+        except FileExistsError:
+            continue
+    prune_runs(folder, RUNS_KEPT.value() if keep is None else keep)
     return path
+
+
+def prune_runs(folder: Path, keep: int) -> list[Path]:
+    """Delete the oldest auto-saved runs in ``folder`` (by modification time) beyond the
+    newest ``keep``; returns the deleted files. Files of other names are left alone."""
+    def age(path: Path) -> tuple[int, str]:
+        with contextlib.suppress(OSError):
+            return (path.stat().st_mtime_ns, path.name)
+        return (0, path.name)  # gone already (another session pruned it): first in line, harmless
+
+    saved = sorted((p for p in folder.glob("*.json") if _AUTO_NAME.fullmatch(p.name)), key=age, reverse=True)
+    deleted = []
+    for path in saved[max(keep, 0):]:
+        with contextlib.suppress(OSError):  # gone already, or not a file: nothing to prune
+            path.unlink()
+            deleted.append(path)
+    return deleted
 
 
 def load_run(path: Path) -> RunRecord:

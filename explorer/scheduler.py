@@ -12,9 +12,14 @@ would stop answering. So a job asks the :class:`Scheduler` for a slot around its
             ticket.pace()        # between steps: follow the current thread share
             ticket.report(eta_s=...)
 
-Waiting jobs queue first in, first out; a waiting job knows its position and an estimate
-of its wait (from the running jobs' reported time left and the mean length of past runs),
-can be cancelled, and leaves the queue when its session is released.
+A waiting job knows its position and an estimate of its wait (from the running jobs'
+reported time left and the mean length of past runs), can be cancelled, and leaves the queue
+when its session is released.
+
+Its rules (explorer.fairness, issue 37): one job per browser session, a queue of bounded
+length that refuses more with a sentence (:class:`QueueRefused`), slots granted round-robin
+over clients (a client's 200 tabs no longer put everyone else 200th in line), and a time
+limit per job, which the job reads between its steps (:attr:`Ticket.over_time`).
 
 Threads. ``torch.set_num_threads`` with PyTorch's OpenMP backend sizes the calling
 thread's own OpenMP team (``torch.get_num_threads`` answers for the calling thread too) and
@@ -37,19 +42,25 @@ benchmarks/classify_latency.py: classify p95 with the demo training in a slot st
 from __future__ import annotations
 
 import contextlib
-import heapq
 import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 import torch
 
 from explorer.cpu_load import OtherLoad
+from explorer.fairness import (ClientBusy, QueueFull, QueueRefused, QueueRules, SessionBusy, client_key, round_for,
+                               start_order)
+from explorer.slots import MAX_JOBS_ENV, default_max_jobs, max_jobs_from_env, threads_per_job, usable_cores
+from explorer.waits import announced, remaining_s, spoken_duration, start_estimates
 
-MAX_JOBS_ENV = "EXPLORER_MAX_JOBS"
+__all__ = ["MAX_JOBS_ENV", "ClientBusy", "QueueFull", "QueueRefused", "Scheduler", "SessionBusy", "Ticket",
+           "default_max_jobs", "max_jobs_from_env", "server_scheduler", "spoken_duration", "start_estimates",
+           "threads_per_job", "usable_cores"]
+
 TRAINING_NICE = 10  # added to a job thread's nice value: the CFS weight of nice 10 is ~1/10 of nice 0
 _RUN_HISTORY = 20  # past run lengths kept for the wait estimate
 QUIET_BELOW, BUSY_ABOVE = 0.3, 0.6  # cores other processes use: a lone job takes all cores / its share
@@ -57,59 +68,14 @@ QUIET_BELOW, BUSY_ABOVE = 0.3, 0.6  # cores other processes use: a lone job take
 PositionCallback = Callable[[int, "float | None"], None]  # (position, estimated wait in s or None)
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (a container's or taskset's limit included)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def default_max_jobs(cores: int | None = None) -> int:
-    """``(cores - 1) // 2``, at least 1: one core stays for the interactive pages, and each job
-    gets two (a small net cannot keep more than about two cores busy in one convolution,
-    train_config.py's ``model_threads``). 2 cores: 1 job; 8 cores: 3; 16 cores: 7."""
-    cores = cores or usable_cores()
-    return max(1, (cores - 1) // 2)
-
-
-def max_jobs_from_env(environ: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
-    """``$EXPLORER_MAX_JOBS`` (a whole number ≥ 1), else :func:`default_max_jobs`."""
-    text = environ.get(MAX_JOBS_ENV, "").strip()
-    if not text:
-        return default_max_jobs(cores)
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{MAX_JOBS_ENV} must be a whole number of at least 1, got {text!r}.")
-    return int(text)
-
-
-def threads_per_job(running: int, cores: int) -> int:
-    """torch intra-op threads for each of ``running`` jobs: the cores but one, shared out,
-    at least 1 (on 2 cores: 1, whatever runs; on 16 cores with 3 jobs: 5)."""
-    return max(1, (cores - 1) // max(1, running))
-
-
-def start_estimates(remaining_s: list[float | None], waiting: int, mean_run_s: float | None) -> list[float | None]:
-    """Seconds until each of ``waiting`` queued jobs starts: a slot frees when its job ends
-    (``remaining_s``: each slot's time left, 0 for a free one) and every queued job then
-    holds it for ``mean_run_s``. None from the first start that depends on an unknown time."""
-    if not remaining_s or any(r is None for r in remaining_s):
-        return [None] * waiting
-    free_at = sorted(max(0.0, r) for r in remaining_s)
-    starts: list[float | None] = []
-    for _ in range(waiting):
-        start = heapq.heappop(free_at)
-        starts.append(start)
-        if mean_run_s is None:  # when this job's slot frees again is not known
-            return starts + [None] * (waiting - len(starts))
-        heapq.heappush(free_at, start + mean_run_s)
-    return starts
-
-
 class Ticket:
     """One job's place with the :class:`Scheduler`: waiting, then running, then done or cancelled."""
 
-    def __init__(self, scheduler: Scheduler, job_id: str, session: str | None):
+    def __init__(self, scheduler: Scheduler, job_id: str, session: str | None, client: str, seq: int,
+                 round_: int = 0):
         self.job_id, self.session = job_id, session
+        self.client = client  # whose turn it is: round-robin over these
+        self.seq, self.round = seq, round_  # arrival order; the round-robin's round it starts in
         self.state = "waiting"  # then "running" and "done", or "cancelled"
         self.enqueued_at = time.monotonic()
         self.started_at: float | None = None
@@ -129,6 +95,21 @@ class Ticket:
     def wait_estimate_s(self) -> float | None:
         """Estimated seconds until this waiting job starts (None when unknown or not waiting)."""
         return self._scheduler._estimate(self)
+
+    @property
+    def time_left_s(self) -> float | None:
+        """Seconds until this running job reaches the server's time limit (negative past it);
+        None while not running or without a limit."""
+        limit = self._scheduler.time_limit_s
+        if self.state != "running" or self.started_at is None or limit is None:
+            return None
+        return limit - (time.monotonic() - self.started_at)
+
+    @property
+    def over_time(self) -> bool:
+        """Past the time limit: the job should stop at its next step boundary."""
+        left = self.time_left_s
+        return left is not None and left <= 0
 
     @property
     def threads(self) -> int:
@@ -155,7 +136,7 @@ class Ticket:
                     return self.state == "running"
                 now = (self._scheduler._position(self), self._scheduler._estimate(self))
             if on_position is not None and (shown is None or now[0] != shown[0]
-                                            or _rounded(now[1]) != _rounded(shown[1])):
+                                            or announced(now[1]) != announced(shown[1])):
                 on_position(*now)
                 shown = now
             with self._scheduler._changed:
@@ -197,29 +178,18 @@ class Ticket:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice_before)
 
 
-def spoken_duration(seconds: float) -> str:
-    """A wait or a time left as a class reads it off a projector: "40 s", "12 min", "1 h 31 min"
-    (a queue on a busy server can be an hour long: "4,226 s" is not read at a glance,
-    "70 min" is)."""
-    if seconds < 90:
-        return f"{max(seconds, 0):.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-def _rounded(seconds: float | None) -> int | None:
-    return None if seconds is None else int(seconds // 5)  # re-announce when it moves by 5 s
-
-
 class Scheduler:
-    """At most ``max_jobs`` jobs run at once; the others wait first in, first out.
-    ``cores`` is what the thread share divides; ``nice`` is added to a running job's thread."""
+    """At most ``max_jobs`` jobs run at once; the others wait, served round-robin over clients.
+    ``cores`` is what the thread share divides; ``nice`` is added to a running job's thread.
+    ``queue_length``, ``per_session``, ``per_client`` and ``time_limit_s`` (seconds a job may
+    hold a slot; ``math.inf``: no limit) default to the server's settings in explorer.limits."""
 
     def __init__(self, max_jobs: int | None = None, *, cores: int | None = None, nice: int = TRAINING_NICE,
-                 other_load: OtherLoad | None = None, measure_load: bool = True):
+                 other_load: OtherLoad | None = None, measure_load: bool = True, queue_length: int | None = None,
+                 per_session: int | None = None, per_client: int | None = None,
+                 time_limit_s: float | None = None):
+        self.rules = QueueRules.of(queue_length, per_session, per_client, time_limit_s)
+        self.time_limit_s, self.per_session = self.rules.time_limit_s, self.rules.per_session  # read by jobs, pages
         self.cores = cores or usable_cores()
         # what other processes use of the cores; None: unknown, every job keeps its share
         self.other_load = other_load or (OtherLoad() if measure_load else None)
@@ -228,25 +198,38 @@ class Scheduler:
             raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}.")
         self.nice = nice
         self._changed = threading.Condition()
-        self._waiting: deque[Ticket] = deque()
+        self._waiting: list[Ticket] = []  # in arrival order; _order() is the order they start in
+        self._order_cache: list[Ticket] | None = None
         self._running: list[Ticket] = []
         self._run_lengths: deque[float] = deque(maxlen=_RUN_HISTORY)
+        self._arrivals = 0
+        self._round = 0  # the round of the job granted last
 
-    def enqueue(self, job_id: str, session: str | None = None) -> Ticket:
-        """Join the queue; the ticket runs at once when a slot is free."""
-        ticket = Ticket(self, job_id, session)
+    def enqueue(self, job_id: str, session: str | None = None, client: str | None = None) -> Ticket:
+        """Join the queue; the ticket runs at once when a slot is free. ``client`` is whose turn
+        it is in the round-robin (default: the session; without either, the ticket is its own
+        client). Raises :class:`QueueRefused` (nothing joins) past a cap (see the module doc)."""
         with self._changed:
+            self.rules.admit(self._running + self._waiting, len(self._waiting), session, client, self._next_place_s)
+            self._arrivals += 1
+            key = client_key(session, client, self._arrivals)
+            theirs = [t.round for t in self._running + self._waiting if t.client == key]
+            ticket = Ticket(self, job_id, session, key, self._arrivals, round_for(self._round, theirs))
             self._waiting.append(ticket)
+            self._order_cache = None
             self._grant()
         return ticket
 
     @contextlib.contextmanager
-    def slot(self, job_id: str, *, session: str | None = None, cancelled: Callable[[], bool] = lambda: False,
-             on_position: PositionCallback | None = None) -> Iterator[Ticket | None]:
+    def slot(self, job_id: str, *, session: str | None = None, client: str | None = None,
+             cancelled: Callable[[], bool] = lambda: False, on_position: PositionCallback | None = None,
+             ticket: Ticket | None = None) -> Iterator[Ticket | None]:
         """Around a job's work, in the job's own thread: waits for a slot, then yields the
         running ticket with the thread share and priority applied; yields None if the wait
-        was cancelled. The slot is given back however the block ends."""
-        ticket = self.enqueue(job_id, session)
+        was cancelled. The slot is given back however the block ends. ``ticket``: one
+        :meth:`enqueue` gave the caller already (so that a refusal reached it before any
+        thread started)."""
+        ticket = ticket or self.enqueue(job_id, session, client)
         try:
             if not ticket.wait(cancelled, on_position=on_position):
                 yield None
@@ -274,8 +257,9 @@ class Scheduler:
             return [t.job_id for t in self._running]
 
     def waiting_jobs(self) -> list[str]:
+        """The waiting jobs in the order they will start."""
         with self._changed:
-            return [t.job_id for t in self._waiting]
+            return [t.job_id for t in self._order()]
 
     def threads_per_running_job(self) -> int:
         with self._changed:
@@ -287,16 +271,37 @@ class Scheduler:
 
     # Below: called with self._changed held.
 
+    def _next_place_s(self) -> float | None:
+        """Seconds until a running job ends and a waiting one leaves the queue for its slot: its
+        own estimate, else the mean run length, and never past the time limit."""
+        ends = [left for left in self._remaining() if left is not None]
+        return max(0.0, min(ends)) if ends else None
+
+    def _mean_run_s(self) -> float | None:
+        return sum(self._run_lengths) / len(self._run_lengths) if self._run_lengths else None
+
+    def _remaining(self) -> list[float | None]:
+        return remaining_s(self._running, self._mean_run_s(), time.monotonic())
+
+    def _order(self) -> list[Ticket]:
+        if self._order_cache is None:  # the waiting tickets in the order they start (explorer.fairness)
+            self._order_cache = start_order(self._waiting)
+        return self._order_cache
+
     def _grant(self) -> None:
         while self._waiting and len(self._running) < self.max_jobs:
-            ticket = self._waiting.popleft()
+            ticket = self._order()[0]
+            self._waiting.remove(ticket)
+            self._round = max(self._round, ticket.round)
             ticket.state, ticket.started_at = "running", time.monotonic()
             self._running.append(ticket)
+            self._order_cache = None
         self._changed.notify_all()
 
     def _cancel(self, ticket: Ticket) -> None:
         if ticket.state == "waiting":
             self._waiting.remove(ticket)
+            self._order_cache = None
             ticket.state = "cancelled"
             self._changed.notify_all()
 
@@ -314,19 +319,17 @@ class Scheduler:
         with self._changed:
             if ticket.state == "running":
                 return 0
-            return self._waiting.index(ticket) + 1 if ticket.state == "waiting" else None
+            return self._order().index(ticket) + 1 if ticket.state == "waiting" else None
 
     def _estimate(self, ticket: Ticket) -> float | None:
         with self._changed:
             if ticket.state != "waiting":
                 return None
-            mean = sum(self._run_lengths) / len(self._run_lengths) if self._run_lengths else None
-            now = time.monotonic()
-            remaining = [t.eta_s if t.eta_s is not None else (None if mean is None else mean - (now - t.started_at))
-                         for t in self._running]
+            mean = self._mean_run_s()
+            remaining = self._remaining()
             free_slots = self.max_jobs - len(self._running)
             remaining += [0.0] * free_slots
-            position = self._waiting.index(ticket) + 1
+            position = self._order().index(ticket) + 1
             return start_estimates(remaining, position, mean)[-1]
 
 

@@ -1,8 +1,9 @@
 """What one browser session owns on the server, and letting go of it when its tab closes.
 
 A session owns its background jobs (a lab run, a fine-tuning run) and its upload folder
-(unpacked zips). :meth:`SessionResources.release` stops every job, takes its waiting jobs
-out of the scheduler's queue, and, once the jobs have ended, deletes the upload folder *and*
+(its unpacked zip, one at a time: :meth:`SessionResources.emptied_upload_dir`).
+:meth:`SessionResources.release` stops every job, takes its waiting jobs out of the
+scheduler's queue, and, once the jobs have ended, deletes the upload folder *and*
 the decoded copies of those uploads in the data cache (explorer.data.cache keeps a decoded
 folder under ``cache_dir/"folders"``; without this, a student's images would outlive their
 session on the server's disk).
@@ -127,12 +128,34 @@ class SessionResources:
                 self._uploads = new_upload_dir(self._upload_parent)
             return self._uploads
 
+    def emptied_upload_dir(self) -> Path:
+        """The session's upload folder with the zip unpacked before removed, and the data
+        cache's decoded copies of it: a new zip *replaces* the last, so a session keeps one
+        unpacked zip on disk (at most limits.SESSION_DISK) however many it uploads. A job still
+        decoding the old one fails with a message naming a missing file; one already
+        training keeps its images, which are in memory."""
+        uploads = self.upload_dir()
+        for previous in list(uploads.iterdir()):
+            if previous.is_dir() and not previous.is_symlink():
+                remove_uploads(previous, self._cache_dir)
+            else:
+                previous.unlink(missing_ok=True)
+        return uploads
+
     def job(self, slot: str) -> Job | None:
         with self._lock:
             return self._jobs.get(slot)
 
+    def live_jobs(self) -> dict[str, Job]:
+        """The session's jobs still running or waiting, by slot: what the server's one job per
+        session (limits.JOBS_PER_SESSION) counts, a lab run and a fine-tune together."""
+        with self._lock:
+            jobs = dict(self._jobs)
+        return {slot: job for slot, job in jobs.items() if job.running}
+
     def replace_job(self, slot: str, job: Job) -> None:
-        """Make ``job`` the session's job in ``slot``, stopping the one it replaces."""
+        """Make ``job`` the session's job in ``slot``, stopping the one it replaces (the page
+        only replaces a job the user stopped or chose to replace: explorer.ui.jobs)."""
         with self._lock:
             previous, self._jobs[slot] = self._jobs.get(slot), job
         if previous is not None and previous is not job:

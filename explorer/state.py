@@ -12,8 +12,6 @@ same run uninterrupted (tests/test_resume.py kills one with SIGKILL).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,8 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from explorer.files import atomic_write
 from explorer.runs import RUN_FORMAT, RunRecord
-from explorer.train import TrainConfig, Training, config_from_dict
+from explorer.state_schema import SchemaError, validated_fields
+from explorer.train import TrainConfig, Training
 
 STATE_FILE = "state.safetensors"
 STATE_FORMAT = 1
@@ -39,7 +39,7 @@ class SavedState:
     record: RunRecord
     tensors: dict[str, torch.Tensor]
     plain: dict  # Training.state_dict()'s plain half
-    out: str | None  # where the run record is written (the CLI's --out)
+    out: str | None  # the --out the state was written with: a hint to show, never a write target
 
 
 def state_path(folder: Path) -> Path:
@@ -59,16 +59,7 @@ def save_state(folder: Path, training: Training, record: RunRecord, out: str | N
         "record": json.dumps({"format": RUN_FORMAT, **asdict(record)}),
         "out": json.dumps(out),
     }
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".state-", suffix=".tmp", delete=False)
-    handle.close()
-    try:
-        save_file(tensors, handle.name, metadata=metadata)
-        os.chmod(handle.name, 0o644)  # temporary files are private; a state is an ordinary file
-        os.replace(handle.name, state_path(folder))
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-    return state_path(folder)
+    return atomic_write(state_path(folder), lambda temporary: save_file(tensors, temporary, metadata=metadata))
 
 
 def load_state(folder: Path) -> SavedState:
@@ -86,23 +77,18 @@ def load_state(folder: Path) -> SavedState:
     except (SafetensorError, OSError, ValueError) as error:
         raise StateError(f"{path} is damaged or truncated ({error}); resume from a copy, or start again.") from error
     if metadata.get("format") != str(STATE_FORMAT):
-        raise StateError(f"{path} is a training state of format {metadata.get('format')!r}; this version "
+        raise StateError(f"{path} is a training state of format {str(metadata.get('format'))[:20]!r}; this version "
                          f"reads format {STATE_FORMAT}.")
-    try:
-        config = config_from_dict(json.loads(metadata["config"]))
-        plain = json.loads(metadata["state"])
-        record_values = json.loads(metadata["record"])
-        record_values.pop("format", None)
-        record = RunRecord(**record_values)
-        out = json.loads(metadata.get("out", "null"))
-    except (KeyError, TypeError, ValueError) as error:
-        raise StateError(f"{path} cannot be resumed by this version: {error}.") from error
-    return SavedState(config, plain["step"], record, tensors, plain, out)
+    try:  # every field: its presence, type and range (explorer.state_schema), before anything trains
+        checked = validated_fields(metadata)
+    except SchemaError as error:
+        raise StateError(f"{path} cannot be resumed: {str(error).rstrip('.')}.") from error
+    return SavedState(checked.config, checked.step, checked.record, tensors, checked.plain, checked.out)
 
 
 def restore(saved: SavedState, training: Training) -> None:
     """Load ``saved`` into a fresh :class:`Training` of the same config."""
     try:
         training.load_state_dict(saved.tensors, saved.plain)
-    except (KeyError, RuntimeError, ValueError) as error:
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as error:
         raise StateError(f"The saved state does not fit this run: {str(error).splitlines()[0]}") from error

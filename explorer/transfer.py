@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.attribution import stage_ends
-from explorer.checkpoints import CheckpointEntry, dataset_tag, finetuned_dir, read_manifest, save_checkpoint
+from explorer.checkpoints import (CheckpointEntry, NameTakenError, dataset_tag, finetuned_dir, read_manifest,
+                                  save_checkpoint)
+from explorer.files import free_name
 from explorer.classify import classifier_names, load_classifier
 from explorer.data import Augmentation, InMemoryData, augment, denormalize, normalize, random_erase, upsample
 from explorer.finetune_config import (NO_AUGMENTATION, TRAIN_CHOICES, FinetuneConfig, cache_explanation,
@@ -41,7 +43,8 @@ from explorer.weights import find_weights
 
 __all__ = ["NO_AUGMENTATION", "TRAIN_CHOICES", "FinetuneConfig", "FinetuneResult", "FinetuneStep", "Finetuning",
            "backbone_names", "cache_explanation", "check_finetune_config", "default_backbone_name", "default_upsample",
-           "erasing_preview", "erasing_preview_of_samples", "finetune", "save_finetuned", "suggested_key"]
+           "check_save_name", "erasing_preview", "erasing_preview_of_samples", "finetune", "save_finetuned",
+           "suggested_key"]
 
 _FEATURE_CHUNK = 128  # images per backbone forward pass when caching or evaluating (256 was slower on a 2-core CPU)
 
@@ -286,27 +289,47 @@ def finetune(config: FinetuneConfig, data: InMemoryData, device: torch.device | 
     return run.result
 
 
-def suggested_key(config: FinetuneConfig) -> str:
-    return safe_name(f"{config.backbone}-{config.head}-{dataset_tag(config.data)}")
+def suggested_key(config: FinetuneConfig, folder=None) -> str:
+    """A name for the save box: backbone-head-data, versioned (``-2``, ``-3``, …) past the
+    names already taken, so the suggested name never replaces an earlier save."""
+    taken = {*read_manifest(), *read_manifest(folder or finetuned_dir())}
+    return free_name(safe_name(f"{config.backbone}-{config.head}-{dataset_tag(config.data)}"), taken)
+
+
+def check_save_name(key: str, folder=None) -> str:
+    """``key`` as a file name (:func:`safe_name`) if no checkpoint has it yet, shipped or saved
+    in ``folder`` (default pretrained/finetuned/); else :class:`NameTakenError`, naming the
+    first free ``key-2``, ``key-3``…. The CLI asks this before training, not after."""
+    key = safe_name(key)
+    if not key:
+        raise ValueError("Give the model a name (letters, digits, - or _).")
+    folder = folder or finetuned_dir()
+    shipped, saved = read_manifest(), read_manifest(folder)
+    if key in shipped or key in saved:
+        where = "the name of a shipped checkpoint" if key in shipped else f"already saved in {folder}"
+        raise NameTakenError(key, where, free_name(key, {*shipped, *saved}))
+    return key
 
 
 def save_finetuned(result: FinetuneResult, config: FinetuneConfig, key: str, folder=None) -> CheckpointEntry:
     """safetensors + a manifest entry in ``folder`` (default: pretrained/finetuned/, where the
-    registry, the inspect page and ``classify`` find it)."""
+    registry, the inspect page and ``classify`` find it).
+
+    A name already taken (a shipped checkpoint, or an earlier fine-tuned save) is refused with
+    :class:`NameTakenError`, which names a free one: a save never silently replaces another,
+    and the caller still holds ``result`` to save it under another name. (The check is made
+    again under the manifest's lock, so two sessions saving one name at once cannot both win.)"""
     if result.epochs_done == 0:
         raise ValueError("Nothing to save: the run stopped before its first epoch ended.")
-    key = safe_name(key)
-    if not key:
-        raise ValueError("Give the model a name (letters, digits, - or _).")
-    if key in read_manifest():
-        raise ValueError(f"{key!r} is the name of a shipped checkpoint: choose another name.")
+    folder = folder or finetuned_dir()
+    key = check_save_name(key, folder)
     return save_checkpoint(
         result.model, key=key, model_name=result.model_name, kind="finetuned",
         build={"backbone_build": result.backbone_build, "head": config.head, "num_classes": len(result.classes)},
         classes=result.classes, val_error=None if result.val_accuracy is None else 1 - result.val_accuracy,
         config={**asdict(config), "preprocessing": result.preprocessing, "history": result.history},
         steps=result.steps, wall_time_s=result.wall_time_s, device=result.device,
-        folder=folder or finetuned_dir())
+        folder=folder, replace=False)
 
 
 def erasing_preview(images: torch.Tensor, augmentation: Augmentation) -> torch.Tensor:

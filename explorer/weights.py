@@ -131,7 +131,10 @@ def fetch_weights(weights: WeightsEnum, *, dest: Path | None = None, progress: b
     into by hand, when the download or the check fails (offline, say).
     """
     folder = dest or hub_checkpoint_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file of that name, or a folder that cannot be made
+        raise WeightsError(f"Cannot save into {folder}: {error.strerror or error}; give a folder.") from error
     filename = weights_filename(weights)
     try:
         # torchvision's own downloader: torch.hub verifies the sha256 prefix written in the

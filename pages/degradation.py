@@ -60,9 +60,9 @@ if records:
     st.plotly_chart(figure, width="stretch")
     if as_fig6:  # the two orderings in words, at the run's last step (§4.2, Fig. 6)
         st.markdown("  \n".join(f"**{line}**" for line in fig6_orderings_in_words(fig6_run, records)))
-    if why_not:
-        st.caption(why_not)
+    if why_not:  # run names quote the data source a student typed: shown, never rendered
+        st.caption(ui.escaped(why_not))
     st.caption("Where each run departs from the paper (§4.2): " + "; ".join(
-        f"{record.name}: {recipe_summary(record.config)}" for record in records) + ".")
+        f"{ui.escaped(record.name)}: {recipe_summary(record.config)}" for record in records) + ".")
     ui.gradient_heatmaps(shown, "replay")
     ui.run_downloads(shown, figure)

@@ -15,30 +15,30 @@ chosen = left.multiselect("Nets", list(nets), default=list(nets), key="inside.ne
 data = middle.selectbox("Images", ["default", SAMPLES], key="inside.data", format_func={
     "default": "CIFAR-10 validation (5,000 held out)", SAMPLES: "the shipped sample photos"}.get,
     help="The 5,000 held-out validation images when CIFAR-10 is on this machine, else the sample photos.")
-images = right.number_input("How many", 10, 5000, 1000, step=100, key="inside.images")
+images = inside.images_box(right)
 responses_tab, branches_tab, lesion_tab, surface_tab = st.tabs(
     ["Layer responses (Fig. 7)", "Residual branches", "Lesion study", "Loss surface"])
 
 with responses_tab:
     st.caption("Std of each 3×3 layer's output after BN, before the ReLU and the addition (§4.2, Fig. 7). "
                "The paper: residual responses are generally smaller than plain ones, and smaller in deeper ResNets.")
-    if inside.requested("responses", "Compute the responses"):
-        results = inside.computed("responses", chosen, data, int(images))
+    results = inside.view_results("responses", "Compute the responses", chosen, data, images)
+    if results is not None:
         st.plotly_chart(figures.responses_figure(results, [nets.get(r.model) for r in results]), width="stretch")
         st.markdown(responses_verdict(results, [nets.get(r.model) for r in results]))
 
 with branches_tab:
     st.caption("Per block, the mean over the images of ‖F(x)‖ / ‖x‖: how much the residual branch changes its input.")
-    if inside.requested("branches", "Compute the branch ratios"):
-        residual = [name for name in chosen if inside.is_residual(nets[name])]
-        results = inside.computed("branches", residual, data, int(images))
+    residual = [name for name in chosen if inside.is_residual(nets[name])]
+    results = inside.view_results("branches", "Compute the branch ratios", residual, data, images)
+    if results is not None:
         st.plotly_chart(figures.branches_figure(results, [nets.get(r.model) for r in results]), width="stretch")
 
 with lesion_tab:
     st.caption("Remove one block at test time (its branch set to zero, the shortcut kept; a plain block is skipped) "
                "and measure the error; then remove k random blocks. Veit et al.: ResNets degrade gracefully.")
-    if inside.requested("lesion", "Run the lesion study"):
-        studies = inside.computed("lesion", chosen, data, int(images))
+    studies = inside.view_results("lesion", "Run the lesion study", chosen, data, images)
+    if studies is not None:
         st.plotly_chart(figures.lesion_blocks_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
         st.plotly_chart(figures.lesion_random_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
     blocks = st.slider("Blocks n of a ResNet", 3, 54, 27, key="inside.paths")
@@ -49,4 +49,4 @@ with lesion_tab:
 with surface_tab:
     surfaces = shipped_surfaces()
     shown = [surfaces[name] for name in chosen if name in surfaces]
-    inside.surface_section(shown, chosen, data, int(images), {name: nets[name] for name in chosen})
+    inside.surface_section(shown, chosen, data, images, {name: nets[name] for name in chosen})

@@ -411,6 +411,8 @@ def test_page_upload_shows_top5_and_each_look_only_when_its_tab_is_open(shipped)
     at.file_uploader(key="uploads").upload("plane.png", _png(image), "image/png").run()
     assert not at.exception and not at.error
     assert at.multiselect[0].value == []  # an upload replaces the default samples
+    # A CIFAR model on the user's own photo says what it knows (issue 38), samples alone do not
+    assert any("knows only 10 classes" in w.value and "weights download resnet50" in w.value for w in at.warning)
     charts = _charts(at)
     top5 = [spec for spec in charts if spec["data"][0]["type"] == "bar" and len(spec["data"]) == 1]
     assert len(top5) == 1 and len(top5[0]["data"][0]["y"]) == 5
@@ -504,6 +506,6 @@ def test_the_gradient_chart_labels_at_least_two_ticks(norms, at_least):
 
 
 def test_power_labels_read_as_powers_of_ten():
-    from explorer.figures import power_label
+    from explorer.axes import power_label
 
     assert [power_label(v) for v in (1e-4, 2e-3, 0.5, 20, 5e4)] == ["10⁻⁴", "2·10⁻³", "0.5", "20", "5·10⁴"]

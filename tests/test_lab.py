@@ -208,17 +208,21 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
 
 def test_a_new_run_or_a_closed_tab_stops_the_session_job():
     from explorer.jobs import TrainingJob
+    from explorer.scheduler import SessionBusy
     from explorer.sessions import SessionResources
     from explorer.train import preset
     from explorer.ui import JobSlot
 
-    config = preset("demo", models=("plain20",), data="synthetic:400", steps=100_000)
+    config = preset("demo", models=("plain20",), data="synthetic:400", steps=64_000)
     resources = SessionResources()
     slot = JobSlot(resources, "lab")
     first = TrainingJob(config, device="cpu", name="first")
     slot.start(first)
     second = TrainingJob(config, device="cpu", name="second")
-    slot.start(second)  # starting a new run stops the old one
+    with pytest.raises(SessionBusy, match="already has a lab run"):
+        slot.start(second)  # never a silent replacement (issue 37) ...
+    assert first.running
+    slot.start(second, replace=True)  # ... only when asked: "Stop it and start the new one"
     first.join(timeout=30)
     assert not first.running and first.snapshot().state == "stopped"
     resources.release().join(timeout=60)  # what st.cache_resource's on_release calls when the session ends

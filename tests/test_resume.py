@@ -71,7 +71,9 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
     a, b = _weights(state_path(tmp_path / "whole")), _weights(state_path(tmp_path / "killed"))
     assert a.keys() == b.keys() and len(a) > 100
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) <= 1e-6
-    record = load_run(tmp_path / "killed.json")  # the resumed run keeps writing the original record
+    # Without --out the resumed run writes its record beside its state, never where the state says.
+    assert not (tmp_path / "killed.json").exists()
+    record = load_run(tmp_path / "killed" / "run.json")
     assert record.finished and record.steps[-1]["step"] == 400
     assert [s["step"] for s in record.steps] == [s["step"] for s in load_run(tmp_path / "whole.json").steps]
 
@@ -111,7 +113,9 @@ def test_cli_resume_extends_a_finished_run_and_refuses_to_overwrite_a_state(tmp_
     assert main(["train", "--resume", str(state), "--steps", "9"]) == 0
     extended = load_state(state)
     assert extended.step == 9 and extended.config.steps == 9 and extended.config.schedule_steps == 6
-    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 9
+    assert "began with --out" in capsys.readouterr().err  # the state's --out is shown as a hint ...
+    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 6  # ... and never written to
+    assert load_run(state / "run.json").steps[-1]["step"] == 9  # the record goes beside the state
     assert main(["train", "--resume", str(state), "--steps", "3"]) == 2
     assert "already at step 9" in capsys.readouterr().err
 
@@ -150,7 +154,8 @@ def test_a_run_resumed_on_another_machine_names_both_in_the_manifest(tmp_path, m
     monkeypatch.setattr(explorer.runs, "machine_description", lambda device: "First CPU, 2 cores")
     assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
     monkeypatch.setattr(explorer.devices, "machine_description", lambda device: "Second CPU, 2 cores")
-    assert main(["train", "--resume", str(state), "--steps", "5", "--save-dir", str(shipped)]) == 0
+    assert main(["train", "--resume", str(state), "--steps", "5", "--save-dir", str(shipped),
+                 "--out", str(tmp_path / "run.json")]) == 0
     entries = json.loads((shipped / "manifest.json").read_text())["checkpoints"].values()
     assert {entry["machine"] for entry in entries} == {"First CPU, 2 cores, then Second CPU, 2 cores"}
     assert load_run(tmp_path / "run.json").environment["machines"] == ["First CPU, 2 cores", "Second CPU, 2 cores"]
@@ -275,7 +280,7 @@ def test_amp_auto_computes_in_bf16_only_where_the_cpu_has_it(monkeypatch, native
 def test_torch_compile_follows_the_eager_losses():
     """--compile (1.4x at paper width once it has paid back its ~30 s, engine_speed.py) trains
     the same nets: the same losses to float rounding, for a plain and a residual net."""
-    config = _tiny(steps=4, width=2, amp="off", val_every=10**6)
+    config = _tiny(steps=4, width=2, amp="off", val_every=64_000)  # validates at the end only
     data = load_data(config.data, image_size=config.image_size)
     eager = [m.loss for r in train(config, data) for m in r.models]
     compiled = [m.loss for r in train(replace(config, compile=True), data) for m in r.models]
@@ -314,8 +319,8 @@ def test_schedules_are_pytorchs_own(schedule):
 
 def test_bad_engine_settings_are_refused_with_a_message():
     data = load_data("synthetic:256", image_size=8)
-    for change, message in (({"schedule": "linear"}, "Unknown schedule"), ({"repeat": 0}, "at least 1"),
-                            ({"label_smoothing": 1.5}, "Label smoothing"), ({"amp": "fp16"}, "needs a CUDA device")):
+    for change, message in (({"schedule": "linear"}, "Unknown schedule"), ({"repeat": 0}, "from 1 to 10"),
+                            ({"label_smoothing": 1.5}, "label smoothing must be"), ({"amp": "fp16"}, "needs a CUDA device")):
         with pytest.raises(ValueError, match=message):
             Training(_tiny(**change), data)
 

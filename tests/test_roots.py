@@ -109,3 +109,37 @@ def test_every_spelling_of_a_folder_source_the_loader_accepts_is_checked(root):
     assert check_app_source(f"folder:{root / 'pets'}", [root]) == f"folder:{(root / 'pets').resolve()}"
     for source in ("synthetic", "synthetic:2000", "cifar10", "nonsense"):  # not folders: the loader judges them
         assert check_app_source(source, [root]) == source
+
+
+def test_a_nul_byte_has_its_own_message_not_a_climb(root):
+    nul = r"holds a NUL character \(\\x00\), which no file or folder name can contain"
+    with pytest.raises(RootsError, match=nul) as refused:
+        check_folder_source(f"folder:{root}/pets\x00/../../etc", [root])
+    assert "climbs" not in str(refused.value) and str(root.resolve()) in str(refused.value)  # the roots, as spelled
+
+
+@pytest.mark.parametrize("part", ["a" * 256, "é" * 128])  # 256 bytes either way (é is two bytes in UTF-8)
+def test_a_path_part_over_255_bytes_is_refused_without_asking_the_disk(root, part, monkeypatch):
+    monkeypatch.setattr(os, "lstat", lambda *a, **k: pytest.fail("the disk was asked"))  # what resolve() calls
+    with pytest.raises(RootsError, match=r"has a part of 256 bytes .*a file or folder name is at most 255 bytes"):
+        check_folder_source(f"folder:{root}/{part}", [root])
+    monkeypatch.undo()
+    longest = root / ("b" * 255)  # exactly at the limit: an ordinary folder
+    longest.mkdir()
+    assert check_folder_source(f"folder:{longest}", [root]) == longest.resolve()
+
+
+def test_a_path_over_4096_bytes_and_unencodable_text_are_refused(root):
+    with pytest.raises(RootsError, match=r"is 6,[\d,]+ bytes long; a path is at most 4,096"):
+        check_folder_source(f"folder:{root}" + "/abc" * 1500, [root])
+    with pytest.raises(RootsError, match="characters that no file or folder name on this server can contain"):
+        check_folder_source(f"folder:{root}/\ud800", [root])
+
+
+def test_an_unreadable_folder_inside_a_root_is_a_message_not_an_oserror(root, monkeypatch):
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    with pytest.raises(RootsError, match=r"'.*pets' cannot be read \(Permission denied\)"):
+        check_folder_source(f"folder:{root / 'pets'}", [root])

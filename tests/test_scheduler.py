@@ -1,5 +1,6 @@
 """The server-wide job scheduler: queue order, cancel, session release, thread split, estimates."""
 
+import math
 import os
 import sys
 import threading
@@ -71,7 +72,7 @@ def test_a_stop_flag_cancels_a_blocked_wait():
 
 
 def test_releasing_a_session_removes_only_its_waiting_jobs():
-    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0, per_session=2)
     mine_running = scheduler.enqueue("mine-1", session="tab-1")
     theirs = scheduler.enqueue("theirs", session="tab-2")
     mine_waiting = scheduler.enqueue("mine-2", session="tab-1")
@@ -225,7 +226,7 @@ def test_start_estimates_follow_the_slots_as_they_free():
 
 
 def test_a_waiting_job_estimates_its_wait_from_the_running_job():
-    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0, time_limit_s=math.inf)  # no limit to bound the waits
     running, next_job, last = (scheduler.enqueue(name) for name in ("a", "b", "c"))
     assert next_job.wait_estimate_s is None  # nothing reported, no past run
     running.report(eta_s=40.0)
@@ -235,7 +236,7 @@ def test_a_waiting_job_estimates_its_wait_from_the_running_job():
 
 
 def test_only_runs_that_ended_teach_the_wait_estimate():
-    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0, time_limit_s=math.inf)
     stopped_early = scheduler.enqueue("stopped after a moment")
     waiting = scheduler.enqueue("waiting")
     stopped_early.done()  # not completed: a Stop, a failure

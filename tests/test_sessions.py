@@ -69,7 +69,7 @@ def test_replacing_a_job_stops_the_previous_one():
 
 
 def test_release_takes_the_sessions_waiting_jobs_out_of_the_queue(tmp_path):
-    scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
+    scheduler = Scheduler(max_jobs=1, cores=2, nice=0, per_session=2)  # the other session queues two
     session, other = (SessionResources(scheduler=scheduler, upload_parent=tmp_path) for _ in range(2))
     scheduler.enqueue("other's run", session=other.id)
     scheduler.enqueue("mine", session=session.id)
@@ -168,7 +168,7 @@ def test_a_page_run_draws_one_phase_of_its_job_and_sees_the_change():
     assert JobSlot(resources, "lab").phase == "idle"
     scheduler = Scheduler(max_jobs=1, cores=2, nice=0, measure_load=False)
     scheduler.enqueue("someone else's run")  # takes the only slot: the next job waits
-    job = TrainingJob(preset("demo", models=("resnet20",), data="synthetic:2", steps=2, width=2, image_size=8),
+    job = TrainingJob(preset("demo", models=("resnet20",), data="synthetic:10", steps=2, width=2, image_size=8),
                       device="cpu", name="waiting")
     resources.replace_job("lab", job.start(scheduler, session=resources.id))
     slot = JobSlot(resources, "lab")

@@ -1,6 +1,7 @@
 """The "Why shortcuts work" page: each view computes on the shipped checkpoints, with a verdict."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,24 @@ def _on_samples(at, nets):
     return at.run()
 
 
+def computed(at, view: str, until, timeout_s: float = 120):
+    """Press the view's button, then rerun the page until ``until(at)``: the view computes as a
+    background job (explorer.ui.inside), and a fragment's run_every never fires in AppTest."""
+    at.button(key=f"inside.go_{view}").click().run()
+    deadline = time.monotonic() + timeout_s
+    while not until(at):
+        assert not at.exception, [e.message for e in at.exception]
+        assert time.monotonic() < deadline, "the view never finished"
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def charts(at) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
 def test_page_opens_with_the_shipped_nets_and_the_path_counts(shipped):
     at = open_page(PAGE)
     assert not at.exception
@@ -35,8 +54,8 @@ def test_page_opens_with_the_shipped_nets_and_the_path_counts(shipped):
 
 def test_responses_view_draws_fig7_and_states_a_verdict(shipped):
     at = _on_samples(open_page(PAGE), ["plain20-cifar10", "resnet20-cifar10"])
-    at.button(key="inside.go_responses").click().run(timeout=120)
-    assert not at.exception and not at.error
+    computed(at, "responses", lambda at: at.markdown)
+    assert not at.error
     assert "ResNet-20's responses" in " ".join(m.value for m in at.markdown)
     figure = at.get("plotly_chart")[0].proto.spec
     assert "plain20-cifar10" in figure and "resnet20-cifar10" in figure
@@ -44,10 +63,11 @@ def test_responses_view_draws_fig7_and_states_a_verdict(shipped):
 
 def test_branches_and_lesion_views_compute_on_samples(shipped):
     at = _on_samples(open_page(PAGE), ["plain20-cifar10", "resnet20-cifar10"])
-    at.button(key="inside.go_branches").click().run(timeout=120)
-    at.button(key="inside.go_lesion").click().run(timeout=300)
-    assert not at.exception and not at.error
-    specs = " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
+    before = len(charts(at))
+    computed(at, "branches", lambda at: len(charts(at)) > before)
+    computed(at, "lesion", lambda at: len(charts(at)) > before + 1, timeout_s=300)
+    assert not at.error
+    specs = " ".join(charts(at))
     assert "layer1.0" in specs  # a block of resnet20 on the branch and lesion charts
 
 
@@ -55,9 +75,7 @@ def test_an_impossible_net_gets_a_message_not_a_traceback(shipped, monkeypatch):
     from explorer.ui import inside
 
     monkeypatch.setattr(inside, "shipped_nets", lambda: {"resnet50": "resnet50"})  # no ImageNet weights here
-    at = open_page(PAGE)
-    at.button(key="inside.go_responses").click().run(timeout=60)
-    assert not at.exception
+    at = computed(open_page(PAGE), "responses", lambda at: at.error)
     assert "resnet50" in at.error[0].value
 
 
@@ -79,8 +97,8 @@ def test_the_surface_view_shows_the_shipped_surfaces_and_computes_ones_own(shipp
     specs = [chart.proto.spec for chart in at.get("plotly_chart")]
     assert any('"type":"surface"' in spec.replace(" ", "") for spec in specs)  # precomputed, shown at once
     at.slider(key="inside.grid").set_value(3)
-    at.button(key="inside.go_landscape").click().run(timeout=120)
-    assert not at.exception and not at.error
+    computed(at, "landscape", lambda at: len(charts(at)) > len(specs))
+    assert not at.error
     own = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in at.get("plotly_chart")[len(specs):]]
     assert own == ["surface", "contour"]  # one's own surface, in 3-D and from above
 

@@ -16,11 +16,16 @@ Adding commands (the convention every module here follows):
 1. A module defines ``add_commands(commands)``, where ``commands`` is the
    ``argparse._SubParsersAction`` of the top-level parser. For each command it calls
    ``commands.add_parser(name, help=...)``, adds its arguments and ends with
-   ``parser.set_defaults(run=handler)``.
+   ``parser.set_defaults(run=handler)``. A number a user types is parsed with
+   ``type=ranged(limits.X)`` (:mod:`explorer.cli.common`), so it is checked against the same
+   declared range as the app's widget and link while parsing; ``--json`` prints with
+   :func:`~explorer.cli.common.print_json` (NaN and infinities become null).
 2. ``handler(args: argparse.Namespace) -> None`` does the work and prints the result
    (stdout; progress on stderr). A user mistake raises :class:`CommandError` (or a
-   ``ValueError``, ``UnknownModelError``, ``WeightsError``): :func:`main` prints
-   ``error: <message>`` on stderr and returns 2. Ctrl-C returns 130; success 0.
+   ``ValueError``, ``UnknownModelError``, ``WeightsError``, ``OSError``): :func:`main` prints
+   ``error: <message>`` on one line of stderr and returns 2, as it does for argparse's own
+   usage errors (:class:`~explorer.cli.common.Parser`). Ctrl-C returns 130; success 0; no
+   command at all prints the help and returns 2.
 3. Heavy imports (torch, the core) go inside the handlers, so ``--help`` stays instant
    and the CLI never imports Streamlit.
 4. The module's ``add_commands`` is appended to :data:`COMMAND_GROUPS`, whose order is
@@ -35,10 +40,10 @@ from collections.abc import Sequence
 
 from explorer import __version__
 from explorer.cli import classify, finetune, train, zoo
-from explorer.cli.common import CommandError, table
+from explorer.cli.common import CommandError, Parser, one_line, table
 from explorer.inside import commands as inside_commands  # "Why shortcuts work" (issue 15)
-__all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main", "table"]
 
+__all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main", "table"]
 
 
 def _inside_commands(commands) -> None:
@@ -52,7 +57,7 @@ COMMAND_GROUPS = (zoo.add_commands, classify.add_commands, finetune.add_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m explorer",
         description="ResNet Explorer: the models of He et al. (2015), from the command line.",
     )
@@ -64,18 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 done, 2 a user mistake, 130 Ctrl-C)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "run", None) is None:
-        parser.print_help()
-        return 0
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help and --version (0), a usage error (2, its line already printed)
+        return exit.code if isinstance(exit.code, int) else 2
+    if getattr(args, "run", None) is None:  # no command: nothing was done, so not a success
+        parser.print_help(sys.stderr)
+        print("error: name a command (see the list above)", file=sys.stderr)
+        return 2
     from explorer.models import UnknownModelError
     from explorer.weights import WeightsError
 
     try:
         args.run(args)
-    except (CommandError, UnknownModelError, WeightsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (CommandError, UnknownModelError, WeightsError, ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

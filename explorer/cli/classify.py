@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from explorer.cli.common import CommandError, table
+from explorer import limits
+from explorer.cli.common import CommandError, print_json, ranged, table
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("--model", default=None,
                           help="a checkpoint (see pretrained/manifest.json) or an ImageNet model with weights; "
                                "default: the checkpoint with the lowest validation error")
-    classify.add_argument("--topk", type=int, default=5, help="how many classes to show (default 5)")
+    classify.add_argument("--topk", type=ranged(limits.TOPK), default=5, help="how many classes to show (default 5)")
     classify.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     classify.add_argument("--json", action="store_true", help="machine-readable output")
     classify.set_defaults(run=_cmd_classify)
@@ -59,7 +59,7 @@ def _cmd_classify(args: argparse.Namespace) -> None:
         predictions = classifier.predict([image], topk=args.topk)[0]
         results.append({"file": str(path), "predictions": [asdict(p) for p in predictions]})
     if args.json:
-        print(json.dumps({"model": classifier.name, "about": classifier.about, "results": results}, indent=2))
+        print_json({"model": classifier.name, "about": classifier.about, "results": results}, indent=2)
     else:
         print(f"{classifier.name}: {classifier.about}\n")
         for result in results:
@@ -94,8 +94,11 @@ def _cmd_cam(args: argparse.Namespace) -> None:
         panels = [(args.layer, _layer_overlay(classifier, explanation, args.layer))]
     top = explanation.predictions[0]
     panels.insert(0, (f"{top.label} {100 * top.probability:.0f}%", seen.cpu()))
+    from explorer.files import atomic_write
+
+    strip = overlay_strip(panels)
     try:
-        overlay_strip(panels).save(args.out)
+        atomic_write(args.out, lambda temporary: strip.save(temporary, format="PNG"))  # whole or not at all, 0644
     except OSError as error:
         raise CommandError(f"Could not write {args.out}: {error}") from error
     print(f"{classifier.name}: top class {top.label} ({100 * top.probability:.1f}%); Grad-CAM for "

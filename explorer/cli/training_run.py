@@ -91,6 +91,11 @@ def train_and_save(args: argparse.Namespace, config, device, main: bool = True, 
         val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
         seed = f" (seed {metrics.get('seed', 0)})" if config.repeat > 1 else ""
         print(f"{metrics['name']}{seed}: training error {100 * metrics['train_error']:.1f}%{val}")
+    # A loss that became NaN or infinite stopped its model (explorer.lockstep): the run is
+    # recorded up to there, but it did not do what was asked, so it must not exit 0.
+    diverged = list(dict.fromkeys(t.stopped for t in session.training.trainees if t.stopped))
+    if diverged:
+        raise CommandError("training diverged: " + " ".join(diverged))
 
 
 def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Session:
@@ -104,7 +109,7 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
     if saved is None and state_dir is not None and state_path(state_dir).exists():
         raise CommandError(f"{state_dir} already holds a training state: continue it with --resume {state_dir}, "
                            "or give another folder.")
-    out = args.out or Path(saved.out if saved is not None and saved.out else "run.json")
+    out = args.out or Path("run.json")  # explorer.cli.train fixes it; never the path stored in a state
     if main:
         print(f"loading {config.data} ({config.image_size}×{config.image_size}) …", file=sys.stderr)
     try:
@@ -146,7 +151,7 @@ def _run_steps(session: _Session) -> float:
             if session.state_due(step.step):
                 session.keep_state()
         record.finished = training.step >= config.steps
-        if not record.finished and main:
+        if not record.finished and main and not all(t.stopped for t in training.trainees):
             print("\nstopped: saving the steps so far", file=sys.stderr)
     except KeyboardInterrupt:
         if main:

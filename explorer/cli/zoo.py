@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from explorer.cli.common import CommandError, table
+from explorer.cli.common import CommandError, folder_option, print_json, table
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +29,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     download = weight_commands.add_parser("download", help="download with torchvision's hash check")
     download.add_argument("names", nargs="+", metavar="NAME", help="models, e.g. resnet50 resnet152")
     download.add_argument("--dir", type=Path, default=None,
-                          help="folder to save into (default: the torch hub cache)")
+                          help="an existing folder to save into (default: the torch hub cache)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(run=_cmd_weights_download)
 
@@ -68,7 +67,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
         return
     entries = _zoo_entries()
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print_json(entries, indent=2)
         return
     print(table(
         ["name", "depth", "block", "params", "GMACs", "paper", "ImageNet top-1 %", "weights", "trained here (val error)"],
@@ -84,13 +83,13 @@ def _cmd_arch(args: argparse.Namespace) -> None:
 
     analysis = analyze(args.name)
     if args.json:
-        print(json.dumps({
+        print_json({
             "name": analysis.spec.name,
             "input_size": list(analysis.spec.input_size),
             "rows": [asdict(row) for row in analysis.stages],
             "total_params": analysis.params,
             "total_macs": analysis.macs,
-        }, indent=2))
+        }, indent=2)
         return
     print(f"{analysis.spec.name}: {analysis.spec.summary} (untrained architecture, "
           f"input {'×'.join(map(str, analysis.spec.input_size))})\n")
@@ -107,8 +106,8 @@ def _cmd_weights_list(args: argparse.Namespace) -> None:
 
     statuses = [weights_status(spec) for spec in list_models() if spec.weights is not None]
     if args.json:
-        print(json.dumps([{"name": s.name, "file": s.filename, "path": str(s.path) if s.path else None}
-                          for s in statuses], indent=2))
+        print_json([{"name": s.name, "file": s.filename, "path": str(s.path) if s.path else None}
+                    for s in statuses], indent=2)
         return
     print(table(["model", "file", "where"],
                 [[s.name, s.filename, s.path or "missing"] for s in statuses]))
@@ -122,6 +121,8 @@ def _cmd_weights_download(args: argparse.Namespace) -> None:
     from explorer.weights import WeightsError, download_weights
 
     failures = []
+    if args.dir is not None:  # a missing folder or a file fails before any download starts
+        folder_option(args.dir, "--dir", must_exist=True)
     for name in args.names:
         get_model_spec(name)  # unknown names fail before any download starts
     for name in args.names:
@@ -131,4 +132,4 @@ def _cmd_weights_download(args: argparse.Namespace) -> None:
         except WeightsError as error:
             failures.append(f"{name}: {error}")
     if failures:
-        raise CommandError("\n".join(failures))
+        raise CommandError("; ".join(failures))

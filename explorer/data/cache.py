@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from explorer.data.scanner import ImageFile
+from explorer.files import atomic_write
 
 # A cache file written by a different version of the decoding code must not be reused: bump
 # this whenever the decoded pixels could change (resize filter, colour conversion, ...).
@@ -82,19 +81,11 @@ def write_cache(
     from safetensors.torch import save_file
 
     metadata = {"format": CACHE_FORMAT, "key": key, "classes": json.dumps(list(classes)), "root": str(root)}
-    temporary = None
+    tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-        temporary = None
+        atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
     except OSError as error:
         # The data is loaded; only the next load will be slower. Not worth failing for.
         # stacklevel 5: write_cache <- load_folder <- _load_source <- load_data <- its caller.
         warnings.warn(f"Could not cache the decoded images in {path.parent} ({error}).", stacklevel=5)
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.remove(temporary)

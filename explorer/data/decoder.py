@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from explorer.data.dataset import DataError, ProgressCallback, report_progress
+from explorer.images import ImageError, ImageLimits, decode_frame, open_image
 
 _PROGRESS_EVERY = 1000  # images between progress callbacks while decoding
 _DECODE_CHUNK = 256  # files per thread-pool task: large enough to amortise the task overhead
@@ -32,21 +33,21 @@ def folder_pixels(image, image_size: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def decode_image(path: str, image_size: int) -> np.ndarray:
-    """One file -> uint8 ``(image_size, image_size, 3)``; every failure is a :class:`DataError`."""
-    from PIL import Image, ImageOps
+def decode_image(path: str, image_size: int, caps: ImageLimits | None = None) -> np.ndarray:
+    """One file -> uint8 ``(image_size, image_size, 3)``, through the image gate
+    (:mod:`explorer.images`: format from the content, pixel and decoded-byte caps, one frame);
+    every failure is a :class:`DataError` naming the file.
 
+    A JPEG over a megapixel, and at least twice ``image_size`` on each side, is decoded by
+    libjpeg at 1/2, 1/4 or 1/8 of its size (still at least ``image_size``) before the same
+    bilinear resize, so a folder of 12-megapixel phone photos neither fills the memory of four
+    decoder threads nor takes a second a file; CIFAR-sized files are decoded exactly as before."""
     try:
-        with Image.open(path) as opened:
-            # Phone photos are often stored sideways with an EXIF "rotate me" flag.
-            image = ImageOps.exif_transpose(opened).convert("RGB")
+        with open_image(path, path, caps, aspect=False) as opened:  # a data set squashes to a square by design
+            image = decode_frame(opened, path, at_least=image_size)
         return folder_pixels(image, image_size)
-    except Image.DecompressionBombError as error:
-        # Pillow's guard against images built to exhaust memory stays on (MAX_IMAGE_PIXELS).
-        raise DataError(
-            f"Could not read {path}: it is too large to decode safely ({error}). "
-            f"Remove the file or shrink it."
-        ) from error
+    except ImageError as error:
+        raise DataError(f"Could not read a file of the data set: {error} Remove or replace the file.") from error
     except Exception as error:  # noqa: BLE001 - Pillow's plugins raise OSError, SyntaxError, ValueError...
         raise DataError(
             f"Could not read {path} ({type(error).__name__}: {error}). Remove or replace the file."
@@ -58,13 +59,14 @@ def decode_all(
 ) -> torch.Tensor:
     """Decode every file in parallel threads into one uint8 ``(N, 3, S, S)`` tensor."""
     total = len(relatives)
+    caps = ImageLimits.current()  # the environment read once per folder, not once per file
     pixels = np.empty((total, image_size, image_size, 3), dtype=np.uint8)
 
     def decode_chunk(start: int) -> int:
         stop = min(start + _DECODE_CHUNK, total)
         for i in range(start, stop):
             # Each task writes its own rows of `pixels`, so the threads never share memory.
-            pixels[i] = decode_image(os.path.join(root, relatives[i]), image_size)
+            pixels[i] = decode_image(os.path.join(root, relatives[i]), image_size, caps)
         return stop - start
 
     # Threads, not processes: Pillow releases the GIL while it decodes, and the results land

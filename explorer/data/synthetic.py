@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.data.dataset import DataError, ProgressCallback, report_progress
+from explorer.limits import SYNTHETIC_IMAGES, LimitError
 
 SYNTHETIC_DEFAULT_SIZE = 12_000  # images in "synthetic"; enough for a few epochs of a ResNet-20
 SYNTHETIC_CLASSES = 10
@@ -26,17 +27,13 @@ _RENDER_CHUNK = 2048  # images rendered per batched matrix product
 
 
 def parse_synthetic_count(argument: str) -> int:
-    """The ``N`` of ``"synthetic:N"``; at least one image per class."""
+    """The ``N`` of ``"synthetic:N"``, within ``limits.SYNTHETIC_IMAGES``: at least one image
+    per class, and few enough that one request cannot take the server's memory
+    (``synthetic:3000000`` would be a 9.2 GB tensor). Checked before anything is allocated."""
     try:
-        count = int(argument.strip().replace("_", ""))
-    except ValueError:
-        count = -1
-    if count < SYNTHETIC_CLASSES:
-        raise DataError(
-            f"'synthetic:{argument}' needs a whole number of images, at least {SYNTHETIC_CLASSES} "
-            f"(one per class), for example 'synthetic:2000'."
-        )
-    return count
+        return SYNTHETIC_IMAGES.parse(argument, what=f"The N of 'synthetic:{argument.strip()[:20]}'")
+    except LimitError as error:
+        raise DataError(f"{error} For example 'synthetic:2000'.") from None
 
 
 def make_synthetic(

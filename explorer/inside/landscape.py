@@ -30,6 +30,7 @@ from torch.func import functional_call, vmap
 from explorer.inside import data
 from explorer.inside.data import InsideError, Probe, Progress, Subject, batches, model_device, report, require_labels
 from explorer.inside.defaults import DEFAULT_GRID, DEFAULT_SPAN
+from explorer.limits import LANDSCAPE_GRID, LANDSCAPE_SPAN, LimitError
 
 Direction = dict[str, torch.Tensor]  # parameter name -> a tensor of its shape
 
@@ -137,12 +138,18 @@ def _moved(weight: torch.Tensor, coordinates: torch.Tensor, directions: list[tor
 
 
 def grid_axis(grid: int, span: float) -> tuple[float, ...]:
-    """``grid`` evenly spaced coordinates from −span to +span (0 is one of them when ``grid`` is odd)."""
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-        raise InsideError(f"grid must be a whole number of points per axis >= 2, got {grid!r} "
-                          "(one point is just the trained weights).")
-    if not isinstance(span, (int, float)) or isinstance(span, bool) or not span > 0 or span != span:
-        raise InsideError(f"span must be a positive distance (in filter-normalised units), got {span!r}.")
+    """``grid`` evenly spaced coordinates from −span to +span (0 is one of them when ``grid`` is odd).
+
+    Both are checked against their declared ranges (``limits.LANDSCAPE_GRID``, ``LANDSCAPE_SPAN``)
+    before anything is allocated: the cost grows as grid² forward passes, and a span of 1e308
+    overflows every loss to infinity."""
+    for limit, value, what, why in (
+            (LANDSCAPE_GRID, grid, "The grid (points per axis)", "one point is just the trained weights"),
+            (LANDSCAPE_SPAN, span, "The span (α, β in [−span, span])", "in filter-normalised units; Li et al. plot 1")):
+        try:
+            limit.check(value, what)
+        except LimitError as error:
+            raise InsideError(f"{str(error).rstrip('.')} ({why}).") from None
     return tuple(round(float(value), 6) + 0.0 for value in torch.linspace(-span, span, grid, dtype=torch.float64))
 
 

@@ -9,12 +9,12 @@ span, images, data source, torch version and wall time, so anyone can recompute 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import logging
 from pathlib import Path
 
 import torch
 
+from explorer.files import atomic_write, locked
 from explorer.inside.landscape import Surface
 from explorer.weights import pretrained_dir
 
@@ -27,10 +27,7 @@ def landscapes_dir() -> Path:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, separators=(",", ":"))
-    os.chmod(handle.name, 0o644)  # a shipped file, readable by all (NamedTemporaryFile makes it 0600)
-    os.replace(handle.name, path)
+    atomic_write(path, json.dumps(payload, separators=(",", ":")))  # a shipped file: 0644, readable by all
 
 
 def save_surface(surface: Surface, command: str, folder: Path | None = None) -> Path:
@@ -40,14 +37,15 @@ def save_surface(surface: Surface, command: str, folder: Path | None = None) -> 
     path = folder / f"{surface.model}.json"
     _write_json(path, surface.to_json())
     manifest_path = folder / MANIFEST
-    raw = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # keeps any "note"
-    manifest = raw.get("landscapes", {})
-    manifest[surface.model] = {
-        "file": path.name, "command": command, "seed": surface.seed, "grid": len(surface.alphas),
-        "span": surface.alphas[-1], "images": surface.images, "data": surface.source,
-        "torch": torch.__version__, "wall_time_s": surface.seconds,
-    }
-    _write_json(manifest_path, {**raw, "landscapes": dict(sorted(manifest.items()))})
+    with locked(manifest_path):  # two `landscape --save-dir` at once both keep their entries
+        raw = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # keeps any "note"
+        manifest = raw.get("landscapes", {})
+        manifest[surface.model] = {
+            "file": path.name, "command": command, "seed": surface.seed, "grid": len(surface.alphas),
+            "span": surface.alphas[-1], "images": surface.images, "data": surface.source,
+            "torch": torch.__version__, "wall_time_s": surface.seconds,
+        }
+        _write_json(manifest_path, {**raw, "landscapes": dict(sorted(manifest.items()))})
     return path
 
 
@@ -59,13 +57,21 @@ def read_landscape_manifest(folder: Path | None = None) -> dict[str, dict]:
 
 
 def shipped_surfaces(folder: Path | None = None) -> dict[str, Surface]:
-    """Every precomputed surface, by checkpoint name (empty when none are shipped)."""
+    """Every precomputed surface, by checkpoint name (empty when none are shipped). An entry
+    whose file is not a plain name in ``folder``, or that cannot be read, is skipped (and
+    logged): one bad entry never hides the others."""
     folder = folder or landscapes_dir()
     surfaces = {}
     for name, entry in read_landscape_manifest(folder).items():
-        raw = json.loads((folder / entry["file"]).read_text())
-        surfaces[name] = Surface(
-            model=raw["model"], alphas=tuple(raw["alphas"]), betas=tuple(raw["betas"]),
-            loss=tuple(tuple(row) for row in raw["loss"]), seed=entry["seed"], images=entry["images"],
-            source=entry["data"], seconds=entry["wall_time_s"])
+        try:
+            file = str(entry["file"])
+            if Path(file).name != file or file in ("", ".", "..") or (folder / file).is_symlink():
+                raise ValueError(f"its file {file[:80]!r} is not a plain file name in {folder}")
+            raw = json.loads((folder / file).read_text())
+            surfaces[name] = Surface(
+                model=raw["model"], alphas=tuple(raw["alphas"]), betas=tuple(raw["betas"]),
+                loss=tuple(tuple(row) for row in raw["loss"]), seed=entry["seed"], images=entry["images"],
+                source=entry["data"], seconds=entry["wall_time_s"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logging.getLogger("explorer").warning("The landscape %r is skipped: %s", name, error)
     return surfaces

@@ -22,6 +22,7 @@ from explorer.ui.common import (
     block_diagrams,
     current_device,
     device_picker,
+    escaped,
     keep_form_state,
     paper_table,
     report_errors,
@@ -44,7 +45,7 @@ from explorer.ui.lab import (
 __all__ = [
     "DEVICE_KEY", "RAISE_ERRORS_ENV", "REPORT_LABEL", "JobSlot", "analysis", "block_diagrams", "button_row",
     "class_demo_button", "classifier", "classifier_choices", "current_device", "dataset_picker",
-    "device_picker", "erasing_controls", "finetune_job_slot", "gradient_heatmaps", "job_view", "keep_form_state",
+    "device_picker", "erasing_controls", "escaped", "finetune_job_slot", "gradient_heatmaps", "job_view", "keep_form_state",
     "lab_dataset_picker", "lab_job_slot", "lab_progress", "lab_run_form", "paper_table", "prediction_card",
     "read_uploads", "replay_picker", "report_errors", "resume_button", "run_downloads", "session_upload_dir",
     "start_button", "start_stop_controls", "stop_button", "twin_classifiers", "untrained_banner", "zip_source",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.checkpoints import CheckpointError
-from explorer.ui.common import current_device
+from explorer.checkpoints import CheckpointError, finetuned_dir, skipped_entries
+from explorer.ui.common import current_device, escaped
 
 
 def classifier_choices() -> dict[str, str]:
@@ -15,10 +15,13 @@ def classifier_choices() -> dict[str, str]:
     from explorer.classify import classifier_choices as choices
 
     try:
-        return choices()
+        found = choices()
     except CheckpointError as error:  # a broken manifest hides the checkpoints, not the page
-        st.error(f"The project's checkpoints are hidden: {error}")
+        st.error(f"The project's checkpoints are hidden: {escaped(error)}")
         return choices(checkpoints=False)
+    for problem in [*skipped_entries(), *skipped_entries(finetuned_dir())]:  # one bad entry hides only itself
+        st.warning(escaped(problem))
+    return found
 
 
 def _classifier_fingerprint(name: str) -> str:
@@ -40,24 +43,34 @@ def _cached_classifier(name: str, device: str, fingerprint: str):
     return load_classifier(name, device=device, allow_untrained=True)
 
 
-def read_uploads(uploads) -> dict:
-    """name -> RGB image for each upload that reads; the others get a clear error and are skipped."""
-    from explorer.images import ImageError, read_image
+SESSION_PHOTOS = "decoded_photos"  # session state: this session's explorer.photos.SessionPhotos
 
-    images = {}
-    for upload in uploads or []:
-        try:
-            images[upload.name] = read_image(upload.getvalue(), name=upload.name)
-        except ImageError as error:
-            st.error(f"**{upload.name}** was skipped: {error}")
-    return images
+
+def read_uploads(uploads, shelf: str = "inspect") -> dict:
+    """name -> RGB image for each upload that reads; the others get a clear error and are skipped.
+
+    Each photo is decoded once per upload, not on every rerun, and kept shrunk to
+    ``limits.PHOTO_SIDE`` in the session's :class:`~explorer.photos.SessionPhotos` (at most
+    ``limits.SESSION_DECODED`` bytes); ``shelf`` names the widget, so a photo removed from it
+    is let go. Past ``limits.UPLOAD_PHOTOS`` photos the first ones are used and the rest are
+    named in one error."""
+    from explorer.photos import SessionPhotos, Upload
+
+    photos = st.session_state.get(SESSION_PHOTOS)
+    if photos is None:
+        photos = st.session_state[SESSION_PHOTOS] = SessionPhotos()
+    read = photos.read([Upload(u.file_id, u.name, u.getvalue) for u in uploads or []], shelf)
+    for problem in read.problems:
+        st.error(escaped(problem))  # it quotes the file's name: shown literally, never as Markdown
+    return read.images
 
 
 def prediction_card(classifier, image, label: str, predictions, key: str) -> None:
     """The input the model sees (its own preprocessing) and its top classes as bars."""
     from explorer import figures
 
-    st.image(classifier.model_input(image).permute(1, 2, 0).numpy(), caption=f"{label}: what the net sees", width=160)
+    st.image(classifier.model_input(image).permute(1, 2, 0).numpy(), caption=f"{escaped(label)}: what the net sees",
+             width=160)  # a caption is Markdown: an upload's name is shown, never rendered
     st.plotly_chart(figures.topk_figure([p.label for p in predictions], [p.probability for p in predictions],
                                         trained=classifier.trained),
                     width="stretch", key=key)
@@ -74,5 +87,5 @@ def twin_classifiers(name: str) -> list:
         try:
             found.append(classifier(twin))
         except (ClassifierError, ValueError) as error:
-            st.warning(f"The twin {twin} cannot be loaded: {error}")
+            st.warning(f"The twin {escaped(twin)} cannot be loaded: {escaped(error)}")
     return found

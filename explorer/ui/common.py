@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import traceback
 from collections.abc import Callable
 
@@ -25,6 +26,38 @@ _LOG = logging.getLogger("explorer")
 # Tests set this so that AppTest still sees a page's exception after the message is shown.
 RAISE_ERRORS_ENV = "EXPLORER_RAISE_ERRORS"
 REPORT_LABEL = "Report this problem"
+
+
+# What Streamlit's Markdown (GitHub's, plus LaTeX, emoji, icons and colour directives) can
+# start with, anywhere in a line: links and images, emphasis, code, HTML, entities, tables,
+# $LaTeX$, :directives[…]. A backslash makes each literal (CommonMark escapes any ASCII
+# punctuation). "-", ".", "(", ")" and the like do nothing inside a line once "[" and "]"
+# are escaped, and stay as they are: "resnet20-cifar10 (5 epochs)" reads the same in the source.
+_INLINE = re.compile(r"([\\`*_{}\[\]<>#+!|~$&:])")
+# At the start of a line a few more begin a block: "- " or "= " (a list, a heading's rule), "12. " (a list).
+_LINE_START = re.compile(r"^(\s*)([-=]|\d+(?=[.)]))")
+# Some of Streamlit's Markdown works on the text the escapes leave, after parsing, so no
+# backslash stops it: bare URLs ("http://…", "www.…") and e-mail addresses become links, and
+# ":material_x:", ":streamlit:" and ":smile:" become icons. A zero-width space inside each
+# marker does (invisible, and not a character any of them allows).
+_AFTER_PARSING = re.compile(r"(?i)(?<=:)(?=//|[\w+-])|(?<=www)(?=\.)|(?<=@)")
+_ARROWS = re.compile(r"(^|\s)([-<>~])(>|-|=|->)(?=\s|$)")  # " -> " would become " → ", " -- " " — " (typography)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")  # a line break would start a new block (a list, a quote)
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def escaped(text) -> str:
+    """``text`` (a link's value, a file or folder name, an upload's name, an error quoting
+    one) as it must go into ``st.markdown``, ``st.warning``, a caption or a label: shown
+    literally, never rendered. ``[Log in](http://ev.il)`` stays those characters, not a link;
+    ``![x](http://ev.il/p.png)`` makes the browser fetch nothing; ``$x$`` is no formula.
+    Line breaks become spaces, and the escapes are backslashes (``.replace("\\", "")``
+    gives the text back, but for zero-width spaces after ``:``, ``www`` and ``@`` and inside
+    `` -> ``). Checked against Streamlit's own renderer in Chromium (tests/test_markdown_escape.py)."""
+    text = _AFTER_PARSING.sub(ZERO_WIDTH_SPACE, _CONTROL.sub(" ", str(text)))
+    text = _ARROWS.sub(lambda m: m[1] + m[2] + ZERO_WIDTH_SPACE + m[3], text)
+    text = _INLINE.sub(r"\\\1", text)
+    return _LINE_START.sub(lambda m: m[1] + ("\\" + m[2] if m[2] in "-=" else m[2] + "\\"), text, count=1)
 
 
 def keep_form_state(prefix: str) -> None:
@@ -48,6 +81,7 @@ def report_errors(render: Callable[[], None]) -> Callable[[], None]:
         except Exception as error:  # noqa: BLE001 - shown to the user, logged in full
             _LOG.exception("Unhandled error in %s", getattr(render, "__qualname__", render))
             summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            summary = escaped(summary)  # an exception's text may quote a path or a name the user gave
             st.error(f"Something went wrong here: **{type(error).__name__}**{': ' + summary if summary else ''}. "
                      "The rest of the app still works; change a setting or reload the page to try again.")
             with st.expander(REPORT_LABEL):

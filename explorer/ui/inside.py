@@ -1,23 +1,40 @@
-"""The "Why shortcuts work" page's computations: each view computed once per server for a
-(model, data, images) choice, with a progress bar, and shared by every session (the results
-are frozen dataclasses; every computation builds its own model, never a shared one)."""
+"""The "Why shortcuts work" page's computations, bounded and scheduled (issue 37: they ran in
+the page thread, outside the scheduler and unbounded; 31² grid points × 5,000 images × 4 nets
+would have held a core, and the page, for hours).
+
+Each view is computed once per server for a (view, net, data, images, options) choice and
+shared by every session (the results are frozen dataclasses; every computation builds its own
+model, never a shared one). What the server does not have yet is computed by this session's
+background job (:class:`explorer.jobs.ComputeJob`) through the server's scheduler, like a
+training run: it waits its turn, counts as the session's one job, shows its progress with a
+Stop button, and stops at the server's time limit, while the page stays free (a fragment
+polls the job). The sizes a user picks are declared ranges: limits.PROBE_IMAGES for the
+images, limits.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface."""
 
 from __future__ import annotations
 
 import threading
-import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import streamlit as st
 
 from explorer.checkpoints import CheckpointError, read_manifest
 from explorer.inside.branches import branch_ratios
-from explorer.inside.data import InsideError, load_probe, load_subject, progress_line
+from explorer.inside.data import load_probe, load_subject
 from explorer.inside.landscape import loss_surface
 from explorer.inside.lesion import lesion_study
 from explorer.inside.responses import layer_responses
+from explorer.compute_jobs import ComputeJob
+from explorer.limits import LANDSCAPE_GRID, LANDSCAPE_SPAN, PROBE_IMAGES, LimitError
 from explorer.models import get_model_spec
+from explorer.ui.common import escaped
+from explorer.ui.jobs import PENDING_KEY, inside_job_slot, job_view, limit_notice, pending_offer, start_job, stop_button
 
 VIEWS = {"responses": layer_responses, "branches": branch_ratios, "lesion": lesion_study}
+TITLES = {"responses": "layer responses", "branches": "branch ratios", "lesion": "lesion study",
+          "landscape": "loss surfaces"}
+PROGRESS_REFRESH_S = 1.0  # the progress bar's redraw while a view computes
 
 
 def _residual(model: str) -> bool:
@@ -29,77 +46,163 @@ def shipped_nets() -> dict[str, str]:
     try:
         entries = read_manifest()
     except CheckpointError as error:
-        st.error(f"The shipped checkpoints cannot be read: {error}")
+        st.error(f"The shipped checkpoints cannot be read: {escaped(error)}")
         return {}
     trained = [entry for entry in entries.values() if entry.kind == "trained"]
     return {entry.key: entry.model for entry in sorted(trained, key=lambda e: (_residual(e.model), e.key))}
-
-
-# Results by (view, model, data, images, options), for every session of this server. A plain
-# dict rather than st.cache_resource: the computation reports progress into the caller's bar,
-# which a cached function must not touch. The oldest result goes first past MAX_RESULTS.
-MAX_RESULTS = 64
-_RESULTS: dict[tuple, object] = {}
-_RESULTS_LOCK = threading.Lock()
-
-
-def _remembered(key: tuple, compute):
-    with _RESULTS_LOCK:
-        if key in _RESULTS:
-            return _RESULTS[key]
-    result = compute()
-    with _RESULTS_LOCK:
-        _RESULTS[key] = result
-        while len(_RESULTS) > MAX_RESULTS:
-            _RESULTS.pop(next(iter(_RESULTS)))
-    return result
-
-
-def _computed(view: str, name: str, data: str, images: int, options: tuple, progress):
-    def compute():
-        subject = load_subject(name)
-        # The images once per (net, data, count): every view of that net runs on the same probe.
-        probe = _remembered(("probe", name, data, images), lambda: load_probe(subject, data, images))
-        if view == "landscape":
-            grid, span = options
-            return loss_surface(subject, probe, grid=grid, span=span, progress=progress)
-        return VIEWS[view](subject, probe, progress=progress)
-
-    return _remembered((view, name, data, images, options), compute)
-
-
-def computed(view: str, names: list[str], data: str, images: int, options: tuple = ()) -> list:
-    """``view`` for each of ``names``; a model that cannot be used gets a message, not a traceback."""
-    bar = st.progress(0.0, text=f"{view}: starting…")
-    results = []
-    first_report: dict[int, tuple[float, float]] = {}  # net index -> (time, fraction) of its first report
-    for index, name in enumerate(names):
-        def progress(fraction: float, index=index, name=name) -> None:
-            started, started_at = first_report.setdefault(index, (time.perf_counter(), fraction))
-            bar.progress(min(1.0, (index + fraction) / len(names)), text=progress_line(
-                view, name, index + 1, len(names), fraction, time.perf_counter() - started, started_at))
-        try:
-            results.append(_computed(view, name, data, images, options, progress))
-        except (InsideError, ValueError) as error:
-            st.error(f"{name}: {error}")
-    bar.empty()
-    return results
 
 
 def is_residual(model: str) -> bool:
     return _residual(model)
 
 
-def requested(view: str, label: str) -> bool:
-    """True once this session pressed the view's button (the result then stays on screen)."""
-    key = f"inside.requested.{view}"
-    if st.button(label, key=f"inside.go_{view}"):
-        st.session_state[key] = True
-    return bool(st.session_state.get(key))
+def images_box(where) -> int:
+    """How many images every view runs on, within limits.PROBE_IMAGES (the CLI's --images too)."""
+    return int(where.number_input("How many", int(PROBE_IMAGES.low), int(PROBE_IMAGES.high), 1000, step=100,
+                                  key="inside.images"))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One view asked for: which nets, on which images and how many, with which options (a
+    surface's grid and span). The job that computes it carries it as its key."""
+
+    view: str
+    names: tuple[str, ...]
+    data: str
+    images: int
+    options: tuple = ()
+
+    def key(self, name: str) -> tuple:
+        return (self.view, name, self.data, self.images, self.options)
+
+
+# Results by Request.key, for every session of this server, the oldest first out past
+# MAX_RESULTS; and the images a net was probed with, reused by its other views: at most
+# PROBES_KEPT of them (one per shipped net; 5,000 normalised CIFAR images are 61 MB).
+MAX_RESULTS = 64
+PROBES_KEPT = 4
+_RESULTS: OrderedDict[tuple, object] = OrderedDict()
+_PROBES: OrderedDict[tuple, object] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def _cached(store: OrderedDict, key: tuple, limit: int, compute):
+    with _LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()
+    with _LOCK:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > limit:
+            store.popitem(last=False)
+    return value
+
+
+def _compute(request: Request, name: str, progress):
+    """One net's view, in the job's thread."""
+    subject = load_subject(name)
+    probe = _cached(_PROBES, (name, request.data, request.images), PROBES_KEPT,
+                    lambda: load_probe(subject, request.data, request.images))
+    if request.view == "landscape":
+        grid, span = request.options
+        return loss_surface(subject, probe, grid=grid, span=span, progress=progress)
+    return VIEWS[request.view](subject, probe, progress=progress)
+
+
+def _known(request: Request) -> dict[str, object]:
+    with _LOCK:
+        return {name: _RESULTS[request.key(name)] for name in request.names if request.key(name) in _RESULTS}
+
+
+def compute_job(request: Request, names: list[str]) -> ComputeJob:
+    """The job that computes ``request`` for ``names`` and leaves the results to the server's store."""
+    def task(name: str):
+        return name, lambda progress: _cached(_RESULTS, request.key(name), MAX_RESULTS,
+                                              lambda: _compute(request, name, progress))
+    return ComputeJob(request.view, [task(name) for name in names], key=request,
+                      kind=f"the {TITLES[request.view]} computation (Why shortcuts work)")
+
+
+def _checked(view: str, images: int, options: tuple) -> tuple[int, tuple]:
+    images = PROBE_IMAGES.check(images, "the number of images")
+    if view == "landscape":
+        grid, span = options
+        options = (LANDSCAPE_GRID.check(grid, "the grid (points per axis)"),
+                   LANDSCAPE_SPAN.check(span, "the span"))
+    return images, tuple(options)
+
+
+def view_results(view: str, label: str, names: list[str], data: str, images: int, options: tuple = (), *,
+                 where=st) -> list | None:
+    """The view's button (in ``where``) and, once this session has pressed it, the view's
+    results for the current choice of nets, images and options: at once when the server has
+    them, else from the background job the press started, whose progress and Stop are drawn
+    here until it ends (the page then reruns). None while there is nothing to draw."""
+    try:
+        images, options = _checked(view, images, options)
+    except LimitError as error:
+        st.error(escaped(error))
+        return None
+    request = Request(view, tuple(names), data, images, options)
+    slot = inside_job_slot()
+    requested = f"inside.requested.{view}"
+    if where.button(label, key=f"inside.go_{view}"):
+        st.session_state[requested] = True
+        missing = [name for name in request.names if name not in _known(request)]
+        job = slot.job
+        if missing and not (job is not None and job.running and getattr(job, "key", None) == request):
+            start_job(slot, compute_job(request, missing))  # reruns the page (or says why not)
+    pending = st.session_state.get(PENDING_KEY)
+    if getattr(pending, "slot", None) == slot.name and getattr(pending.job, "what", None) == view:
+        pending_offer(slot)
+    if not st.session_state.get(requested):
+        return None
+    job = slot.job
+    ours = isinstance(job, ComputeJob) and job.what == view
+    if ours and slot.running:
+        _progress(slot, view)
+        return None
+    return _gathered(request, label, job.snapshot() if ours and job.key == request else None)
+
+
+def _gathered(request: Request, label: str, snapshot) -> list | None:
+    """What is known of ``request`` (the server's store, and the session's last job for it),
+    with a message for each net that could not be computed and for those still missing."""
+    results = _known(request)
+    errors: dict[str, str] = {}
+    if snapshot is not None:
+        results = {**snapshot.results, **results}
+        errors = {name: message for name, message in snapshot.errors.items() if name not in results}
+        limit_notice(snapshot)  # stopped by the server's time limit
+        if snapshot.error:
+            st.error(f"The computation failed: {escaped(snapshot.error)}")
+    for name, message in errors.items():
+        st.error(f"{escaped(name)}: {escaped(message)}")
+    missing = [name for name in request.names if name not in results and name not in errors]
+    if missing:
+        st.info(f"Not computed for this choice yet: {escaped(', '.join(missing))}. Press “{label}”.")
+    shown = [results[name] for name in request.names if name in results]
+    return shown if shown or not missing else None
+
+
+def _progress(slot, view: str) -> None:
+    """The job's progress, redrawn every second while it runs, and its Stop button."""
+    def progress() -> None:
+        job = slot.job
+        if job is not None:
+            snapshot = job.snapshot()
+            st.progress(snapshot.fraction, text=snapshot.progress_text())
+
+    progress.__name__ = progress.__qualname__ = f"inside_{view}_progress"  # the fragment's identity
+    job_view(slot, progress, every_s=PROGRESS_REFRESH_S)
+    stop_button(slot, st, key=f"inside.stop_{view}", offer=False)
 
 
 def surface_section(shipped: list, chosen: list[str], data: str, images: int, registry: dict[str, str]) -> None:
-    """The precomputed surfaces at once, and a surface of one's own with a progress bar."""
+    """The precomputed surfaces at once, and a surface of one's own, computed as a job."""
     from explorer.inside import figures
 
     st.caption("The loss around the trained weights along two random filter-normalised directions (Li et al. "
@@ -115,10 +218,10 @@ def surface_section(shipped: list, chosen: list[str], data: str, images: int, re
     else:
         st.info("No precomputed surface for these nets: compute one below.")
     left, middle, right = st.columns(3)
-    grid = left.slider("Grid points per axis", 3, 31, 11, 2, key="inside.grid")
+    # Odd grids only, up to the shipped surfaces' 31 (within limits.LANDSCAPE_GRID): β = 0 is on the grid.
+    grid = left.slider("Grid points per axis", 3, min(31, int(LANDSCAPE_GRID.high)), 11, 2, key="inside.grid")
     span = middle.slider("Span (±)", 0.1, 2.0, 1.0, 0.1, key="inside.span")
-    if right.button("Compute surfaces", key="inside.go_landscape"):
-        own = computed("landscape", chosen, data, images, (int(grid), float(span)))
-        if own:
-            st.plotly_chart(figures.landscape_surfaces_figure(own), width="stretch")
-            st.plotly_chart(figures.landscape_contours_figure(own), width="stretch")
+    own = view_results("landscape", "Compute surfaces", chosen, data, images, (int(grid), float(span)), where=right)
+    if own:
+        st.plotly_chart(figures.landscape_surfaces_figure(own), width="stretch")
+        st.plotly_chart(figures.landscape_contours_figure(own), width="stretch")

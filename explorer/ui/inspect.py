@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures, links
+from explorer import figures, limits, links
 from explorer.attribution import compare_gradient_norms, explain
 from explorer.classify import ClassifierError
 from explorer.features import feature_points, image_feature_map, most_active_channels
-from explorer.images import ALLOWED_FORMATS, MAX_FILE_BYTES, read_image_file, sample_images
+from explorer.images import ALLOWED_FORMATS, read_image_file, sample_images
 from explorer.models import get_model_spec
 from explorer.ui import links as ui_links
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads, twin_classifiers
+from explorer.ui.common import escaped
 
 
 LOOKS = ("Grad-CAM per stage", "Feature maps", "Gradients per layer")  # links name them links.INSPECT_LOOKS
@@ -44,18 +45,21 @@ def model_picker():
     try:
         chosen = classifier(name)
     except (ClassifierError, ValueError) as error:  # a damaged checkpoint, a wrong architecture
-        st.error(f"{name} cannot be loaded: {error}")
+        st.error(f"{escaped(name)} cannot be loaded: {escaped(error)}")
         st.stop()
-    (st.warning if not chosen.trained else st.caption)(chosen.about)
+    (st.warning if not chosen.trained else st.caption)(escaped(chosen.about))  # names a fine-tune's folder
     return name, chosen
 
 
 def photo_picker() -> dict:
-    """label -> RGB image: the user's uploads, then the chosen samples; stops the page when empty."""
+    """label -> RGB image: the user's uploads (see read_uploads: decoded once, kept small,
+    at most limits.UPLOAD_PHOTOS of them), then the chosen samples; stops the page when empty."""
     extensions = sorted({"jpg", "jpeg", *(f.lower() for f in ALLOWED_FORMATS)})
+    most, megabytes = limits.UPLOAD_PHOTOS.value(), limits.IMAGE_FILE.value()
     uploads = st.file_uploader("Photos", type=extensions, accept_multiple_files=True, key="uploads",
-                               max_upload_size=MAX_FILE_BYTES // (1024 * 1024),
-                               help="JPEG, PNG, WebP, BMP or GIF (first frame), up to 10 MB each.")
+                               max_upload_size=megabytes,
+                               help=f"JPEG, PNG, WebP, BMP or GIF (first frame), up to {megabytes} MB each "
+                                    f"and {most} at a time.")
     samples = sample_images()
     default = st.session_state.get("inspect.linked_samples") or ([] if uploads else list(samples)[:4])
     picked = st.multiselect("Sample images", list(samples), default=default,
@@ -76,6 +80,9 @@ def predictions_grid(chosen, images: dict) -> dict:
                + ("(the largest centred square, shrunk to CIFAR's 32×32)." if chosen.input_size == 32
                   else "(torchvision's resize and centre crop for these weights)."))
     names = list(images)
+    caveat = chosen.source.photo_caveat()
+    if caveat and any(not name.startswith("sample: ") for name in names):  # a photo of the user's own
+        st.warning(caveat, icon="ℹ️")
     predictions = dict(zip(names, chosen.predict([images[n] for n in names], topk=5)))
     for row in range(0, len(names), 4):
         for column, image_name in zip(st.columns(4), names[row:row + 4]):
@@ -92,13 +99,13 @@ def grad_cam_tab(chosen, image, target: str) -> None:
     sizes = ", ".join(f"{c.stage} {c.cam.shape[0]}×{c.cam.shape[1]}" for c in explanation.cams)
     empty = [c.stage for c in explanation.cams if c.empty]
     why = ("features this early are not yet about any class" if not explanation.cams[-1].empty
-           else f"nothing the net sees there speaks for {target}")
-    st.caption(f"Grad-CAM for **{target}** at the end of each stage (red: where the class score's gradient "
+           else f"nothing the net sees there speaks for {escaped(target)}")
+    st.caption(f"Grad-CAM for **{escaped(target)}** at the end of each stage (red: where the class score's gradient "
                f"and the feature map agree most). Each map has its stage's resolution ({sizes}), is "
                "stretched over the image and scaled to its own peak: deep stages say *what* and roughly where, "
                "early ones show edges."
                + (f" **{' and '.join(empty)}: empty.** There the weighted feature maps lower the score of "
-                  f"{target} everywhere, and Grad-CAM keeps only what raises it: {why}." if empty else ""))
+                  f"{escaped(target)} everywhere, and Grad-CAM keeps only what raises it: {why}." if empty else ""))
 
 
 def feature_maps_tab(chosen, image) -> str:
@@ -125,7 +132,7 @@ def gradients_tab(name: str, image, target: str) -> None:
     twins = twin_classifiers(name)
     series = compare_gradient_norms(twins, image, target)
     st.plotly_chart(figures.gradient_norms_figure(series), width="stretch", key="gradient_norms")
-    st.caption("‖∂ score / ∂W‖ of every conv and fc layer for this image's **" + target + "** score, input "
+    st.caption("‖∂ score / ∂W‖ of every conv and fc layer for this image's **" + escaped(target) + "** score, input "
                "side on the left (log scale). The paper (§4.1) argues that with BatchNorm the plain nets' "
                "gradients do not vanish either: the degradation problem is about optimisation, not lost signal."
                + ("" if len(twins) > 1 else " The plain and residual twins of one depth appear side by side for the "

@@ -1,12 +1,14 @@
 """Shareable links (issue 16): a page's settings in ``st.query_params``, read once when a
 session opens the page with a link, and written back as the settings change. The checking
-(unknown or hostile values fall back to defaults, never a path) is :mod:`explorer.links`."""
+(unknown or hostile values fall back to defaults, never a path) is :mod:`explorer.links`; a
+notice quotes the refused value, escaped so that no link text is ever rendered as Markdown."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from explorer import links
+from explorer.ui.common import escaped
 
 
 def _params() -> dict[str, list[str]]:
@@ -28,7 +30,7 @@ def apply_lab_link(preset_labels: dict[str, str], dataset_labels: dict[str, str]
     st.session_state["lab.dataset"] = dataset_labels[link.dataset]
     st.session_state["lab.seed"], st.session_state["lab.steps"] = link.seed, link.steps
     for notice in notices:
-        st.warning(f"From the link: {notice}")
+        st.warning(f"From the link: {escaped(notice)}")  # it quotes the link: never rendered
 
 
 def share_lab_link(preset: str, models: list[str], dataset: str | None, seed: int, steps: int) -> None:
@@ -61,7 +63,7 @@ def apply_inspect_link(models: list[str], samples: list[str], classes_of, stages
         if value is not None:
             st.session_state[key] = value
     for notice in notices:
-        st.warning(f"From the link: {notice}")
+        st.warning(f"From the link: {escaped(notice)}")  # it quotes the link: never rendered
     return link
 
 

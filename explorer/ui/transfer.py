@@ -9,14 +9,14 @@ from explorer import figures
 from explorer.checkpoints import CheckpointError, finetuned_dir
 from explorer.classify import ClassifierError
 from explorer.data import Augmentation
-from explorer.images import ImageError, read_image, read_image_file, sample_images
+from explorer.images import read_image_file, sample_images
 from explorer.models.heads import HEADS
 from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation, default_upsample,
                                erasing_preview_of_samples, save_finetuned, suggested_key)
-from explorer.ui.classifiers import classifier, classifier_choices, prediction_card
-from explorer.ui.common import report_errors
+from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads
+from explorer.ui.common import escaped, report_errors
 from explorer.ui.inputs import dataset_picker, erasing_controls
-from explorer.ui.jobs import JobSlot, job_view
+from explorer.ui.jobs import JobSlot, job_view, limit_notice
 
 
 def erasing_preview() -> None:
@@ -39,7 +39,7 @@ def finetune_settings() -> FinetuneConfig:
     try:
         backbones = backbone_names()
     except CheckpointError as error:
-        st.error(f"The project's checkpoints cannot be read: {error}")
+        st.error(f"The project's checkpoints cannot be read: {escaped(error)}")
         st.stop()
     if not backbones:
         st.error("No backbone with trained weights here: the shipped checkpoints are missing from "
@@ -90,8 +90,9 @@ def finetune_live_view(slot: JobSlot) -> None:
         snapshot = job.snapshot()
         if snapshot.state in ("queued", "loading data") or snapshot.last is not None:
             st.progress(snapshot.fraction, text=snapshot.progress_text(job.config.epochs, running=job.running))
+        limit_notice(snapshot)  # stopped by the server's time limit
         if snapshot.error:
-            st.error(f"Fine-tuning failed: {snapshot.error}")
+            st.error(f"Fine-tuning failed: {escaped(snapshot.error)}")  # it may quote a folder
         if snapshot.history:
             st.plotly_chart(figures.finetune_curves_figure(snapshot.history), width="stretch", key="finetune_curves")
 
@@ -108,14 +109,16 @@ def save_section(slot: JobSlot) -> None:
         st.markdown(f"#### Validation accuracy after {result.epochs_done} epochs: {100 * result.val_accuracy:.1f}% "
                     f"(chance with {classes} classes: {100 / classes:.0f}%)")
         st.caption(f"{result.wall_time_s:.0f} s on {result.device}. Saved models are safetensors with a manifest "
-                   f"entry in `{finetuned_dir()}`; they appear on the inspect page too.")
-        key = st.text_input("Name", suggested_key(slot.job.config))
+                   f"entry in `{finetuned_dir()}`; they appear on the inspect page too. A name already taken is "
+                   "refused, never replaced: the box suggests a free one.")
+        key = st.text_input("Name", suggested_key(slot.job.config), max_chars=80)
         if st.button("Save"):
             try:
                 entry = save_finetuned(result, slot.job.config, key)
                 st.session_state["saved_finetune"] = entry.key
-            except (ValueError, OSError) as error:
-                st.error(f"Not saved: {error}")
+            except (ValueError, OSError) as error:  # NameTakenError says which name is free
+                st.error(f"Not saved: {escaped(error)} Your fine-tuned model is kept: change the name and "
+                         "press Save again.")
     elif snapshot is not None and snapshot.state == "stopped":
         st.warning("Stopped before the first epoch ended: nothing to save.")
 
@@ -125,18 +128,20 @@ def reload_and_classify() -> None:
     saved = st.session_state.get("saved_finetune")
     if saved is None:
         return
-    st.success(f"Saved as **{saved}**. Reloaded from disk (hash and architecture checked) to classify below.")
+    st.success(f"Saved as **{escaped(saved)}**. Reloaded from disk (hash and architecture checked) to classify "
+               "below.")
     try:
         reloaded = classifier(saved)
     except (ClassifierError, ValueError) as error:
-        st.error(f"{saved} cannot be reloaded: {error}")
+        st.error(f"{escaped(saved)} cannot be reloaded: {escaped(error)}")
         st.stop()
     photo = st.file_uploader("A photo to classify", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"],
                              key="finetune_photo")
-    try:
-        image = read_image(photo.getvalue(), photo.name) if photo else read_image_file(sample_images()["cat"])
-    except ImageError as error:
-        st.error(str(error))
-        st.stop()
+    if photo is None:
+        image = read_image_file(sample_images()["cat"])
+    else:  # through the session's decoded photos: decoded once, kept small, errors shown by read_uploads
+        image = read_uploads([photo], shelf="transfer").get(photo.name)
+        if image is None:
+            st.stop()
     label = f"{photo.name if photo else 'a sample'} ({reloaded.input_size}×{reloaded.input_size}, the training preprocessing)"
     prediction_card(reloaded, image, label, reloaded.predict([image], topk=5)[0], key="finetune_top5")
