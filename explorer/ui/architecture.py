@@ -6,9 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import figures, speed, tables
+from explorer.compute_jobs import ComputeJob
 from explorer.ui.common import block_diagrams as traced_block_diagrams
 from explorer.scheduler import spoken_duration
 from explorer.ui.common import current_device
+from explorer.ui.jobs import JobSlot, client_key, job_view, pending_offer, session_resources, start_job, stop_button
 
 
 def block_diagrams(name: str) -> None:
@@ -32,26 +34,55 @@ def _seconds_per_gmac(device_type: str) -> float:
     return speed.calibrate(current_device())
 
 
+def _speed_job(depths: list[str], batch: int) -> ComputeJob:
+    device = current_device()
+
+    def measure(progress):
+        return speed.measure_speed(depths, device, batch_size=batch,
+                                   progress=lambda done, total: progress(done / total))
+
+    return ComputeJob("speed", [("speed", measure)], key=("speed", tuple(depths), batch), kind="the speed check")
+
+
 def speed_section(depths: list[str]) -> None:
     """Load and time ``depths`` on the session's device (batch 1 latency, batch N throughput),
-    with the wait announced before the button is pressed."""
+    with the wait announced before the button is pressed. It runs as the session's background
+    job, through the server's queue: on the page thread, 30 s of timing and 650 MB of models
+    would hold a core and the memory outside every limit (issue 37)."""
     st.header(f"Load every depth on {current_device().type.upper()}")
     batch = st.select_slider("Batch size N for throughput", [1, 2, 4, 8, 16, 32, 64, 128], value=4)
     estimate = speed.estimate_speed_seconds(depths, _seconds_per_gmac(current_device().type), batch_size=batch)
     st.caption(f"Takes about {spoken_duration(estimate)} on this machine (estimated from one timed ResNet-18 "
                "pass): every depth is loaded, then timed in 3 interleaved rounds on one thread.")
+    resources = session_resources()
+    slot = JobSlot(resources, "speed", client_key(resources))
     if st.button("Load and time ResNet-18…152", type="primary"):
-        progress = st.progress(0.0, text=f"Loading {len(depths)} models…")
-        st.session_state["speed_report"] = speed.measure_speed(
-            depths, current_device(), batch_size=batch,
-            progress=lambda done, total: progress.progress(done / total, text=f"timed {done} of {total} passes"))
-        progress.empty()
+        start_job(slot, _speed_job(depths, batch))
+    pending_offer(slot)
+    job = slot.job
+    if isinstance(job, ComputeJob) and job.what == "speed":
+        if slot.running:
+            job_view(slot, _speed_progress, every_s=1.0)
+            stop_button(slot, st, key="speed.stop", offer=False)
+        elif report := job.snapshot().results.get("speed"):
+            st.session_state["speed_report"] = report
     if report := st.session_state.get("speed_report"):
-        table = tables.speed_table(report.rows)
-        numbers = {column: st.column_config.NumberColumn(format="localized")
-                   for column, value in table[0].items() if isinstance(value, float)}
-        st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
-        st.plotly_chart(figures.speed_figure(report.rows), width="stretch")
-        st.caption(f"Medians of {report.rounds} rounds, each timing every model in turn, on {report.threads} "
-                   f"torch thread{'s' if report.threads != 1 else ''}, with denormal floats flushed to zero "
-                   "(`torch.set_flush_denormal`), so the times measure the models' cost. " + report.busy_text())
+        _speed_report(report)
+
+
+def _speed_progress() -> None:
+    job = JobSlot(session_resources(), "speed").job
+    if job is not None:
+        snapshot = job.snapshot()
+        st.progress(snapshot.fraction, text=snapshot.progress_text())
+
+
+def _speed_report(report) -> None:
+    table = tables.speed_table(report.rows)
+    numbers = {column: st.column_config.NumberColumn(format="localized")
+               for column, value in table[0].items() if isinstance(value, float)}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
+    st.plotly_chart(figures.speed_figure(report.rows), width="stretch")
+    st.caption(f"Medians of {report.rounds} rounds, each timing every model in turn, on {report.threads} "
+               f"torch thread{'s' if report.threads != 1 else ''}, with denormal floats flushed to zero "
+               "(`torch.set_flush_denormal`), so the times measure the models' cost. " + report.busy_text())
