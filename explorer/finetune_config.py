@@ -5,10 +5,10 @@ config is saved inside every fine-tuned checkpoint's manifest entry.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from explorer.data import Augmentation
+from explorer import limits
+from explorer.data import Augmentation, DataError, check_training_source
 from explorer.models.heads import HEADS
 
 TRAIN_CHOICES = ("head", "last stage", "all")
@@ -18,7 +18,10 @@ NO_AUGMENTATION = Augmentation(pad=0, flip=False)
 @dataclass(frozen=True)
 class FinetuneConfig:
     backbone: str  # a shipped checkpoint ("resnet20-cifar10") or an ImageNet ResNet with weights
-    data: str = "synthetic"  # as for training: synthetic[:N], cifar10, folder:PATH
+    # As for training: pack:cifar10-demo (6,000 real CIFAR-10 images shipped with the app, the
+    # default where no CIFAR-10 folder is; `finetune` and the Transfer page pick the full set when
+    # it is here), cifar10, folder:PATH, synthetic[:N]. Not pack:cifar10-eval: no training images.
+    data: str = "pack:cifar10-demo"
     upsample: int = 1  # input side = data_size × upsample (7: CIFAR's 32 -> ImageNet's 224)
     train: str = "head"  # "head" (backbone frozen), "last stage" (and the head), "all"
     head: str = "linear"  # "linear" or "seed" (BN-Dense-Dropout, see explorer.models.heads)
@@ -28,7 +31,7 @@ class FinetuneConfig:
     cache_features: bool = True  # only possible for "head" without augmentation
     augmentation: Augmentation = NO_AUGMENTATION
     train_limit: int | None = None  # use only this many training images (a quicker class demo)
-    val_size: int | None = None  # None: the data set's default split (45k/5k for CIFAR-10)
+    val_size: int | None = None  # None: the data set's default split (45k/5k for CIFAR-10; a pack's own)
     data_size: int = 32  # side the data set is decoded at
     seed: int = 0
 
@@ -54,20 +57,48 @@ def cache_explanation(config: FinetuneConfig) -> str:
 
 
 def check_finetune_config(config: FinetuneConfig) -> None:
-    """A ValueError with a readable message for settings that cannot run."""
-    whole = {"epochs": config.epochs, "batch_size": config.batch_size, "upsample": config.upsample,
-             "data_size": config.data_size}
-    for name, value in whole.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
-    if config.upsample > 8:
-        raise ValueError(f"upsample {config.upsample} would feed {config.input_size}×{config.input_size} images; "
-                         "7 (CIFAR's 32 -> ImageNet's 224) is the most that helps.")
+    """A ValueError (:class:`~explorer.limits.LimitError` for a number out of its declared
+    range, shared with ``finetune``'s flags and the Transfer page) with a readable message for
+    settings that cannot run."""
+    limits.FINETUNE_EPOCHS.check(config.epochs, "epochs")
+    limits.BATCH_SIZE.check(config.batch_size, "batch_size")
+    limits.UPSAMPLE.check(config.upsample, "upsample")
+    limits.IMAGE_SIZE.check(config.data_size, "the image size (data_size)")
+    limits.FINETUNE_INPUT.check(config.input_size, f"the backbone's input side ({config.data_size} × {config.upsample})")
+    limits.LEARNING_RATE.check(config.lr)
+    limits.SEED.check(config.seed)
+    limits.ERASING_P.check(config.augmentation.erasing_p)
+    if config.train_limit is not None:
+        limits.TRAIN_IMAGES.check(config.train_limit, "train_limit")
+    if config.val_size is not None:
+        limits.VAL_SIZE.check(config.val_size, "val_size")
     if config.train not in TRAIN_CHOICES:
         raise ValueError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {config.train!r}.")
     if config.head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {config.head!r}.")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"The learning rate must be a positive number, got {config.lr!r}.")
-    if config.train_limit is not None and config.train_limit < 1:
-        raise ValueError(f"train_limit must be at least 1 image (or None for all), got {config.train_limit!r}.")
+    if config.data:  # the page leaves it empty until a data set is chosen; then Start is disabled
+        check_training_source(config.data)  # the evaluation pack has no training images
+        if config.val_size is not None and config.data.partition(":")[0].strip().lower() == "pack":
+            raise DataError(f"{config.data} has its own held-out images; val_size must be left unset for it.")
+
+
+def seen_images_note(backbone: str, data: str) -> str | None:
+    """A note when ``backbone`` is a shipped CIFAR-10 checkpoint and ``data`` is CIFAR-10 too:
+    the checkpoint trained on the 45k part of the §4.2 split, and the demo pack was drawn from
+    that part (its 300 held-out images included), so fine-tuning on it measures what the
+    features already know, not how they carry over to new images. None otherwise."""
+    from explorer.checkpoints import CheckpointError, dataset_tag, read_manifest
+
+    try:
+        entry = read_manifest().get(backbone)
+    except CheckpointError:
+        return None
+    kind = data.partition(":")[0].strip().lower()
+    cifar = kind == "pack" or dataset_tag(data) == "cifar10"
+    if entry is None or not cifar or dataset_tag(str(entry.config.get("data", ""))) != "cifar10":
+        return None
+    which = ("all of these images among them, the 300 held out too" if kind == "pack" else
+             "these images among them (the 5,000 held out excepted)")
+    return (f"{backbone} was trained on CIFAR-10's 45,000 training images, {which}: its accuracy here shows what "
+            "its features already know, not how they carry over to new images. For transfer, pick an ImageNet "
+            "backbone, your own folder or zip, or the synthetic set.")

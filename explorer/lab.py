@@ -10,19 +10,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.data import default_cache_dir
+from explorer.data import available_packs, default_cache_dir, describe_source, pack_source
 from explorer.models import get_model_spec
 from explorer.train_config import PRESETS
 
 CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # a folder of CIFAR-10 JPEGs in ImageFolder layout
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = PROJECT_ROOT.parent / "shared" / "data" / "cifar10" / "train"
+DEMO_PACK = "cifar10-demo"  # explorer.data.packs: the demo classes' real images, shipped with the app
 
 
 def cifar10_source() -> str | None:
     """Where real CIFAR-10 is on this machine, as a data source: ``$EXPLORER_CIFAR10_DIR``,
     the project's ``../shared/data/cifar10/train``, or torchvision's downloaded copy in the
-    cache; None when there is none (the lab then defaults to the synthetic set)."""
+    cache; None when there is none (the lab then defaults to the shipped demo pack)."""
     for folder in (os.environ.get(CIFAR10_ENV), SHARED_CIFAR10):
         if folder and Path(folder).is_dir():
             return f"folder:{Path(folder).resolve()}"
@@ -31,12 +32,37 @@ def cifar10_source() -> str | None:
     return None
 
 
+def demo_pack_source() -> str | None:
+    """``"pack:cifar10-demo"`` when its file is in ``pretrained/data``, else None (a damaged
+    checkout: the lab then says it falls back to the synthetic set)."""
+    return pack_source(DEMO_PACK) if DEMO_PACK in available_packs() else None
+
+
+def default_training_source() -> str:
+    """The data a page or command trains on by default: the full CIFAR-10 when it is here,
+    else the 6,000 real CIFAR-10 images shipped with the app, else (only when those are
+    missing) the synthetic set. Never chosen silently: :func:`data_label` says which."""
+    return cifar10_source() or demo_pack_source() or "synthetic"
+
+
+def data_label(source: str) -> str:
+    """What ``source`` is, as a page or a command says it before using it, e.g. "CIFAR-10:
+    6,000 training images of 3 classes (+300 held out), shipped with the app"."""
+    about = describe_source(source)
+    if source.startswith("pack:") and "CIFAR-10 " in about:  # a pack's manifest words, CIFAR-10 said first
+        return "CIFAR-10: " + about.replace("CIFAR-10 ", "", 1)
+    if source.startswith("folder:") and source == cifar10_source():
+        return f"CIFAR-10 from the folder {source.removeprefix('folder:')}"
+    return about
+
+
 # The class demo's classes (measured: benchmarks/degradation_demo.py). Three CIFAR-10 classes
 # that look unlike each other (a car, a frog, a ship) are learnt fast enough for a one-minute
 # demo while plain-56 stays at or near chance (51-69% training error against 67% for seeds 0-2),
 # with margins wide enough for a laptop that fits only ~220 steps in the minute:
-# five classes passed on a host that fit ~285 and failed on one that fit ~220. The synthetic
-# set's first five patterns stand in for them without data.
+# five classes passed on a host that fit ~285 and failed on one that fit ~220. Without a
+# CIFAR-10 folder, the demo pack shipped in pretrained/data holds exactly these classes' real
+# images (explorer.data.packs); the synthetic set's first five patterns stand in when asked for.
 CLASS_DEMO_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 CLASS_DEMO_CLASSES = ("automobile", "frog", "ship")
 SYNTHETIC_DEMO_CLASSES = tuple(f"pattern{i}" for i in range(5))
@@ -53,11 +79,12 @@ SYNTHETIC_DEMO_OVERRIDES = {"lr": 0.1, "warmup_steps": 150, "batch_size": 32, "s
 
 def class_demo_config(source: str | None = None):
     """The one-click class demo: the demo preset's four nets (Fig. 1 and Fig. 6) on real
-    CIFAR-10's three demo classes when it is here (``source``, default :func:`cifar10_source`),
-    else on five patterns of the synthetic set (with :data:`SYNTHETIC_DEMO_OVERRIDES`)."""
+    CIFAR-10's three demo classes (``source``, default :func:`default_training_source`: the full
+    folder when it is here, else the demo pack shipped with the app, which holds exactly
+    those classes), or on five patterns of the synthetic set (:data:`SYNTHETIC_DEMO_OVERRIDES`)."""
     from explorer.train import preset
 
-    source = source or cifar10_source() or "synthetic"
+    source = source or default_training_source()
     if source.startswith("synthetic"):
         return preset("demo", models=CLASS_DEMO_MODELS, data=source, classes=SYNTHETIC_DEMO_CLASSES,
                       **SYNTHETIC_DEMO_OVERRIDES)

@@ -6,8 +6,8 @@ them back, every value is checked against what exists here (the registry's model
 presets of explorer.train, the lab's list of data sets, the shipped samples, the model's
 classes and stages). A value that is unknown, malformed, repeated, absurdly long or out of
 range falls back to the default, with a notice for the page to show. A link names a data
-set only by its place in the lab's list ("cifar10", "synthetic"), never by a path: a folder
-or an upload stays on the machine that chose it.
+set only by its place in the lab's list ("cifar10", "cifar10-demo", "synthetic"), never by a
+path: a folder or an upload stays on the machine that chose it.
 
 ``params`` is what the page reads, ``{key: st.query_params.get_all(key)}``: a key given
 twice arrives as a list of two values, which is refused rather than guessed at.
@@ -18,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from explorer.lab import CLASS_DEMO_MODELS, cifar10_source
+from explorer import limits
+from explorer.lab import CLASS_DEMO_MODELS, DEMO_PACK, cifar10_source, demo_pack_source
+from explorer.limits import LimitError, Range
 from explorer.models import model_names
 from explorer.train import PRESETS, preset
 
 MAX_VALUE_CHARS = 200  # longer than any model, sample, class or stage name
-MAX_SEED = 10_000  # the lab's seed box: 0 to 10,000
-MAX_STEPS = 64_000  # the paper's CIFAR schedule (§4.2), the lab's largest run
+# The lab's seed box and step box share these bounds with the link (explorer.limits).
+MAX_SEED = limits.SEED.high
+MAX_STEPS = limits.STEPS.high
 DEFAULT_PRESET = "demo"
 
 Params = Mapping[str, "str | Sequence[str]"]
@@ -36,7 +39,7 @@ class LabLink:
 
     preset: str = DEFAULT_PRESET  # a key of explorer.train.PRESETS
     models: tuple[str, ...] = CLASS_DEMO_MODELS
-    dataset: str = "synthetic"  # a key of lab_datasets(), never a path
+    dataset: str = DEMO_PACK  # a key of lab_datasets(), never a path (the shipped real images by default)
     seed: int = 0
     steps: int = PRESETS[DEFAULT_PRESET].steps
 
@@ -59,10 +62,11 @@ INSPECT_LOOKS = ("grad-cam", "feature-maps", "gradients")
 
 
 def lab_datasets() -> dict[str, str]:
-    """The lab's data sets a link may name: choice -> data source. Real CIFAR-10 first when
-    it is on this machine (explorer.lab.cifar10_source), then the synthetic set."""
-    found = cifar10_source()
-    return {**({"cifar10": found} if found else {}), "synthetic": "synthetic"}
+    """The lab's data sets a link may name: choice -> data source, the default first. The full
+    CIFAR-10 when it is on this machine (explorer.lab.cifar10_source), then the demo pack of
+    real CIFAR-10 images shipped with the app, then the synthetic set."""
+    found, pack = cifar10_source(), demo_pack_source()
+    return {**({"cifar10": found} if found else {}), **({DEMO_PACK: pack} if pack else {}), "synthetic": "synthetic"}
 
 
 def _shown(value: str) -> str:
@@ -100,16 +104,20 @@ def choice_param(params: Params, key: str, allowed: Sequence[str], default, noti
     return value
 
 
-def int_param(params: Params, key: str, low: int, high: int, default: int, notices: list[str]) -> int:
-    """``params[key]`` if it is a whole number (plain digits) from ``low`` to ``high``, else ``default``."""
+def int_param(params: Params, key: str, limit: Range, default: int, notices: list[str]) -> int:
+    """``params[key]`` if it is a whole number (plain ASCII digits) in ``limit``'s range (the
+    range the page's widget and the CLI's flag use too), else ``default`` with a notice."""
     value = _single(params, key, notices)
     if value is None:
         return default
-    if not (value.isascii() and value.isdigit() and len(value) <= len(str(high)) and low <= int(value) <= high):
-        notices.append(f"The link's {key} {_shown(value)} is not a whole number from {low:,} to {high:,}; "
-                       f"using {default:,}.")
+    # Plain ASCII digits only: a sign, spaces, "1e3" or another script's digits are not a link's
+    # number (and the length check keeps int() from ever parsing a huge one).
+    plain = value.isascii() and value.isdigit() and len(value) <= len(f"{int(limit.high)}")
+    try:
+        return limit.check(int(value) if plain else None)
+    except LimitError:
+        notices.append(f"The link's {key} {_shown(value)} is not {limit.describe()}; using {default:,}.")
         return default
-    return int(value)
 
 
 def models_param(params: Params, key: str, allowed: Sequence[str], default: tuple[str, ...],
@@ -147,8 +155,8 @@ def lab_from_params(params: Params, datasets: Sequence[str] | None = None) -> tu
         preset=chosen,
         models=models_param(params, "models", model_names("cifar"), CLASS_DEMO_MODELS, notices),
         dataset=choice_param(params, "data", datasets, datasets[0], notices),
-        seed=int_param(params, "seed", 0, MAX_SEED, 0, notices),
-        steps=int_param(params, "steps", 1, MAX_STEPS, preset(chosen).steps, notices),
+        seed=int_param(params, "seed", limits.SEED, 0, notices),
+        steps=int_param(params, "steps", limits.STEPS, preset(chosen).steps, notices),
     )
     return link, notices
 

@@ -9,10 +9,14 @@ are part of those files' format: a resumable run depends on them.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field, replace
 
-from explorer.data import Augmentation, InMemoryData
+from explorer import limits
+from explorer.data import Augmentation, DataError, InMemoryData, check_training_source
+from explorer.limits import LimitError, Range
 from explorer.models import get_model_spec
+from explorer.typed_json import FieldTypeError, from_json
 
 SCHEDULES = ("steps", "cosine", "onecycle")
 # The held-out split (and the synthetic images) are the same whatever the run's seeds: a seed
@@ -137,64 +141,110 @@ def preset(name: str, **overrides) -> TrainConfig:
     return replace(base, **overrides)
 
 
+class ConfigError(ValueError):
+    """A setting that cannot run. ``field`` names the config field at fault (None: the
+    settings together), so a resume state's message can say which of its fields is bad."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+# Every number of the recipe and its declared range (explorer.limits), with what a message
+# calls it when the range's own name is not specific enough. The lab's widgets, its links,
+# `train`'s flags and resume states are all held to these bounds, checked here.
+_RANGES: tuple[tuple[str, Range, str | None], ...] = (
+    ("batch_size", limits.BATCH_SIZE, None), ("lr", limits.LEARNING_RATE, None),
+    ("momentum", limits.MOMENTUM, None), ("weight_decay", limits.WEIGHT_DECAY, None),
+    ("warmup_depth", limits.WARMUP_DEPTH, None), ("warmup_lr", limits.LEARNING_RATE, "the warm-up learning rate"),
+    ("warmup_until_error", limits.FRACTION, "the warm-up's training-error threshold"),
+    ("warmup_steps", limits.WARMUP_STEPS, None), ("width", limits.WIDTH, None),
+    ("image_size", limits.IMAGE_SIZE, None), ("val_every", limits.VAL_EVERY, None),
+    ("window", limits.STEP_INTERVAL, "the steps the training error is averaged over (window)"),
+    ("grad_every", limits.STEP_INTERVAL, "the steps between gradient records (grad_every)"),
+    ("record_every", limits.STEP_INTERVAL, "the steps between kept records (record_every)"),
+    ("seed", limits.SEED, None), ("repeat", limits.REPEAT, None),
+    ("label_smoothing", limits.LABEL_SMOOTHING, None), ("model_threads", limits.MODEL_THREADS, None),
+)
+_OPTIONAL_RANGES: tuple[tuple[str, Range, str | None], ...] = (  # None: the default
+    ("val_size", limits.VAL_SIZE, None), ("val_limit", limits.TRAIN_IMAGES, "the validation-image limit"),
+    ("train_limit", limits.TRAIN_IMAGES, None), ("schedule_steps", limits.STEPS, "the schedule's length"),
+)
+
+
+def _in_range(name: str, value, limit: Range, what: str | None = None) -> None:
+    try:
+        limit.check(value, what)
+    except LimitError as error:
+        raise ConfigError(str(error)[0].upper() + str(error)[1:], name) from None
+
+
 def check_config(config: TrainConfig, data: InMemoryData | None = None) -> None:
-    """Raise ValueError with a readable message for settings that cannot run."""
+    """Raise :class:`ConfigError` (a ValueError) with a readable message for settings that
+    cannot run: unknown models, and any number outside its range in :mod:`explorer.limits`.
+
+    ``steps`` may go up to ``limits.STEPS`` (§4.2's 64k); a run extended on resume (it keeps
+    its ``schedule_steps``) up to ``limits.EXTENDED_STEPS``."""
     if not config.models:
-        raise ValueError("Pick at least one model.")
+        raise ConfigError("Pick at least one model.", "models")
     for name in config.models:
+        if not isinstance(name, str):
+            raise ConfigError(f"Model names are text, got {name!r}.", "models")
         spec = get_model_spec(name)  # UnknownModelError (a ValueError) for typos
         if spec.family != "cifar":
-            raise ValueError(f"{name} is an ImageNet model; the lab trains the CIFAR nets "
-                             "(plain20…110, resnet20…110).")
+            raise ConfigError(f"{name} is an ImageNet model; the lab trains the CIFAR nets "
+                              "(plain20…110, resnet20…110).", "models")
     if len(set(config.models)) != len(config.models):
-        raise ValueError("Each model can be picked only once.")
-    for label, value in (("steps", config.steps), ("batch size", config.batch_size),
-                         ("width", config.width), ("image size", config.image_size),
-                         ("number of seeds (repeat)", config.repeat), ("record_every", config.record_every),
-                         ("model_threads", config.model_threads)):
-        if value < 1:
-            raise ValueError(f"The {label} must be at least 1, got {value}.")
-    if config.repeat > 10:
-        raise ValueError(f"At most 10 seeds in one run, got {config.repeat}.")
-    if not config.lr > 0:
-        raise ValueError(f"The learning rate must be positive, got {config.lr}.")
+        raise ConfigError("Each model can be picked only once.", "models")
+    if (data is not None and isinstance(config.batch_size, int)
+            and config.batch_size > len(data.train_labels)):
+        raise ConfigError(f"The batch size ({config.batch_size}) is larger than the "
+                          f"{len(data.train_labels)} training images; lower it.", "batch_size")
+    extended = config.schedule_steps is not None
+    _in_range("steps", config.steps, limits.EXTENDED_STEPS if extended else limits.STEPS)
+    for name, limit, what in _RANGES:
+        _in_range(name, getattr(config, name), limit, what)
+    for name, limit, what in _OPTIONAL_RANGES:
+        if getattr(config, name) is not None:
+            _in_range(name, getattr(config, name), limit, what)
+    _in_range("milestones", len(config.milestones), limits.MILESTONES)
+    for milestone in config.milestones:
+        _in_range("milestones", milestone, limits.MILESTONE)
+    _in_range("augmentation", config.augmentation.erasing_p, limits.ERASING_P)
+    _in_range("augmentation", config.augmentation.pad, limits.CROP_PAD)
     if config.shortcut not in ("A", "B"):
-        raise ValueError(f"Shortcut option must be 'A' or 'B', got {config.shortcut!r}.")
-    if config.image_size < 4:
-        raise ValueError("Images must be at least 4×4 pixels: the nets halve them twice.")
+        raise ConfigError(f"Shortcut option must be 'A' or 'B', got {config.shortcut!r}.", "shortcut")
     if config.schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
-    if config.schedule_steps is not None and config.schedule_steps < 1:
-        raise ValueError(f"schedule_steps must be at least 1, got {config.schedule_steps}.")
-    if config.warmup_steps < 0:
-        raise ValueError(f"warmup_steps cannot be negative, got {config.warmup_steps}.")
+        raise ConfigError(f"Unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}.", "schedule")
     if config.train_limit is not None and config.train_limit < config.batch_size:
-        raise ValueError(f"The training-image limit ({config.train_limit}) is below the batch size "
-                         f"({config.batch_size}).")
-    if not 0 <= config.label_smoothing < 1:
-        raise ValueError(f"Label smoothing must be in [0, 1), got {config.label_smoothing}.")
+        raise ConfigError(f"The training-image limit ({config.train_limit}) is below the batch size "
+                          f"({config.batch_size}).", "train_limit")
     if config.amp not in AMP_MODES:
-        raise ValueError(f"Unknown AMP mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}.")
-    if data is not None and config.batch_size > len(data.train_labels):
-        raise ValueError(f"The batch size ({config.batch_size}) is larger than the "
-                         f"{len(data.train_labels)} training images; lower it.")
+        raise ConfigError(f"Unknown AMP mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}.", "amp")
+    try:
+        check_training_source(config.data)  # a known kind, synthetic:N in range, training images: before loading
+    except DataError as error:
+        raise ConfigError(str(error), "data") from None
 
 
 def config_from_dict(values: dict) -> TrainConfig:
     """The :class:`TrainConfig` saved as ``asdict(config)`` (in a run record or a training
-    state). Raises ValueError naming the fields if it was written by another version."""
+    state), every field read back as its declared type (:mod:`explorer.typed_json`): ValueError
+    naming the fields if it was written by another version, :class:`ConfigError` naming the
+    field of a wrong type. The ranges are :func:`check_config`'s."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"the config must be a JSON object, got {type(values).__name__}")
     names = set(TrainConfig.__dataclass_fields__)
     unknown, missing = sorted(set(values) - names), sorted(names - set(values))
     if unknown or missing:
         raise ValueError("the config was written by another version of the training engine ("
                          + "; ".join(filter(None, [unknown and f"unknown fields: {', '.join(unknown)}",
                                                    missing and f"missing fields: {', '.join(missing)}"])) + ")")
-    augmentation = dict(values["augmentation"])
-    for key in ("erasing_scale", "erasing_ratio"):
-        augmentation[key] = tuple(augmentation[key])
-    return TrainConfig(**{**values, "models": tuple(values["models"]), "milestones": tuple(values["milestones"]),
-                          "classes": None if values["classes"] is None else tuple(values["classes"]),
-                          "augmentation": Augmentation(**augmentation)})
+    hints = typing.get_type_hints(TrainConfig)
+    try:
+        return TrainConfig(**{name: from_json(values[name], hints[name], name) for name in names})
+    except FieldTypeError as error:
+        raise ConfigError(str(error), error.field) from None
 
 
 def recipe_summary(config: dict) -> str:

@@ -107,5 +107,5 @@ def test_inspect_values_are_checked_against_the_chosen_model():
 
 def test_the_lab_datasets_a_link_may_name_are_never_paths():
     choices = lab_datasets()
-    assert list(choices)[-1] == "synthetic" and set(choices) <= {"cifar10", "synthetic"}
+    assert list(choices)[-1] == "synthetic" and set(choices) <= {"cifar10", "cifar10-demo", "synthetic"}
     assert all("/" not in choice for choice in choices)

@@ -7,14 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-from explorer.cli.common import CommandError
+from explorer import limits
+from explorer.cli.common import CommandError, folder_option, ranged
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune = commands.add_parser("finetune", help="transfer learning: a new head on a trained ResNet backbone")
     finetune.add_argument("--backbone", default=None,
                           help="an ImageNet ResNet with weights or a shipped checkpoint; default: the best one here")
-    finetune.add_argument("--data", default="synthetic:2000", help="synthetic[:N], cifar10 or folder:PATH")
+    finetune.add_argument("--data", default=None,
+                          help="pack:cifar10-demo (6,000 real CIFAR-10 images of 3 classes, +300 held out, shipped "
+                               "with the app), cifar10 (torchvision's download), folder:PATH or synthetic[:N]; "
+                               "default: CIFAR-10 when a folder is found (EXPLORER_CIFAR10_DIR, ../shared/data/"
+                               "cifar10/train or torchvision's cache), else pack:cifar10-demo. The first line "
+                               "printed says which")
     finetune.add_argument("--out", type=Path, default=None,
                           help="folder for the safetensors file and its manifest (default: pretrained/finetuned)")
     finetune.add_argument("--name", default=None, help="the saved model's name (default: backbone-head-data)")
@@ -22,14 +28,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help='what learns: "head" (backbone frozen, features cached), "last stage", "all"')
     finetune.add_argument("--head", choices=("linear", "seed"), default="linear",
                           help="linear, or seed: the notebook's BN-Dense-Dropout stack")
-    finetune.add_argument("--upsample", type=int, default=None,
+    finetune.add_argument("--upsample", type=ranged(limits.UPSAMPLE, "upsample"), default=None,
                           help="enlarge the images by this factor (default: 7 for ImageNet backbones, else 1)")
-    finetune.add_argument("--image-size", type=int, default=32, help="side the data set is decoded at (default 32)")
-    finetune.add_argument("--epochs", type=int, default=5)
-    finetune.add_argument("--batch-size", type=int, default=128)
-    finetune.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of the head (default 0.01)")
-    finetune.add_argument("--limit", type=int, default=None, help="use only this many training images")
-    finetune.add_argument("--erasing", type=float, default=0.0, help="random-erasing probability (turns caching off)")
+    finetune.add_argument("--image-size", type=ranged(limits.IMAGE_SIZE), default=32,
+                          help="side the data set is decoded at (default 32)")
+    finetune.add_argument("--epochs", type=ranged(limits.FINETUNE_EPOCHS), default=5)
+    finetune.add_argument("--batch-size", type=ranged(limits.BATCH_SIZE), default=128)
+    finetune.add_argument("--lr", type=ranged(limits.LEARNING_RATE), default=1e-2,
+                          help="Adam learning rate of the head (default 0.01)")
+    finetune.add_argument("--limit", type=ranged(limits.TRAIN_IMAGES), default=None,
+                          help="use only this many training images")
+    finetune.add_argument("--erasing", type=ranged(limits.ERASING_P), default=0.0,
+                          help="random-erasing probability (turns caching off)")
     finetune.add_argument("--no-cache", action="store_true", help="run the backbone at every step (for comparison)")
     finetune.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     finetune.set_defaults(run=_cmd_finetune)
@@ -45,7 +55,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     if backbone is None:
         raise CommandError("No backbone with trained weights here: restore pretrained/ (git checkout pretrained) "
                            "or get ImageNet weights (python -m explorer weights download resnet50).")
-    args.out = args.out or finetuned_dir()
+    args.out = folder_option(args.out or finetuned_dir(), "--out")
     if args.upsample is None:
         args.upsample = default_upsample(backbone)
     try:
@@ -62,17 +72,24 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 def _finetune_and_save(args: argparse.Namespace, backbone: str):
     """Check the settings before minutes of loading, train with progress on stderr, save."""
     from explorer.classify import load_classifier
-    from explorer.data import Augmentation, load_data
+    from explorer.data import Augmentation, check_source, load_data
     from explorer.devices import pick_device
+    from explorer.finetune_config import seen_images_note
+    from explorer.lab import data_label, default_training_source
     from explorer.transfer import (FinetuneConfig, Finetuning, backbone_names, cache_explanation,
-                                   check_finetune_config, save_finetuned, suggested_key)
+                                   check_finetune_config, check_save_name, save_finetuned, suggested_key)
 
     config = FinetuneConfig(
-        backbone=backbone, data=args.data, upsample=args.upsample, train=args.train, head=args.head,
+        backbone=backbone, data=args.data or default_training_source(), upsample=args.upsample, train=args.train, head=args.head,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cache_features=not args.no_cache,
         augmentation=Augmentation(pad=0, flip=False, erasing_p=args.erasing), train_limit=args.limit,
         data_size=args.image_size)
-    check_finetune_config(config)  # before minutes of loading, not after
+    check_finetune_config(config)  # before minutes of loading, not after; refuses the evaluation pack
+    check_source(config.data)  # synthetic:N in its range, a known kind of source
+    print(f"data: {data_label(config.data)} ({config.data})", file=sys.stderr)
+    if note := seen_images_note(backbone, config.data):
+        print(f"note: {note}", file=sys.stderr)
+    name = check_save_name(args.name or suggested_key(config, args.out), args.out)  # a taken name: refused now
     if backbone not in backbone_names():
         load_classifier(backbone)  # says why (no weights, unknown name)
         raise CommandError(f"{backbone} cannot be a backbone (it has no fc layer to replace); "
@@ -85,7 +102,7 @@ def _finetune_and_save(args: argparse.Namespace, backbone: str):
           f"{config.input_size}×{config.input_size}, training {config.train}. {cache_explanation(config)}",
           file=sys.stderr)
     _print_progress(run)
-    return run, save_finetuned(run.result, config, args.name or suggested_key(config), folder=args.out)
+    return run, save_finetuned(run.result, config, name, folder=args.out)
 
 
 def _print_progress(run) -> None:

@@ -11,12 +11,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from explorer.cli.common import CommandError
+from explorer import limits
+from explorer.cli.common import CommandError, folder_option, ranged, ranged_list, writable_file
 from explorer.cli.training_run import train_and_save
 
 # explorer.train_config.PRESETS' names (a test keeps them equal): importing it here would load
 # torch for every `--help`.
 PRESET_NAMES = ("demo", "paper", "fig6")
+CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # explorer.lab.CIFAR10_ENV (a test keeps them equal), for --help
+# Where a resumed run writes its record without --out: beside its state, inside the folder the
+# user named. Never the path stored in the state: a state file is data, and a crafted one
+# could otherwise name any file the user may write.
+RESUMED_RECORD = "run.json"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -31,30 +37,44 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--models", default=None,
                           help="comma-separated CIFAR nets (default: the preset's; plain20,plain56,resnet20,"
                                "resnet56 for demo and paper, the eight of Fig. 6 for fig6)")
-    training.add_argument("--data", default="synthetic", help="synthetic, cifar10 or folder:PATH")
+    training.add_argument("--data", default=None,
+                          help="pack:cifar10-demo (6,000 real CIFAR-10 images of 3 classes, +300 held out, shipped "
+                               "with the app), cifar10 (torchvision's download), folder:PATH or synthetic[:N]; "
+                               f"default: CIFAR-10 when a folder is found (${CIFAR10_ENV}, ../shared/data/cifar10/"
+                               "train or torchvision's cache), else pack:cifar10-demo. The first line printed "
+                               "says which")
     training.add_argument("--preset", default="demo", choices=PRESET_NAMES,
                           help="demo (the class demo's sizes), paper (§4.2) or fig6 (Fig. 6's eight nets)")
-    training.add_argument("--steps", type=int, default=None,
-                          help="override the preset's step count (with --resume: extend the run to N steps)")
-    training.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    training.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
+    training.add_argument("--steps", type=ranged(limits.EXTENDED_STEPS), default=None,
+                          help=f"override the preset's step count, up to {limits.STEPS.high:,} (with --resume: "
+                               f"extend the run to N steps, up to {limits.EXTENDED_STEPS.high:,})")
+    training.add_argument("--batch-size", type=ranged(limits.BATCH_SIZE), default=None,
+                          help="override the preset's batch size")
+    training.add_argument("--lr", type=ranged(limits.LEARNING_RATE), default=None,
+                          help="override the preset's learning rate")
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
-    training.add_argument("--erasing", type=float, default=0.0, metavar="P",
+    training.add_argument("--erasing", type=ranged(limits.ERASING_P), default=0.0, metavar="P",
                           help="random-erasing probability (0 = off, the paper's recipe)")
-    training.add_argument("--seed", type=int, default=None, help="the first seed (default: the preset's)")
-    training.add_argument("--repeat", type=int, default=1, metavar="K",
+    training.add_argument("--seed", type=ranged(limits.SEED), default=None, help="the first seed (default: the preset's)")
+    training.add_argument("--repeat", type=ranged(limits.REPEAT), default=1, metavar="K",
                           help="train every model with seeds SEED…SEED+K−1, in lock-step (default 1)")
     training.add_argument("--schedule", default=None, choices=["steps", "cosine", "onecycle"],
                           help="learning-rate schedule: steps (§4.2, ÷10 at 50%% and 75%%), cosine or onecycle")
-    training.add_argument("--label-smoothing", type=float, default=None, help="e.g. 0.1 (default 0: the paper)")
+    training.add_argument("--label-smoothing", type=ranged(limits.LABEL_SMOOTHING), default=None,
+                          help="e.g. 0.1 (default 0: the paper)")
     training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the paper: plain momentum)")
-    training.add_argument("--weight-decay", type=float, default=None, help="override the preset's 1e-4 (§4.2)")
-    training.add_argument("--milestones", default=None, metavar="S1,S2",
+    training.add_argument("--weight-decay", type=ranged(limits.WEIGHT_DECAY), default=None,
+                          help="override the preset's 1e-4 (§4.2)")
+    training.add_argument("--milestones", type=ranged_list(limits.MILESTONE, limits.MILESTONES), default=None,
+                          metavar="S1,S2",
                           help="steps where the rate drops ÷10 (default: the preset's, moved with --steps)")
-    training.add_argument("--warmup-steps", type=int, default=None, help="ramp the rate up linearly over N steps")
-    training.add_argument("--val-every", type=int, default=None, help="steps between validation passes")
+    training.add_argument("--warmup-steps", type=ranged(limits.WARMUP_STEPS), default=None,
+                          help="ramp the rate up linearly over N steps")
+    training.add_argument("--val-every", type=ranged(limits.VAL_EVERY), default=None,
+                          help="steps between validation passes")
     training.add_argument("--classes", default=None, help="comma-separated class names to train on (default: all)")
-    training.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only")
+    training.add_argument("--train-limit", type=ranged(limits.TRAIN_IMAGES), default=None,
+                          help="train on the first N training images only")
     training.add_argument("--no-channels-last", action="store_true", help="contiguous NCHW activations")
     training.add_argument("--compile", action="store_true",
                           help="torch.compile every model: ~30 s to start, pays back in long runs at paper "
@@ -62,7 +82,7 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--amp", default=None, choices=["off", "auto", "bf16", "fp16"],
                           help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA), auto (bf16 where the device "
                                "has it in hardware; the demo preset's default)")
-    training.add_argument("--model-threads", type=int, default=None, metavar="N",
+    training.add_argument("--model-threads", type=ranged(limits.MODEL_THREADS), default=None, metavar="N",
                           help="train the lock-step models in N threads at once, balanced by depth and "
                                "sharing the cores (small nets on CPU; the demo preset uses 2)")
 
@@ -71,15 +91,18 @@ def _add_run_arguments(training: argparse.ArgumentParser) -> None:
     """Where it runs and what it writes (record, checkpoints, resumable state)."""
     training.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     training.add_argument("--out", type=Path, default=None,
-                          help="run record to write (JSON; default run.json, or the resumed run's)")
-    training.add_argument("--width", type=int, default=None, help="override the preset's first-stage filters")
-    training.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
+                          help=f"run record to write (JSON; default: run.json in the current folder, and with "
+                               f"--resume DIR, DIR/{RESUMED_RECORD}, never a path read from the state)")
+    training.add_argument("--width", type=ranged(limits.WIDTH), default=None,
+                          help="override the preset's first-stage filters")
+    training.add_argument("--image-size", type=ranged(limits.IMAGE_SIZE), default=None,
+                          help="override the preset's image size")
     training.add_argument("--save-dir", type=Path, default=None,
                           help="save each trained model as safetensors + manifest entry here (e.g. pretrained)")
     training.add_argument("--state", type=Path, default=None, metavar="DIR",
                           help="keep a resumable training state in DIR (written every --state-every steps, "
                                "at the end and at Ctrl-C)")
-    training.add_argument("--state-every", type=int, default=None, metavar="N",
+    training.add_argument("--state-every", type=ranged(limits.STATE_EVERY), default=None, metavar="N",
                           help="steps between states (default: about every 5 minutes)")
     training.add_argument("--resume", type=Path, default=None, metavar="DIR",
                           help="continue the run whose state is in DIR (its config; --steps may extend it)")
@@ -93,12 +116,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from explorer.train import check_config
 
     saved = None
+    _check_paths(args)  # before the state is read or any data loads: a wrong path costs nothing
     if args.resume is not None:
         config, saved = _resumed_config(args)
     else:
         config = _config_from_args(args)
-    check_config(config)
+    check_config(config)  # the evaluation pack (no training images) is refused here, before anything loads
     launch = launch_from_environment()  # set by torchrun
+    if launch is None or launch.is_main:
+        print(f"data: {_data_label(config.data)} ({config.data})", file=sys.stderr)
     if launch is None:
         train_and_save(args, config, pick_device(args.device), saved=saved)
         return
@@ -117,10 +143,21 @@ def _cmd_train(args: argparse.Namespace) -> None:
         stop_distributed()
 
 
+def _data_label(source: str) -> str:
+    from explorer.lab import data_label
+
+    try:
+        return data_label(source)
+    except ValueError:  # a source check_config refused has no label; its own message follows
+        return source
+
+
 def _config_from_args(args: argparse.Namespace):
+    from explorer.lab import default_training_source
     from explorer.train import preset
 
-    overrides = {"data": args.data, "shortcut": args.shortcut, "repeat": args.repeat}
+    data = args.data if args.data is not None else default_training_source()
+    overrides = {"data": data, "shortcut": args.shortcut, "repeat": args.repeat}
     if args.models is not None:
         overrides["models"] = tuple(n.strip() for n in args.models.split(",") if n.strip())
     for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr", "amp",
@@ -130,8 +167,8 @@ def _config_from_args(args: argparse.Namespace):
     for switch in ("nesterov", "compile"):
         if getattr(args, switch):
             overrides[switch] = True
-    if args.milestones:
-        overrides["milestones"] = tuple(int(m) for m in args.milestones.split(",") if m.strip())
+    if args.milestones:  # parsed and checked by ranged_list; empty: the preset's
+        overrides["milestones"] = args.milestones
     if args.classes:
         overrides["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
     if args.no_channels_last:
@@ -142,6 +179,18 @@ def _config_from_args(args: argparse.Namespace):
     return config
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse paths that cannot be written (a folder for --out, a file for --state) before
+    hours of training, and fix where the run record goes: ``--out``, else ``run.json`` here,
+    else (``--resume DIR``) ``DIR/run.json``."""
+    for flag, folder in (("--resume", args.resume), ("--state", args.state), ("--save-dir", args.save_dir)):
+        if folder is not None:
+            folder_option(folder, flag)
+    if args.out is None:
+        args.out = args.resume / RESUMED_RECORD if args.resume is not None else Path("run.json")
+    writable_file(args.out, "--out")
+
+
 def _resumed_config(args: argparse.Namespace):
     """The config saved in ``--resume DIR``, with ``--steps`` extending the run: the schedule
     keeps its length (and the rate its last value after it), nothing done is moved.
@@ -150,8 +199,12 @@ def _resumed_config(args: argparse.Namespace):
 
     from explorer.state import load_state
 
-    saved = load_state(args.resume)
+    saved = load_state(args.resume)  # every field checked (types, ranges, keys) before anything loads
     config = saved.config
+    out = getattr(args, "out", None)
+    if saved.out and out is not None and Path(saved.out) != out:  # a hint only: never a write target
+        print(f"note: this run began with --out {saved.out[:300]!r}; its record now goes to {out} "
+              "(pass --out to choose)", file=sys.stderr)
     if args.steps is not None and args.steps != config.steps:
         if args.steps < saved.step:
             raise CommandError(f"{args.resume} is already at step {saved.step:,}; --steps must be at least that.")

@@ -8,7 +8,9 @@ in two halves joined by one object:
 1. **Decode once** (the loading half). :func:`load_data` (:mod:`.loading`) turns a source
    into uint8 tensors ``(N, 3, H, W)`` (50,000 CIFAR images are 150 MB) plus int64 labels,
    and splits them into a training and a validation set. The sources are
-   ``"synthetic"`` (:mod:`.synthetic`: generated in a fraction of a second, for tests and for
+   ``"pack:cifar10-demo"`` and ``"pack:cifar10-eval"`` (:mod:`.packs`: real CIFAR-10 images
+   shipped with the app, each with its own held-out part, the default on a machine without
+   CIFAR-10), ``"synthetic"`` (:mod:`.synthetic`: generated in a fraction of a second, for tests and for
    trying the app without any data), ``"cifar10"`` (:mod:`.cifar10`: torchvision's copy of the
    real data set) and ``"folder:PATH"`` (:mod:`.folder`: any ImageFolder tree, listed by the
    scanner :mod:`.scanner`, decoded by the thread pool in :mod:`.decoder` and kept in the
@@ -38,7 +40,8 @@ from explorer.data.augmentation import (
 )
 from explorer.data.dataset import DataError, InMemoryData, ProgressCallback
 from explorer.data.decoder import folder_pixels
-from explorer.data.loading import default_cache_dir, load_data
+from explorer.data.loading import check_source, check_training_source, default_cache_dir, describe_source, load_data
+from explorer.data.packs import PACK_SPECS, available_packs, pack_source
 from explorer.data.scanner import IMAGE_EXTENSIONS, ImageFile, scan_folder
 from explorer.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_DEFAULT_SIZE, make_synthetic
 
@@ -52,14 +55,20 @@ __all__ = [
     "DataError",
     "ImageFile",
     "InMemoryData",
+    "PACK_SPECS",
     "ProgressCallback",
     "augment",
+    "available_packs",
+    "check_source",
+    "check_training_source",
     "default_cache_dir",
     "denormalize",
+    "describe_source",
     "folder_pixels",
     "load_data",
     "make_synthetic",
     "normalize",
+    "pack_source",
     "random_erase",
     "scan_folder",
     "upsample",

@@ -8,8 +8,8 @@ from dataclasses import replace
 import streamlit as st
 
 from explorer.data import Augmentation
-from explorer.lab import SHARED_CIFAR10
 from explorer.roots import RootsError, check_app_source, data_roots
+from explorer.ui.common import escaped
 
 
 def erasing_controls(key: str, default_p: float = 0.0, base: Augmentation | None = None) -> Augmentation:
@@ -30,11 +30,13 @@ def erasing_controls(key: str, default_p: float = 0.0, base: Augmentation | None
 
 def allowed_source(container, source: str) -> str | None:
     """``source`` if the server lets sessions read it (folders only inside $EXPLORER_DATA_ROOTS
-    or this session's uploads, issue 16), else None with the reason shown."""
+    or this session's uploads, issue 16), else None with the reason shown. The reason names
+    only the roots the user could have set; the session's own upload folder is not one."""
+    uploads = [session_upload_dir()]
     try:
-        return check_app_source(source, data_roots(uploads=[session_upload_dir()]))
+        return check_app_source(source, data_roots(uploads=uploads), uploads=uploads)
     except RootsError as error:
-        container.error(str(error))
+        container.error(escaped(error))  # it quotes the typed path: shown literally, never as Markdown
         return None
 
 
@@ -46,45 +48,84 @@ def session_upload_dir():
     return session_resources().upload_dir()
 
 
-def dataset_picker(container) -> str | None:
-    """The fine-tuning data source: synthetic, CIFAR-10, a folder, or an uploaded zip of class
-    folders (unpacked once per upload into the session's own folder). None until usable."""
-    sources = ["Synthetic (generated, instant)", "CIFAR-10", "Folder on this machine", "Zip of class folders"]
-    source = container.radio("Data set", sources)
-    if source == sources[0]:
-        return "synthetic:2000"
-    if source == sources[1]:
-        return allowed_source(container, container.text_input(
-            "CIFAR-10 source", "cifar10", help="`cifar10` downloads it with torchvision; offline, give the folder "
-                                               f"of JPEGs, e.g. `folder:{SHARED_CIFAR10}`.").strip())
-    if source == sources[2]:
-        folder = container.text_input("Folder with one sub-folder per class", str(SHARED_CIFAR10)).strip()
-        return allowed_source(container, f"folder:{folder}")
-    return zip_source(container, "finetune_zip")
+def finetune_data_choices() -> dict[str, str]:
+    """The Transfer page's data sets: label -> source, the default first ("folder" and "zip"
+    ask for more). The full CIFAR-10 when it is here, then the demo pack shipped with the app
+    (real CIFAR-10 images: the default on a machine without CIFAR-10), torchvision's download,
+    the synthetic set, a folder, a zip. The evaluation pack is not offered: it holds no
+    training images (explorer.data.check_training_source)."""
+    from explorer.lab import cifar10_source, data_label, demo_pack_source
+
+    found, pack = cifar10_source(), demo_pack_source()
+    choices = {}
+    if found is not None:
+        where = "torchvision's download" if found == "cifar10" else found.removeprefix("folder:")
+        choices[f"CIFAR-10 ({where})"] = found
+    if pack is not None:
+        choices[data_label(pack)] = pack
+    if found != "cifar10":
+        choices["CIFAR-10, downloaded by torchvision (needs the internet the first time, 170 MB)"] = "cifar10"
+    choices["Synthetic (generated, instant)"] = "synthetic:2000"
+    choices["Folder on this machine"] = "folder"
+    choices["Zip of class folders"] = "zip"
+    return choices
+
+
+def dataset_picker(container, backbone: str | None = None) -> str | None:
+    """The fine-tuning data source (:func:`finetune_data_choices`; a zip is unpacked once per
+    upload into the session's own folder), named below the choice, with a note when
+    ``backbone`` was trained on these very images. None until usable: a folder box starts
+    empty and says nothing until a path is typed."""
+    from explorer.finetune_config import seen_images_note
+    from explorer.lab import data_label
+
+    choices = finetune_data_choices()
+    picked = choices[container.radio("Data set", list(choices))]
+    if picked == "zip":
+        return zip_source(container, "finetune_zip")
+    if picked == "folder":
+        roots = data_roots()
+        folder = container.text_input(
+            "Folder with one sub-folder per class", placeholder=str(roots[0] / "…") if roots else "",
+            help="Inside " + (", ".join(str(root) for root in roots) if roots else "no folder on this server: "
+                              "upload a zip instead") + ".").strip()
+        return allowed_source(container, f"folder:{folder}") if folder else None
+    container.caption(f"Data: {escaped(data_label(picked))}.")
+    if backbone is not None and (note := seen_images_note(backbone, picked)):
+        container.info(escaped(note))
+    return picked
+
+
+UNPACKED_ZIP = "unpacked_zip"  # session state: (widget key, file id, UnpackedArchive | None, problem | None)
 
 
 def zip_source(container, key: str) -> str | None:
     """An uploaded zip of class folders, unpacked once per upload into the session's own
-    folder, as a ``folder:`` source; None until one is uploaded and usable."""
+    folder, as a ``folder:`` source; None until one is uploaded and usable.
+
+    A session keeps one unpacked zip (limits.SESSION_DISK): a new upload, in this widget or
+    the other page's, deletes the previous one first, with the data cache's decoded copies."""
     from explorer.archives import ArchiveError, unpack_class_zip
+    from explorer.ui.jobs import session_resources
 
     upload = container.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
                                      key=key, max_upload_size=200)
     if upload is None:
         return None
-    unpacked = st.session_state.get(f"unpacked_{key}")
-    if unpacked is None or unpacked[0] != upload.file_id:
+    unpacked = st.session_state.get(UNPACKED_ZIP)
+    if unpacked is None or unpacked[:2] != (key, upload.file_id):
         try:
-            unpacked = (upload.file_id, unpack_class_zip(upload.getvalue(), session_upload_dir()), None)
+            archive = unpack_class_zip(upload.getvalue(), session_resources().emptied_upload_dir())
+            unpacked = (key, upload.file_id, archive, None)
         except ArchiveError as error:
-            unpacked = (upload.file_id, None, str(error))
-        st.session_state[f"unpacked_{key}"] = unpacked
-    _, archive, problem = unpacked
+            unpacked = (key, upload.file_id, None, str(error))
+        st.session_state[UNPACKED_ZIP] = unpacked
+    _, _, archive, problem = unpacked
     if problem:
-        container.error(f"**{upload.name}**: {problem}")
+        container.error(f"**{escaped(upload.name)}**: {escaped(problem)}")
         return None
     ignored = f"; {len(archive.ignored)} other files ignored" if archive.ignored else ""
     more = "…" if len(archive.classes) > 8 else ""
     container.success(f"{archive.images:,} images in {len(archive.classes)} classes "
-                      f"({', '.join(archive.classes[:8])}{more}){ignored}.")
+                      f"({escaped(', '.join(archive.classes[:8]))}{more}){ignored}.")
     return f"folder:{archive.root}"

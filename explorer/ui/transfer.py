@@ -48,7 +48,7 @@ def finetune_settings() -> FinetuneConfig:
     left, right = st.columns(2)
     backbone = left.selectbox("Backbone", backbones, format_func=lambda name: choices.get(name, name),
                               help="ImageNet ResNets when their weights are here, else the project's CIFAR-10 models.")
-    data = dataset_picker(right)
+    data = dataset_picker(right, backbone)
 
     upsample = left.select_slider("Upsampling factor", [1, 2, 3, 4, 5, 6, 7], default_upsample(backbone),
                                   help="Images are decoded at 32×32 and enlarged by this factor: ImageNet "
