@@ -62,6 +62,11 @@ def writable_file(path: Path, flag: str) -> Path:
     something that is not one. Checked before a run, so a mistake costs no training."""
     if path.is_dir():
         raise CommandError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'run.json'}.")
+    return _under_a_folder(path, flag)
+
+
+def _under_a_folder(path: Path, flag: str) -> Path:
+    """``path`` if its nearest existing parent is a folder (a file there would make every write fail)."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -76,12 +81,7 @@ def folder_option(path: Path, flag: str, *, must_exist: bool = False) -> Path:
         raise CommandError(f"{flag} {path} is a file; give a folder.")
     if must_exist and not path.is_dir():
         raise CommandError(f"{flag} {path} does not exist; create it first (mkdir -p {path}) or give another folder.")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CommandError(f"{flag} {path}: {parent} is a file, not a folder.")
-            break
-    return path
+    return _under_a_folder(path, flag)
 
 
 def finite(value):
