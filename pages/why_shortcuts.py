@@ -1,9 +1,10 @@
 import streamlit as st
 
 from explorer.inside import figures, path_length_counts, shipped_surfaces
-from explorer.inside.data import SAMPLES
+from explorer.inside.defaults import DEFAULT_IMAGES, PAGE_LESION_IMAGES
 from explorer.inside.verdicts import responses_verdict
 from explorer.ui import inside
+from explorer.ui.inside_choices import data_choice, images_box
 
 st.title("Why shortcuts work: inside the trained nets")
 st.caption("Four looks inside the shipped CIFAR-10 nets: the paper's Fig. 7 (layer responses), how much each "
@@ -12,17 +13,15 @@ st.caption("Four looks inside the shipped CIFAR-10 nets: the paper's Fig. 7 (lay
 nets = inside.shipped_nets()
 left, middle, right = st.columns([4, 2, 1])
 chosen = left.multiselect("Nets", list(nets), default=list(nets), key="inside.nets")
-data = middle.selectbox("Images", ["default", SAMPLES], key="inside.data", format_func={
-    "default": "CIFAR-10 validation (5,000 held out)", SAMPLES: "the shipped sample photos"}.get,
-    help="The 5,000 held-out validation images when CIFAR-10 is on this machine, else the sample photos.")
-images = inside.images_box(right)
+data, source = data_choice(middle, chosen)
+images = images_box(right, source, default=DEFAULT_IMAGES)
 responses_tab, branches_tab, lesion_tab, surface_tab = st.tabs(
     ["Layer responses (Fig. 7)", "Residual branches", "Lesion study", "Loss surface"])
 
 with responses_tab:
     st.caption("Std of each 3×3 layer's output after BN, before the ReLU and the addition (§4.2, Fig. 7). "
                "The paper: residual responses are generally smaller than plain ones, and smaller in deeper ResNets.")
-    results = inside.view_results("responses", "Compute the responses", chosen, data, images)
+    results = inside.view_results("responses", "Compute the responses", chosen, data, images, source=source)
     if results is not None:
         st.plotly_chart(figures.responses_figure(results, [nets.get(r.model) for r in results]), width="stretch")
         st.markdown(responses_verdict(results, [nets.get(r.model) for r in results]))
@@ -30,14 +29,17 @@ with responses_tab:
 with branches_tab:
     st.caption("Per block, the mean over the images of ‖F(x)‖ / ‖x‖: how much the residual branch changes its input.")
     residual = [name for name in chosen if inside.is_residual(nets[name])]
-    results = inside.view_results("branches", "Compute the branch ratios", residual, data, images)
+    results = inside.view_results("branches", "Compute the branch ratios", residual, data, images,
+                                  source=source)
     if results is not None:
         st.plotly_chart(figures.branches_figure(results, [nets.get(r.model) for r in results]), width="stretch")
 
 with lesion_tab:
     st.caption("Remove one block at test time (its branch set to zero, the shortcut kept; a plain block is skipped) "
                "and measure the error; then remove k random blocks. Veit et al.: ResNets degrade gracefully.")
-    studies = inside.view_results("lesion", "Run the lesion study", chosen, data, images)
+    lesion_images = images_box(st, source, default=PAGE_LESION_IMAGES, key="inside.lesion_images",
+                               label="Images for the lesion study")
+    studies = inside.view_results("lesion", "Run the lesion study", chosen, data, lesion_images, source=source)
     if studies is not None:
         st.plotly_chart(figures.lesion_blocks_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
         st.plotly_chart(figures.lesion_random_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
@@ -49,4 +51,4 @@ with lesion_tab:
 with surface_tab:
     surfaces = shipped_surfaces()
     shown = [surfaces[name] for name in chosen if name in surfaces]
-    inside.surface_section(shown, chosen, data, images, {name: nets[name] for name in chosen})
+    inside.surface_section(shown, chosen, data, source, {name: nets[name] for name in chosen})

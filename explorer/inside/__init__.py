@@ -6,10 +6,15 @@ callback, and has a CLI command (:mod:`.commands`) and plotly figures (:mod:`.fi
 
 1. :func:`layer_responses`: the std of each 3×3 layer's response (He et al. 2015, Fig. 7);
 2. :func:`branch_ratios`: ‖F(x)‖ / ‖x‖ per block;
-3. :func:`lesion_study`: the error with blocks removed at test time (Veit et al. 2016), and
-   :func:`path_length_counts`, the binomial distribution of path lengths;
+3. :func:`lesion_study`: the error with blocks removed at test time (Veit et al. 2016), each
+   activation its lesions share computed once (:mod:`.prefix`), and :func:`path_length_counts`,
+   the binomial distribution of path lengths;
 4. :func:`loss_surface` / :func:`loss_line`: the loss along filter-normalised random
    directions (Li et al. 2018); :func:`shipped_surfaces` are precomputed ones.
+
+:func:`shipped_results` are the first three precomputed for the shipped checkpoints on the
+shipped evaluation images (:mod:`.precomputed`), and :mod:`.estimates` says how long each
+takes on this machine before it starts.
 
 Names are imported on first use (PEP 562), so ``explorer.inside.commands`` can be imported
 by the CLI without importing torch.
@@ -23,11 +28,12 @@ from explorer.inside.defaults import DEFAULT_DRAWS, DEFAULT_GRID, DEFAULT_IMAGES
 
 _HOMES = {
     "branches": ("BranchRatio", "Branches", "branch_ratios"),
-    "data": ("SAMPLES", "InsideError", "Probe", "Subject", "evaluate", "load_probe", "load_subject",
-             "progress_line", "require_labels"),
+    "data": ("EVAL_PACK", "SAMPLES", "InsideError", "Probe", "ProbeData", "Subject", "evaluate", "load_probe",
+             "load_subject", "probe_data", "progress_line", "require_labels"),
     "landscape": ("Surface", "filter_normalized_direction", "loss_line", "loss_surface", "random_directions"),
-    "lesion": ("BlockLesion", "LesionStudy", "RandomLesion", "lesion_study", "lesioned", "path_length_counts",
-               "removable_blocks"),
+    "lesion": ("BlockLesion", "LesionStudy", "RandomLesion", "lesion_passes", "lesion_study", "lesioned",
+               "path_length_counts", "removable_blocks"),
+    "precomputed": ("save_result", "shipped_results"),
     "responses": ("LayerResponse", "Responses", "layer_responses", "mean_std"),
     "shipped": ("save_surface", "shipped_surfaces"),
 }

@@ -4,14 +4,22 @@ A :class:`Subject` is a trained model, built fresh for the caller (never a share
 instance: the views hook and perturb it), with its class names and the normalisation it
 was trained with. A :class:`Probe` is the batch of images the views run on:
 
-* by default the 5,000-image validation split the checkpoint's own training run held out
-  (§4.2's 45k/5k split of the CIFAR-10 training set, rebuilt from the run's data source,
-  seed and ``val_size`` stored in the manifest), so no image was trained on;
-* when that data is not on this machine (or for an ImageNet model), the photos shipped in
-  ``explorer/samples`` (one held-out CIFAR-10 image per class);
+* by default the validation split the checkpoint's own training run held out (§4.2's 45k/5k
+  split of the CIFAR-10 training set, rebuilt from the run's data source, seed and
+  ``val_size`` stored in the manifest), when that folder is on this machine; so no image was
+  trained on;
+* else the CIFAR-10 evaluation pack shipped with the app (``pack:cifar10-eval``: 2,000 images
+  of that same 5k part, 200 a class), of which a class-balanced subset is taken: the first
+  N/10 of each class, in the pack's order (issue 38: on a laptop without CIFAR-10 the views
+  ran on the 10 sample photos, which gave ResNet-56 50% error);
+* ``samples``: the photos shipped in ``explorer/samples`` (one held-out CIFAR-10 image per
+  class), only when asked for;
 * or any source :func:`explorer.data.load_data` knows (``folder:PATH``, ``cifar10``,
   ``synthetic``), of which the validation split with seed 0 is used, as ``explorer train``
   would hold it out.
+
+:func:`probe_data` says which of these a choice means on this machine, and how many images
+it holds, before any image is decoded (the page's "How many" stops there).
 
 Views that need labels (lesion errors, loss surfaces) call :func:`require_labels`: a data
 set whose classes are not the model's has no meaningful error, so it is refused with a message.
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +38,16 @@ from torchvision.transforms.v2 import functional as TF
 
 from explorer.checkpoints import load_checkpoint, read_manifest
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_data, normalize
+from explorer.data.packs import PACK_PREFIX, available_packs, load_pack, pack_source
 from explorer.images import read_image_file, sample_images, to_uint8_tensor
 from explorer.inside.defaults import DEFAULT_IMAGES
+from explorer.limits import PROBE_IMAGES, LimitError
 from explorer.models import ModelSpec, build_model, get_model_spec
 from explorer.weights import WeightsError, load_pretrained
 
 BATCH_SIZE = 250  # images per forward pass: bounds memory, keeps each pass efficient on a CPU
 SAMPLES = "samples"  # --data value of the shipped photos
+EVAL_PACK = "cifar10-eval"  # the shipped held-out CIFAR-10 images (explorer.data.packs)
 Progress = Callable[[float], None]  # progress(fraction done), 0.0 … 1.0
 
 
@@ -124,15 +136,58 @@ def load_subject(name: str) -> Subject:
                    image_size=transforms.crop_size[0], mean=tuple(transforms.mean), std=tuple(transforms.std))
 
 
+@dataclass(frozen=True)
+class ProbeData:
+    """What a choice of images means on this machine, known before any image is decoded."""
+
+    data: str  # the source load_probe reads: "folder:…", "pack:cifar10-eval", "samples", …
+    about: str  # in words, e.g. "the 2,000 CIFAR-10 validation images shipped with the app …"
+    available: int  # how many images it holds (at most limits.PROBE_IMAGES.high)
+
+
+def probe_data(data: str | None, training_data: str | None = None, val_size: int | None = None) -> ProbeData:
+    """Which images ``data`` means ("default" or None: the checkpoint's own held-out split when
+    ``training_data`` is a folder on this machine, else the shipped evaluation pack)."""
+    if data is None or data == "default":
+        own = _own_split(training_data, val_size)
+        return own if own is not None else probe_data(pack_source(EVAL_PACK))
+    if data == SAMPLES:
+        return ProbeData(SAMPLES, "the 10 sample photos in explorer/samples (one a class)", len(sample_images()))
+    if data.startswith(PACK_PREFIX):
+        entry = available_packs().get(data[len(PACK_PREFIX):])
+        if entry is None:
+            raise InsideError(f"The shipped images {data} are not here (pretrained/data/ holds "
+                              f"{', '.join(map(pack_source, available_packs())) or 'none'}); check out the "
+                              "repository again, or choose the sample photos (--data samples) or folder:PATH.")
+        return ProbeData(data, entry.about, min(entry.held_out, int(PROBE_IMAGES.high)))
+    return ProbeData(data, data, int(PROBE_IMAGES.high))
+
+
+def _own_split(training_data: str | None, val_size: int | None) -> ProbeData | None:
+    kind, _, argument = (training_data or "").partition(":")
+    if kind != "folder" or not Path(argument).is_dir():
+        return None
+    count = val_size if val_size is not None else 5000  # §4.2's 5k of the 50k (data.split_train_val)
+    return ProbeData(training_data, f"the {count:,}-image validation split its training run held out "
+                                    f"({training_data})", min(count, int(PROBE_IMAGES.high)))
+
+
 def load_probe(subject: Subject, data: str | None = None, images: int = DEFAULT_IMAGES, *,
                progress: Progress | None = None) -> Probe:
-    """The first ``images`` images of ``data`` (None: the subject's default, see the module doc)."""
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise InsideError(f"images must be a whole number of images >= 1, got {images!r}.")
+    """``images`` images of ``data`` (None: the subject's default, see the module doc), or all it
+    has when it has fewer; ``images`` within ``limits.PROBE_IMAGES`` (the CLI's ``--images`` too)."""
+    try:
+        images = PROBE_IMAGES.check(images, "the number of images")
+    except LimitError as error:
+        raise InsideError(str(error)) from None
     if data is None or data == "default":
-        return _default_probe(subject, images, progress)
+        data = probe_data(None, subject.training_data, subject.val_size).data
+        if data.startswith("folder:"):
+            return _own_probe(subject, images, progress)
     if data == SAMPLES:
         return _sample_probe(subject, images)
+    if data.startswith(PACK_PREFIX):
+        return _pack_probe(subject, probe_data(data), images, progress)
     try:
         loaded = load_data(data, image_size=subject.image_size, seed=0)
     except DataError as error:
@@ -142,18 +197,53 @@ def load_probe(subject: Subject, data: str | None = None, images: int = DEFAULT_
                        loaded.val_labels, loaded.classes, images)
 
 
-def _default_probe(subject: Subject, images: int, progress: Progress | None) -> Probe:
-    if subject.training_data is None:
-        return _sample_probe(subject, images)
+def _own_probe(subject: Subject, images: int, progress: Progress | None) -> Probe:
     try:
         loaded = load_data(subject.training_data, image_size=subject.image_size, seed=subject.split_seed,
                            val_size=subject.val_size)
-    except DataError:  # the training data is not on this machine: fall back to the shipped photos
-        return _sample_probe(subject, images)
+    except DataError as error:
+        raise InsideError(f"{subject.name}'s training data cannot be read ({error}); choose the shipped "
+                          f"images ({pack_source(EVAL_PACK)}).") from error
     report(progress, 1.0)
-    source = (f"{loaded.name}, the {loaded.val_images.shape[0]:,}-image validation split "
-              f"held out when training (seed {subject.split_seed})")
+    held = int(loaded.val_images.shape[0])
+    source = (f"{'the' if images >= held else f'the first {images:,} of the'} {held:,} images of the validation "
+              f"split {subject.name}'s training run held out ({loaded.name}, seed {subject.split_seed})")
     return _probe_from(subject, source, loaded.val_images, loaded.val_labels, loaded.classes, images)
+
+
+def balanced(labels: torch.Tensor, images: int) -> torch.Tensor:
+    """Indices of ``images`` of ``labels``, as even over the classes as they allow: each class's
+    first ones, in order (a pack is ordered by class, so its first N would be one or two classes)."""
+    classes = labels.unique().tolist()
+    wanted = {label: images // len(classes) + (i < images % len(classes)) for i, label in enumerate(classes)}
+    taken: dict[int, int] = {}
+    chosen = []
+    for index, label in enumerate(labels.tolist()):
+        if taken.get(label, 0) < wanted[label]:
+            taken[label] = taken.get(label, 0) + 1
+            chosen.append(index)
+    return torch.tensor(chosen, dtype=torch.int64)
+
+
+def _pack_probe(subject: Subject, chosen: ProbeData, images: int, progress: Progress | None) -> Probe:
+    try:
+        loaded = load_pack(chosen.data[len(PACK_PREFIX):], image_size=subject.image_size,
+                           progress=(lambda done, total: report(progress, done / total)) if progress else None)
+    except DataError as error:
+        raise InsideError(str(error)) from error
+    held = int(loaded.val_images.shape[0])
+    picked = balanced(loaded.val_labels, min(images, held))
+    counts = torch.bincount(loaded.val_labels[picked]).tolist()
+    low, high = min(c for c in counts if c), max(counts)
+    per_class = f"{low:,}" if low == high else f"{low:,}–{high:,}"
+    if chosen.data == pack_source(EVAL_PACK):
+        source = (f"{'the' if picked.numel() == held else f'{picked.numel():,} of the'} {held:,} CIFAR-10 "
+                  f"validation images shipped with the app ({per_class} a class), never trained on by the "
+                  "shipped models")
+    else:
+        source = f"{picked.numel():,} of the {held:,} held-out images of {chosen.about} ({per_class} a class)"
+    return _probe_from(subject, source, loaded.val_images[picked], loaded.val_labels[picked], loaded.classes,
+                       images)
 
 
 def _sample_probe(subject: Subject, images: int) -> Probe:

@@ -9,11 +9,17 @@ background job (:class:`explorer.jobs.ComputeJob`) through the server's schedule
 training run: it waits its turn, counts as the session's one job, shows its progress with a
 Stop button, and stops at the server's time limit, while the page stays free (a fragment
 polls the job). The sizes a user picks are declared ranges: limits.PROBE_IMAGES for the
-images, limits.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface."""
+images, limits.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface.
+
+Until a session presses a view's button, the view shows the results precomputed for the
+shipped checkpoints on the shipped evaluation images (explorer.inside.precomputed; issue 38: a
+fresh laptop has no CIFAR-10 to compute them on), and the button says beforehand how long
+computing them here takes (explorer.ui.inside_choices, explorer.inside.estimates)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -21,13 +27,17 @@ import streamlit as st
 
 from explorer.checkpoints import CheckpointError, read_manifest
 from explorer.inside.branches import branch_ratios
-from explorer.inside.data import load_probe, load_subject
+from explorer.inside.data import ProbeData, load_probe, load_subject
 from explorer.inside.landscape import loss_surface
 from explorer.inside.lesion import lesion_study
+from explorer.inside.precomputed import VIEWS as PRECOMPUTED_VIEWS
+from explorer.inside.precomputed import results_about, results_dir, shipped_results
 from explorer.inside.responses import layer_responses
 from explorer.compute_jobs import ComputeJob
+from explorer.inside.defaults import PAGE_SURFACE_GRID, PAGE_SURFACE_IMAGES
 from explorer.limits import LANDSCAPE_GRID, LANDSCAPE_SPAN, PROBE_IMAGES, LimitError
 from explorer.models import get_model_spec
+from explorer.ui import inside_choices as choices
 from explorer.ui.common import escaped
 from explorer.ui.jobs import PENDING_KEY, inside_job_slot, job_view, limit_notice, pending_offer, start_job, stop_button
 
@@ -56,12 +66,6 @@ def is_residual(model: str) -> bool:
     return _residual(model)
 
 
-def images_box(where) -> int:
-    """How many images every view runs on, within limits.PROBE_IMAGES (the CLI's --images too)."""
-    return int(where.number_input("How many", int(PROBE_IMAGES.low), int(PROBE_IMAGES.high), 1000, step=100,
-                                  key="inside.images"))
-
-
 @dataclass(frozen=True)
 class Request:
     """One view asked for: which nets, on which images and how many, with which options (a
@@ -83,7 +87,9 @@ class Request:
 MAX_RESULTS = 64
 PROBES_KEPT = 4
 _RESULTS: OrderedDict[tuple, object] = OrderedDict()
+_SECONDS: dict[tuple, float] = {}  # how long each result in _RESULTS took here, its images' loading included
 _PROBES: OrderedDict[tuple, object] = OrderedDict()
+_SHIPPED: dict[tuple, dict] = {}  # (view, manifest, its mtime) -> the precomputed results read from it
 _LOCK = threading.Lock()
 
 
@@ -102,7 +108,17 @@ def _cached(store: OrderedDict, key: tuple, limit: int, compute):
 
 
 def _compute(request: Request, name: str, progress):
-    """One net's view, in the job's thread."""
+    """One net's view, in the job's thread, timed (the page compares it with its estimate)."""
+    started = time.perf_counter()
+    result = _computed(request, name, progress)
+    with _LOCK:
+        _SECONDS[request.key(name)] = time.perf_counter() - started
+        for key in [key for key in _SECONDS if key not in _RESULTS and key != request.key(name)]:
+            del _SECONDS[key]  # results let go of (MAX_RESULTS), their times too
+    return result
+
+
+def _computed(request: Request, name: str, progress):
     subject = load_subject(name)
     probe = _cached(_PROBES, (name, request.data, request.images), PROBES_KEPT,
                     lambda: load_probe(subject, request.data, request.images))
@@ -136,21 +152,26 @@ def _checked(view: str, images: int, options: tuple) -> tuple[int, tuple]:
 
 
 def view_results(view: str, label: str, names: list[str], data: str, images: int, options: tuple = (), *,
-                 where=st) -> list | None:
-    """The view's button (in ``where``) and, once this session has pressed it, the view's
-    results for the current choice of nets, images and options: at once when the server has
-    them, else from the background job the press started, whose progress and Stop are drawn
-    here until it ends (the page then reruns). None while there is nothing to draw."""
+                 source: ProbeData | None = None, where=st) -> list | None:
+    """The view's estimate and button (in ``where``) and its results for ``names``: until this
+    session presses the button, the precomputed ones shipped with the app (at once, on any
+    machine); then those for the current choice of images and options, at once when the
+    server has them, else from the background job the press started, whose progress and Stop
+    are drawn here until it ends (the page then reruns). None while there is nothing to draw."""
     try:
         images, options = _checked(view, images, options)
     except LimitError as error:
         st.error(escaped(error))
         return None
     request = Request(view, tuple(names), data, images, options)
+    shipped = _precomputed(view, names)
+    estimate = choices.estimate_caption(view, names, source, images, options, where) if source else None
     slot = inside_job_slot()
     requested = f"inside.requested.{view}"
-    if where.button(label, key=f"inside.go_{view}"):
+    again = f"Re{label[0].lower()}{label[1:]} on your data"  # "Recompute the responses on your data"
+    if where.button(again if shipped else label, key=f"inside.go_{view}"):
         st.session_state[requested] = True
+        st.session_state[f"inside.estimate.{view}"] = estimate
         missing = [name for name in request.names if name not in _known(request)]
         job = slot.job
         if missing and not (job is not None and job.running and getattr(job, "key", None) == request):
@@ -159,13 +180,38 @@ def view_results(view: str, label: str, names: list[str], data: str, images: int
     if getattr(pending, "slot", None) == slot.name and getattr(pending.job, "what", None) == view:
         pending_offer(slot)
     if not st.session_state.get(requested):
-        return None
+        if shipped:
+            choices.precomputed_caption(results_about(view, list(shipped)), again)
+        return list(shipped.values()) or None
     job = slot.job
     ours = isinstance(job, ComputeJob) and job.what == view
     if ours and slot.running:
         _progress(slot, view)
         return None
-    return _gathered(request, label, job.snapshot() if ours and job.key == request else None)
+    shown = _gathered(request, label, job.snapshot() if ours and job.key == request else None)
+    with _LOCK:
+        seconds = {name: _SECONDS.get(request.key(name), 0.0) for name in request.names}
+    choices.computed_caption(shown or [], seconds, st.session_state.get(f"inside.estimate.{view}"))
+    return shown
+
+
+def _precomputed(view: str, names: list[str]) -> dict[str, object]:
+    """The shipped results of ``view`` for ``names``, in that order (read once per manifest change)."""
+    if view not in PRECOMPUTED_VIEWS:
+        return {}
+    path = results_dir() / "manifest.json"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = (view, str(path), stamp)
+    with _LOCK:
+        found = _SHIPPED.get(key)
+    if found is None:
+        found = shipped_results(view)
+        with _LOCK:
+            _SHIPPED[key] = found
+    return {name: found[name] for name in names if name in found}
 
 
 def _gathered(request: Request, label: str, snapshot) -> list | None:
@@ -183,7 +229,7 @@ def _gathered(request: Request, label: str, snapshot) -> list | None:
         st.error(f"{escaped(name)}: {escaped(message)}")
     missing = [name for name in request.names if name not in results and name not in errors]
     if missing:
-        st.info(f"Not computed for this choice yet: {escaped(', '.join(missing))}. Press “{label}”.")
+        st.info(f"Not computed for this choice yet: {escaped(', '.join(missing))}. Press the button above.")
     shown = [results[name] for name in request.names if name in results]
     return shown if shown or not missing else None
 
@@ -201,7 +247,7 @@ def _progress(slot, view: str) -> None:
     stop_button(slot, st, key=f"inside.stop_{view}", offer=False)
 
 
-def surface_section(shipped: list, chosen: list[str], data: str, images: int, registry: dict[str, str]) -> None:
+def surface_section(shipped: list, names: list[str], data: str, source: ProbeData, registry: dict[str, str]) -> None:
     """The precomputed surfaces at once, and a surface of one's own, computed as a job."""
     from explorer.inside import figures
 
@@ -214,14 +260,19 @@ def surface_section(shipped: list, chosen: list[str], data: str, images: int, re
         st.plotly_chart(figures.landscape_contours_figure(shipped), width="stretch")
         st.plotly_chart(figures.landscape_lines_figure(shipped, [registry.get(s.model) for s in shipped]), width="stretch")
         st.caption("Precomputed: " + "; ".join(f"{s.model} on {s.images:,} images, {len(s.alphas)}×{len(s.betas)}"
-                                               for s in shipped) + " (pretrained/landscapes/manifest.json).")
+                                               for s in shipped) + " of each checkpoint's own held-out validation "
+                   "images (pretrained/landscapes/manifest.json).")
     else:
         st.info("No precomputed surface for these nets: compute one below.")
-    left, middle, right = st.columns(3)
+    left, middle, right, button = st.columns(4)
     # Odd grids only, up to the shipped surfaces' 31 (within limits.LANDSCAPE_GRID): β = 0 is on the grid.
-    grid = left.slider("Grid points per axis", 3, min(31, int(LANDSCAPE_GRID.high)), 11, 2, key="inside.grid")
+    grid = left.slider("Grid points per axis", 3, min(31, int(LANDSCAPE_GRID.high)), PAGE_SURFACE_GRID, 2,
+                       key="inside.grid")
     span = middle.slider("Span (±)", 0.1, 2.0, 1.0, 0.1, key="inside.span")
-    own = view_results("landscape", "Compute surfaces", chosen, data, images, (int(grid), float(span)), where=right)
+    images = choices.images_box(right, source, default=PAGE_SURFACE_IMAGES, key="inside.surface_images",
+                                label="Images for the surface")
+    own = view_results("landscape", "Compute surfaces", names, data, images, (int(grid), float(span)),
+                       source=source, where=button)
     if own:
         st.plotly_chart(figures.landscape_surfaces_figure(own), width="stretch")
         st.plotly_chart(figures.landscape_contours_figure(own), width="stretch")
