@@ -86,10 +86,10 @@ def _finetune_and_save(args: argparse.Namespace, backbone: str):
         data_size=args.image_size)
     check_finetune_config(config)  # before minutes of loading, not after; refuses the evaluation pack
     check_source(config.data)  # synthetic:N in its range, a known kind of source
+    name = check_save_name(args.name or suggested_key(config, args.out), args.out)  # a taken name: refused now
     print(f"data: {data_label(config.data)} ({config.data})", file=sys.stderr)
     if note := seen_images_note(backbone, config.data):
         print(f"note: {note}", file=sys.stderr)
-    name = check_save_name(args.name or suggested_key(config, args.out), args.out)  # a taken name: refused now
     if backbone not in backbone_names():
         load_classifier(backbone)  # says why (no weights, unknown name)
         raise CommandError(f"{backbone} cannot be a backbone (it has no fc layer to replace); "
