@@ -140,7 +140,9 @@ def _timed_rounds(models: dict, inputs: dict, device: torch.device, rounds: int,
                 peak[name] = torch.cuda.max_memory_allocated(device) / 2**20
             done += 2
             if progress is not None:
+                threads = torch.get_num_threads()
                 progress(done, total)
+                torch.set_num_threads(threads)  # a scheduled job's pace may re-share the cores: time as begun
     return latency, batch, peak
 
 

@@ -178,3 +178,22 @@ def test_block_diagrams_are_drawn_at_projector_sizes():
     sizes = [float(size) for size in re.findall(r"fontsize=(\d+(?:\.\d+)?)", dot)]
     assert sizes and min(sizes) >= 16 and re.search(r"node \[[^]]*fontsize=18", dot)
     assert float(re.search(r"penwidth=([\d.]+)", dot).group(1)) >= 2
+
+
+def test_a_progress_callback_cannot_change_the_timing_threads(monkeypatch):
+    """A scheduled job's pace may set torch's thread count between passes (explorer.scheduler);
+    the speed check keeps timing on the thread count it began with."""
+    import explorer.speed
+
+    seen: list[int] = []
+
+    class Counts(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x.mean(dim=(2, 3))
+
+    monkeypatch.setattr(explorer.speed, "build_model", lambda name: Counts())
+    before = torch.get_num_threads()
+    measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, rounds=3,
+                  progress=lambda done, total: torch.set_num_threads(2))
+    assert set(seen) == {1} and torch.get_num_threads() == before
