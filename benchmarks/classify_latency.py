@@ -7,10 +7,10 @@ on one; each page run is a new Streamlit script thread. This script times those 
 in a fresh thread as a page run would make them, in four settings, in one run:
 
 1. ``idle``: nothing else in this process;
-2. ``job, unscheduled``: the class demo (explorer.lab.class_demo_config, on the synthetic set)
+2. ``job, unscheduled``: the class demo (explorer.paper.degradation.class_demo_config, on the synthetic set)
    training in a thread the way the lab started it before the scheduler: the process-wide
    thread count set to the cores but one, normal priority;
-3. ``job, scheduled``: the same job inside :meth:`explorer.scheduler.Scheduler.slot`: its
+3. ``job, scheduled``: the same job inside :meth:`explorer.server.scheduler.Scheduler.slot`: its
    share of the threads and its thread at nice +10, calling ``ticket.pace()`` between steps;
 4. ``idle`` again, to see how much the machine's own load drifted meanwhile.
 
@@ -29,12 +29,12 @@ import time
 
 import torch
 
-from explorer.attribution import explain
-from explorer.classify import RecentResults, load_classifier
-from explorer.images import read_image_file, sample_images
-from explorer.lab import class_demo_config
-from explorer.scheduler import Scheduler
-from explorer.train import Training, load_training_data
+from explorer.paper.gradcam import explain
+from explorer.store.classifiers import RecentResults, load_classifier
+from explorer.data.images import read_image_file, sample_images
+from explorer.paper.degradation import class_demo_config
+from explorer.server.scheduler import Scheduler
+from explorer.training.engine import Training, load_training_data
 
 
 def in_fresh_thread(call) -> float:

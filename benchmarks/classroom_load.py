@@ -22,7 +22,7 @@ the crowd, ``--assert-goals`` checks every session's page-switch p95 on the wire
 Data: by default the class demo trains on the synthetic set (no decoding, the same for every
 run: a load test of the server, not of JPEG decoding). The app picks real CIFAR-10 when
 ``../shared/data/cifar10/train`` exists, so the server is started through a small launcher
-that points ``explorer.lab.SHARED_CIFAR10`` at a missing folder before ``streamlit run``
+that points ``explorer.settings.SHARED_DATA`` at a missing folder before ``streamlit run``
 (``--data cifar10`` keeps the app's own choice and the user's data cache). The launcher also
 writes, every 0.5 s, the server's Python thread names and its scheduler's running and waiting
 jobs to a JSON file: Python does not give OS threads its names (``/proc/PID/task/*/comm``
@@ -130,7 +130,7 @@ def time_script_runs(runs_file):
 
 
 def watch(status):
-    from explorer.scheduler import server_scheduler
+    from explorer.server.scheduler import server_scheduler
 
     scheduler = server_scheduler()
     while True:
@@ -146,9 +146,9 @@ if __name__ == "__main__":
     assert status.endswith("server-state.json"), status
     sys.path.insert(0, root)
     if synthetic == "1":
-        import explorer.lab
+        import explorer.settings
 
-        explorer.lab.SHARED_CIFAR10 = Path(status).with_name("no-cifar10")
+        explorer.settings.SHARED_DATA = Path(status).with_name("no-shared-data")
     time_script_runs(status.replace("server-state.json", "script-runs.jsonl"))
     threading.Thread(target=watch, args=(status,), name="classroom-watch", daemon=True).start()
     from streamlit.web.cli import main

@@ -3,7 +3,7 @@
     python benchmarks/degradation_demo.py [--data folder:../shared/data/cifar10/train] [--seconds 60]
                                           [--seeds 0,1,2] [--set lr=0.2 ...]
 
-Trains the class demo (explorer.lab.class_demo_config: the demo preset's plain-20, plain-56,
+Trains the class demo (explorer.paper.degradation.class_demo_config: the demo preset's plain-20, plain-56,
 ResNet-20 and ResNet-56 in lock-step) once per seed for ``--seconds`` of wall time (60 on real
 CIFAR-10; use 90 for the synthetic set) and prints, per seed, the training errors then and
 the three criteria:
@@ -44,7 +44,7 @@ step and per second (quiet: background run paused, load 1.2-2; seed 0 unless not
 | batch 64 (800 steps, ÷10 at 700) | 325 | 55 | 79 | 47 | 50 | pass |
 | the same, seeds 0 / 1 / 2 (a slower minute of the machine) | 273 / 286 / 274 | 56 / 57 / 59 | 78 / 77 / 78 | 49 / 43 / 47 | 51 / 52 / 55 | seed 0 fails 3 (49%) |
 | batch 64, 300 steps, ÷10 at 230 | 297 | 51 | 79 | 46 | 48 | pass |
-| **the preset now: batch 64, 300 steps, ÷10 at 230 (explorer.train_config), seeds 0 / 1 / 2** | 282 / 286 / 282 | 53 / 57 / 57 | 79 / 78 / 79 | 46 / 40 / 44 | 48 / 50 / 54 | **all pass** |
+| **the preset now: batch 64, 300 steps, ÷10 at 230 (explorer.training.recipe), seeds 0 / 1 / 2** | 282 / 286 / 282 | 53 / 57 / 57 | 79 / 78 / 79 | 46 / 40 / 44 | 48 / 50 / 54 | **all pass** |
 
 A later host (2-core EPYC without bf16 instructions; ResNet-56 at paper width 112 img/s against
 193-243 on the host above) gives the preset fewer steps in the minute, and the ÷10 at step 230
@@ -57,7 +57,7 @@ lands at its very end (quiet: background run paused, load 1.6-2):
 | 220 steps, ÷10 at 165, seeds 0 / 1 / 2 | 220 (54-58 s) | 59 / 59 / 53 | 72 / 66 / 81 | 49 / 46 / 46 | 57 / 51 / 53 | seed 2 passes; seed 0 fails 3 (49%); seed 1 fails 1 (plain-56 learns: 66%) |
 | 12 px images (all 300 steps fit the minute), seeds 0 / 1 / 2 | 300 (58-60 s) | 59 / 56 / 57 | 63 / 81 / 80 | 51 / 50 / 47 | 54 / 53 / 56 | seed 2 passes; seed 0 fails 1 and 2 (plain-56 learns: 63%); 3 fails for 0, 1 |
 | a 20-step ramp (was 50), seeds 0 / 1 / 2 | 235 / 260 / 244 | 54 / 51 / 60 | 81 / 71 / 70 | 48 / 45 / 46 | 70 / 57 / 56 | 2 fails for all (ResNet-56 slows down without its ramp); seed 0 fails 3 (48.x%) |
-| **3 classes (automobile, frog, ship; chance 67%, criterion 3: ≤ 40%), the preset otherwise, seeds 0 / 1 / 2 (the preset now: explorer.lab.CLASS_DEMO_CLASSES)** | 223 / 217 / 232 | 33 / 34 / 30 | 69 / 67 / 51 | 27 / 25 / 24 | 29 / 36 / 27 | **all pass** (+35 / +33 / +22 and +40 / +31 / +24 points) |
+| **3 classes (automobile, frog, ship; chance 67%, criterion 3: ≤ 40%), the preset otherwise, seeds 0 / 1 / 2 (the preset now: explorer.paper.degradation.CLASS_DEMO_CLASSES)** | 223 / 217 / 232 | 33 / 34 / 30 | 69 / 67 / 51 | 27 / 25 / 24 | 29 / 36 / 27 | **all pass** (+35 / +33 / +22 and +40 / +31 / +24 points) |
 
 On a fresh laptop the demo trains on the shipped demo pack (``pack:cifar10-demo``: 6,000 of the
 45k training images of the same three classes, explorer.data.packs), 60 s, 2 threads, Sapphire
@@ -89,7 +89,7 @@ criterion 2 (5 patterns, lr 0.2: p20 37, p56 64, r20 16, r56 80; lr 0.1: 82 / 75
   (all cores, the default before ``--threads``) crawls: 100 steps in 233 s against 21 s with
   1 thread (load 5-6), and 13-128 steps in 90 s. The app's job slot trains with
   ``cores - 1`` threads while other processes are busy and with all cores while they are
-  quiet (explorer.scheduler, explorer.cpu_load); ``--threads`` picks either.
+  quiet (explorer.server.scheduler, explorer.devices); ``--threads`` picks either.
 * ResNet-56 dies at lr 0.2. Alone, at the preset's lr 0.2 after a 50-step ramp, its last
   ReLU goes dead for every image while the rate passes ~0.1 (zero pooled features: 6% at
   step 30, 85% at 60, 100% at 100), so its logits are constant and its loss sits at
@@ -109,7 +109,7 @@ criteria at every checkpoint), seeds 0 / 1 / 2:
 | the same from 0.01 (the paper's rate), step 600 | - | 39 / 50 / 29 | 76 / 65 / 83 | 29 / 20 / 17 | 81 / 30 / 78 | seeds 0, 2 fail 2 (die on the jump to 0.2) |
 | lr 0.1, 150-step ramp, at step 300 | - | 52 / 42 / 42 | 82 / 75 / 82 | 32 / 30 / 21 | 38 / 32 / 43 | pass (and at every checkpoint from 250 to 800) |
 | the same, at step 800 (after ÷10 at 700) | - | 46 / 16 / 23 | 83 / 67 / 75 | 9 / 9 / 8 | 11 / 12 / 10 | pass |
-| **lr 0.1, 150-step ramp (explorer.lab.SYNTHETIC_DEMO_OVERRIDES), 90 s, load 8.5→3** | 586 / 567 / 550 | 51 / 25 / 34 | 80 / 76 / 79 | 14 / 15 / 14 | 19 / 17 / 21 | **all pass** |
+| **lr 0.1, 150-step ramp (explorer.paper.degradation.SYNTHETIC_DEMO_OVERRIDES), 90 s, load 8.5→3** | 586 / 567 / 550 | 51 / 25 / 34 | 80 / 76 / 79 | 14 / 15 / 14 | 19 / 17 / 21 | **all pass** |
 | **the same, final check (no ``--set``), load 2.8→3.1** | 568 / 542 / 566 | 48 / 26 / 31 | 78 / 76 / 77 | 12 / 14 / 13 | 15 / 16 / 18 | **all pass** |
 | lr 0.1, 150-step ramp, 2 threads, load 2.7→4 | 128 / 49 / 13 | 79 / 80 / 81 | 82 / 80 / 82 | 49 / 78 / 81 | 64 / 75 / 80 | all fail (threads) |
 | **the same on the slower host (no AVX-512), 2 threads, quiet (background run paused, load 1.9)** | 462 / 480 / 467 | 50 / 27 / 31 | 79 / 81 / 80 | 18 / 17 / 16 | 20 / 26 / 30 | **all pass** |
@@ -133,9 +133,9 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD
-from explorer.lab import class_demo_config
+from explorer.paper.degradation import class_demo_config
 from explorer.models import build_model
-from explorer.train import Training, load_training_data
+from explorer.training.engine import Training, load_training_data
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 

@@ -72,7 +72,7 @@ import torch
 from degradation_demo import reference_loop_throughput
 
 from explorer.devices import pick_device
-from explorer.train import Training, load_training_data, preset
+from explorer.training.engine import Training, load_training_data, preset
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 CPU_SWITCHES = ("channels_last", "one_sync", "inference_mode")

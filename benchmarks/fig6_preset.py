@@ -3,8 +3,8 @@
     python benchmarks/fig6_preset.py [--data folder:../shared/data/cifar10/train] [--minutes 30]
                                      [--set width=8 ...] [--out run.json]
 
-Trains the ``fig6`` preset (explorer.train_config: plain and residual 20/32/44/56 in
-lock-step) and prints, at every validation step, both panels of Fig. 6 (explorer.lab's
+Trains the ``fig6`` preset (explorer.training.recipe: plain and residual 20/32/44/56 in
+lock-step) and prints, at every validation step, both panels of Fig. 6 (explorer.paper.degradation's
 depth_orderings): left, deeper plain nets should have *higher* training error; right, deeper
 ResNets *lower*. It stops after ``--minutes`` of wall time or at the preset's last step and
 says whether both orderings held at the end, on training and on validation error.
@@ -87,9 +87,9 @@ from pathlib import Path
 import torch
 
 from explorer.data import Augmentation
-from explorer.lab import depth_orderings
-from explorer.runs import new_record, save_run
-from explorer.train import Training, layer_names, load_training_data, preset
+from explorer.paper.degradation import depth_orderings
+from explorer.store.runs import new_record, save_run
+from explorer.training.engine import Training, layer_names, load_training_data, preset
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from explorer.data import load_data
 from explorer.devices import pick_device
-from explorer.transfer import FinetuneConfig, default_backbone_name, finetune
+from explorer.transfer.finetune import FinetuneConfig, default_backbone_name, finetune
 
 
 def main() -> None:

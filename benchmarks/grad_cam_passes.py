@@ -14,7 +14,7 @@ import time
 import torch
 from captum.attr import LayerGradCam
 
-from explorer.attribution import grad_cams, stage_ends
+from explorer.paper.gradcam import grad_cams, stage_ends
 from explorer.devices import pick_device
 from explorer.models import build_model, get_model_spec
 

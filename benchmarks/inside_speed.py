@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from explorer.inside import evaluate, lesion_study, load_probe, load_subject, loss_surface
+from explorer.paper.inside import evaluate, lesion_study, load_probe, load_subject, loss_surface
 
 
 def _timed(function) -> float:

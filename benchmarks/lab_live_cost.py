@@ -2,7 +2,7 @@
 
     python benchmarks/lab_live_cost.py [--steps 800]
 
-1. Runs the class demo (explorer.lab.class_demo_config, real CIFAR-10 when present) from the
+1. Runs the class demo (explorer.paper.degradation.class_demo_config, real CIFAR-10 when present) from the
    command line, as ``python -m explorer train`` does, and reads steps per second from its
    run record.
 2. Starts the real server (``streamlit run`` on a free loopback port), opens the
@@ -60,7 +60,7 @@ from pathlib import Path
 import procfs
 from classroom_load import CHROMIUM, CHROMIUM_ARGS, HOST, Server
 
-from explorer.lab import class_demo_config
+from explorer.paper.degradation import class_demo_config
 
 
 IDLE_S = 20  # seconds the finished run's tab is watched
@@ -78,7 +78,7 @@ class CpuMeter:
     threads (the script runs that redraw the page, the websocket) and Chromium's processes.
 
     Python does not name its OS threads, but the training thread lowers its own priority
-    (explorer.scheduler's ``TRAINING_NICE``) and the OpenMP workers it starts inherit it: a
+    (explorer.server.scheduler's ``TRAINING_NICE``) and the OpenMP workers it starts inherit it: a
     thread with a nice value above the server's is training. A thread that ends takes its
     counters out of /proc/PID/task, so :meth:`sample` (call it every second or so) keeps each
     training thread's last reading; the pages' share is the process's total (which keeps the

@@ -23,7 +23,7 @@ import time
 import torch
 
 from explorer.devices import machine_description
-from explorer.inside import lesion_study, load_probe, load_subject
+from explorer.paper.inside import lesion_study, load_probe, load_subject
 
 
 def _load() -> str:

@@ -3,7 +3,7 @@
     python benchmarks/replay_load.py [--repeat 5]
 
 Every click on the Degradation lab reruns its script, and the replay picker hands the picked
-runs to the figures. Before, each rerun parsed their JSON (``explorer.runs.load_run``); now
+runs to the figures. Before, each rerun parsed their JSON (``explorer.store.runs.load_run``); now
 ``explorer.ui.lab.loaded_run`` (``st.cache_data``, keyed by path, mtime and size) parses a
 file once and each rerun gets a copy out of the cache. Takes the three shipped 35,000-step
 runs (the "Fig. 6 at the paper's width" button), prints the best of ``--repeat`` for each
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.lab import PAPER_WIDTH_FIG6_RUNS  # noqa: E402
-from explorer.runs import list_runs, load_run  # noqa: E402
+from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS  # noqa: E402
+from explorer.store.runs import list_runs, load_run  # noqa: E402
 
 
 def best_seconds(load, repeat: int) -> float:

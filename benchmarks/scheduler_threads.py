@@ -11,11 +11,11 @@ run, the images per second of ResNet-20 (the paper's CIFAR net, 32×32, batch 64
 Python threads:
 
 - ``alone, all cores``: one job, ``torch.set_num_threads(cores)``;
-- ``alone, share``: one job at the scheduler's share, :func:`explorer.scheduler.threads_per_job`
+- ``alone, share``: one job at the scheduler's share, :func:`explorer.server.scheduler.threads_per_job`
   (the cores but one; the reference for the ratios);
 - ``two, shared``: two jobs, nothing set: each thread takes every core (2 × cores threads);
 - ``two, per job``: two jobs, each calls ``torch.set_num_threads(threads_per_job(2, cores))``
-  in its own thread (what :meth:`explorer.scheduler.Ticket.pace` does);
+  in its own thread (what :meth:`explorer.server.scheduler.Ticket.pace` does);
 - ``two, per job, nice``: the same, the job threads at nice +10 (the scheduler's default).
 
 It also reads each thread's OpenMP team size (``omp_get_max_threads`` from the libgomp torch
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from explorer.models import build_model
-from explorer.scheduler import threads_per_job
+from explorer.server.scheduler import threads_per_job
 
 
 def openmp_library() -> ctypes.CDLL | None:

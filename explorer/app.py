@@ -18,7 +18,7 @@ import streamlit as st  # noqa: E402
 
 from explorer import ui  # noqa: E402
 from explorer.navigation import PAGES  # noqa: E402
-from explorer.sessions import quiet_closed_tab_tracebacks  # noqa: E402
+from explorer.server.sessions import quiet_closed_tab_tracebacks  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 quiet_closed_tab_tracebacks()  # a closed tab is not a server error (explorer/sessions.py)

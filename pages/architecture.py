@@ -1,7 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import figures, tables, ui
+from explorer.present import figures, tables
+from explorer import ui
 from explorer.models import get_model_spec, model_names
 from explorer.ui import architecture
 

@@ -1,8 +1,9 @@
 import streamlit as st
 
-from explorer import figures, ui
-from explorer.lab import fig6_orderings_in_words, fig6_record, gap_caption
-from explorer.train_config import recipe_summary
+from explorer.present import figures
+from explorer import ui
+from explorer.paper.degradation import fig6_orderings_in_words, fig6_record, gap_caption
+from explorer.training.recipe import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
 st.caption("The paper's Fig. 1 and Fig. 6: a deeper *plain* net ends with **higher training error** "

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer import ui
-from explorer.jobs import FinetuneJob
+from explorer.server.jobs import FinetuneJob
 from explorer.ui import transfer
 
 st.title("Transfer learning")

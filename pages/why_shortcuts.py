@@ -1,8 +1,9 @@
 import streamlit as st
 
-from explorer.inside import figures, path_length_counts, shipped_surfaces
-from explorer.inside.defaults import DEFAULT_IMAGES, PAGE_LESION_IMAGES
-from explorer.inside.verdicts import responses_verdict
+from explorer.present import inside_figures
+from explorer.paper.inside import path_length_counts, shipped_surfaces
+from explorer.paper.inside.defaults import DEFAULT_IMAGES, PAGE_LESION_IMAGES
+from explorer.paper.inside.verdicts import responses_verdict
 from explorer.ui import inside
 from explorer.ui.inside_choices import data_choice, images_box
 
@@ -23,7 +24,7 @@ with responses_tab:
                "The paper: residual responses are generally smaller than plain ones, and smaller in deeper ResNets.")
     results = inside.view_results("responses", "Compute the responses", chosen, data, images, source=source)
     if results is not None:
-        st.plotly_chart(figures.responses_figure(results, [nets.get(r.model) for r in results]), width="stretch")
+        st.plotly_chart(inside_figures.responses_figure(results, [nets.get(r.model) for r in results]), width="stretch")
         st.markdown(responses_verdict(results, [nets.get(r.model) for r in results]))
 
 with branches_tab:
@@ -32,7 +33,7 @@ with branches_tab:
     results = inside.view_results("branches", "Compute the branch ratios", residual, data, images,
                                   source=source)
     if results is not None:
-        st.plotly_chart(figures.branches_figure(results, [nets.get(r.model) for r in results]), width="stretch")
+        st.plotly_chart(inside_figures.branches_figure(results, [nets.get(r.model) for r in results]), width="stretch")
 
 with lesion_tab:
     st.caption("Remove one block at test time (its branch set to zero, the shortcut kept; a plain block is skipped) "
@@ -41,10 +42,10 @@ with lesion_tab:
                                label="Images for the lesion study")
     studies = inside.view_results("lesion", "Run the lesion study", chosen, data, lesion_images, source=source)
     if studies is not None:
-        st.plotly_chart(figures.lesion_blocks_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
-        st.plotly_chart(figures.lesion_random_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
+        st.plotly_chart(inside_figures.lesion_blocks_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
+        st.plotly_chart(inside_figures.lesion_random_figure(studies, [nets.get(s.model) for s in studies]), width="stretch")
     blocks = st.slider("Blocks n of a ResNet", 3, 54, 27, key="inside.paths")
-    st.plotly_chart(figures.path_length_figure(blocks), width="stretch")
+    st.plotly_chart(inside_figures.path_length_figure(blocks), width="stretch")
     st.caption(f"An n-block ResNet has 2ⁿ paths ({sum(path_length_counts(blocks)):,} for n = {blocks}); "
                "C(n, k) of them pass through k branches, so most paths are about n/2 blocks long.")
 

@@ -24,7 +24,7 @@ def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:
 def best_shipped_checkpoint(pretrained_dir: Path) -> str:
     """The manifest's checkpoint with the lowest validation error, computed here from the raw
     entries (not by the library's default-model rule, which the tests check against it)."""
-    from explorer.checkpoints import read_manifest
+    from explorer.store.checkpoints import read_manifest
 
     entries = read_manifest(pretrained_dir)
     return min(entries, key=lambda key: entries[key].val_error)

@@ -21,7 +21,7 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EXPLORER_RAISE_ERRORS", "1")
     # The app reads folders only inside its data roots (issue 16): the tests' own temporary
     # folders and the project's shared data, as on a class server.
-    from explorer.roots import SHARED_DATA
+    from explorer.server.roots import SHARED_DATA
 
     monkeypatch.setenv("EXPLORER_DATA_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(SHARED_DATA)]))
     return root
@@ -31,7 +31,7 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
 def fresh_server_scheduler(monkeypatch):
     """Each test gets the server's job queue empty (issue 16): a job a previous test left
     stopping must not hold the one training slot of a 2-core machine."""
-    from explorer import scheduler
+    from explorer.server import scheduler
 
     monkeypatch.setattr(scheduler, "_server_scheduler", scheduler.Scheduler())
 
@@ -46,6 +46,6 @@ def fresh_streamlit_caches():
 
     if "streamlit" in sys.modules:
         sys.modules["streamlit"].cache_resource.clear()
-        from explorer.sessions import server_sessions
+        from explorer.server.sessions import server_sessions
 
         server_sessions().release_all()  # the dropped sessions now, not after the TTL

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import explorer.train
-from explorer import distributed
+import explorer.training.engine
+from explorer.training import distributed
 from explorer.data import load_data
-from explorer.train import preset, train
+from explorer.training.engine import preset, train
 
 batches = []  # the un-augmented images this rank trained on, step by step
 
@@ -23,7 +23,7 @@ def recording_augment(images, *args):
     return augment(images, *args)
 
 
-augment, explorer.train.augment = explorer.train.augment, recording_augment
+augment, explorer.training.engine.augment = explorer.training.engine.augment, recording_augment
 
 out_dir = Path(sys.argv[1])
 launch = distributed.launch_from_environment()

@@ -10,7 +10,7 @@ from apptest_helpers import open_page
 from explorer import navigation
 from explorer.devices import available_devices
 from explorer.models import list_models
-from explorer.weights import weights_filename
+from explorer.store.weights import weights_filename
 
 PAGES = [page.path for page in navigation.PAGES]  # every page the app navigates, none typed by hand
 
@@ -78,7 +78,7 @@ def test_choosing_a_plain_net_draws_a_block_without_shortcut():
 def test_speed_button_loads_every_depth_and_labels_them_untrained(monkeypatch):
     import functools
 
-    from explorer import speed
+    from explorer.paper import speed
 
     # 64×64 inputs: the page's flow and table at a fifth of the time (timings are tested in test_core)
     monkeypatch.setattr(speed, "measure_speed", functools.partial(speed.measure_speed, image_size=64))
@@ -114,7 +114,7 @@ def test_a_broken_manifest_is_reported_not_raised(page, no_imagenet_weights):
 
 
 def test_an_unexpected_error_shows_a_short_message_and_a_report_not_a_traceback(monkeypatch):
-    from explorer import figures
+    from explorer.present import figures
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("the cost figure broke\nsecond line of detail")

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.architecture import analyze, describe_modules, paper_table
-from explorer.diagrams import block_dot, block_examples
+from explorer.paper.table1 import analyze, describe_modules, paper_table
+from explorer.paper.diagrams import block_dot, block_examples
 from explorer.models import build_model, get_model_spec
-from explorer.speed import denormals_are_flushed, measure_speed
+from explorer.paper.speed import denormals_are_flushed, measure_speed
 
 
 def test_block_specs_are_written_like_the_paper():
@@ -92,10 +92,10 @@ class _RecordsDenormalMode(nn.Module):
 
 @pytest.mark.parametrize("flush", [True, False])
 def test_speed_is_timed_with_denormals_flushed_and_the_mode_restored(monkeypatch, flush):
-    import explorer.speed
+    import explorer.paper.speed
 
     model = _RecordsDenormalMode()
-    monkeypatch.setattr(explorer.speed, "build_model", lambda name: model)
+    monkeypatch.setattr(explorer.paper.speed, "build_model", lambda name: model)
     assert not denormals_are_flushed()
     row = measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, rounds=2, flush_denormals=flush).rows[0]
     assert not denormals_are_flushed()  # the caller's mode is back when the report is handed over
@@ -104,8 +104,8 @@ def test_speed_is_timed_with_denormals_flushed_and_the_mode_restored(monkeypatch
 
 
 def test_zoo_cost_chart_keys_every_bar_colour_and_keeps_the_model_order():
-    from explorer.architecture import zoo_row
-    from explorer.figures import zoo_cost_figure
+    from explorer.paper.table1 import zoo_row
+    from explorer.present.figures import zoo_cost_figure
 
     rows = [zoo_row(name) for name in ("resnet18", "plain34", "resnet50", "vgg19")]
     figure = zoo_cost_figure(rows)
@@ -116,7 +116,7 @@ def test_zoo_cost_chart_keys_every_bar_colour_and_keeps_the_model_order():
 
 
 def test_paper_table_markdown_stacks_each_block_as_the_paper_typesets_it():
-    from explorer.tables import paper_table_markdown
+    from explorer.present.tables import paper_table_markdown
 
     table = paper_table_markdown(paper_table(["resnet18", "resnet50"]))
     assert table["layer name"][:2] == ["conv1", "conv2_x"]  # plain cells pass through
@@ -131,7 +131,7 @@ def test_paper_table_markdown_stacks_each_block_as_the_paper_typesets_it():
 def test_speed_rounds_interleave_the_models_in_one_thread(monkeypatch):
     """Each round times every model in turn (A, B, A, B), on one torch thread, and the
     caller's thread count comes back afterwards."""
-    import explorer.speed
+    import explorer.paper.speed
 
     order: list[tuple[str, int]] = []
 
@@ -144,7 +144,7 @@ def test_speed_rounds_interleave_the_models_in_one_thread(monkeypatch):
             order.append((self.name, torch.get_num_threads()))
             return self.fc(x.mean(dim=(2, 3)))
 
-    monkeypatch.setattr(explorer.speed, "build_model", lambda name: Named(name))
+    monkeypatch.setattr(explorer.paper.speed, "build_model", lambda name: Named(name))
     before = torch.get_num_threads()
     report = measure_speed(["resnet20", "resnet56"], torch.device("cpu"), batch_size=2, rounds=2)
     assert torch.get_num_threads() == before
@@ -156,7 +156,7 @@ def test_speed_rounds_interleave_the_models_in_one_thread(monkeypatch):
 
 
 def test_speed_estimate_grows_with_multiply_adds_and_rounds():
-    from explorer.speed import estimate_speed_seconds
+    from explorer.paper.speed import estimate_speed_seconds
 
     small = estimate_speed_seconds(["resnet18"], 0.1, batch_size=4, rounds=3)
     # ResNet-18: 1.8 GMACs × (1 warm-up + 3 rounds × (1 + 4 images)) × 0.1 s, plus its loading
@@ -171,7 +171,7 @@ def test_block_diagrams_are_drawn_at_projector_sizes():
     """Labels at least 18 pt and lines thick: Streamlit shrinks the drawing to half the page."""
     import re
 
-    from explorer.diagrams import block_dot
+    from explorer.paper.diagrams import block_dot
     from explorer.models import build_model
 
     dot = block_dot(build_model("resnet18").layer2[0], "first projection block")
@@ -181,9 +181,9 @@ def test_block_diagrams_are_drawn_at_projector_sizes():
 
 
 def test_a_progress_callback_cannot_change_the_timing_threads(monkeypatch):
-    """A scheduled job's pace may set torch's thread count between passes (explorer.scheduler);
+    """A scheduled job's pace may set torch's thread count between passes (explorer.server.scheduler);
     the speed check keeps timing on the thread count it began with."""
-    import explorer.speed
+    import explorer.paper.speed
 
     seen: list[int] = []
 
@@ -192,7 +192,7 @@ def test_a_progress_callback_cannot_change_the_timing_threads(monkeypatch):
             seen.append(torch.get_num_threads())
             return x.mean(dim=(2, 3))
 
-    monkeypatch.setattr(explorer.speed, "build_model", lambda name: Counts())
+    monkeypatch.setattr(explorer.paper.speed, "build_model", lambda name: Counts())
     before = torch.get_num_threads()
     measure_speed(["resnet20"], torch.device("cpu"), batch_size=2, rounds=3,
                   progress=lambda done, total: torch.set_num_threads(2))

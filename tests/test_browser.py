@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from apptest_helpers import best_shipped_checkpoint
-from explorer.checkpoints import read_manifest
+from explorer.store.checkpoints import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "explorer" / "app.py"

@@ -8,11 +8,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from explorer import checkpoints
-from explorer.checkpoints import (CheckpointEntry, CheckpointError, describe_entry, load_checkpoint, read_manifest,
-                                  save_checkpoint, sha256_of, trained_label)
+from explorer.store import checkpoints
+from explorer.store.checkpoints import (
+    CheckpointEntry,
+    CheckpointError,
+    describe_entry,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+    sha256_of,
+    trained_label,
+)
 from explorer.models import build_model
-from explorer.train import preset
+from explorer.training.engine import preset
 
 BUILD = {"width": 4, "shortcut": "A", "num_classes": 10}
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.architecture import analyze
+from explorer.paper.table1 import analyze
 from explorer.data import Augmentation, InMemoryData
-from explorer.diagrams import shortcut_kind
+from explorer.paper.diagrams import shortcut_kind
 from explorer.models import build_model, model_names
 from explorer.models.cifar import PadShortcut
-from explorer.runs import RunError, load_run, new_record, save_run
-from explorer.train import TrainConfig, check_config, preset, train, weighted_layers
+from explorer.store.runs import RunError, load_run, new_record, save_run
+from explorer.training.engine import TrainConfig, check_config, preset, train, weighted_layers
 
 # Table 6, option A: 0.27M / 0.46M / 0.66M / 0.85M / 1.7M parameters.
 TABLE_6_PARAMS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
@@ -117,11 +117,11 @@ def test_models_train_in_lock_step_and_stop_within_one_step():
 
 
 def test_a_diverging_model_stops_with_a_message_and_the_others_go_on(monkeypatch):
-    # A rate of 1e12 is far outside its declared range (explorer.limits), so the range check is
+    # A rate of 1e12 is far outside its declared range (explorer.settings), so the range check is
     # skipped here to reach the engine's own guard against a loss that is no longer finite.
-    import explorer.train
+    import explorer.training.engine
 
-    monkeypatch.setattr(explorer.train, "check_config", lambda config, data=None: None)
+    monkeypatch.setattr(explorer.training.engine, "check_config", lambda config, data=None: None)
     config = TrainConfig(models=("plain20", "resnet20"), steps=8, batch_size=16, lr=1e12, width=2,
                          image_size=8, milestones=())
     records = list(train(config, _separable_data()))

@@ -11,9 +11,15 @@ import torch
 from PIL import Image
 
 from apptest_helpers import best_shipped_checkpoint
-from explorer import checkpoints
-from explorer.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest, save_checkpoint
-from explorer.classify import (
+from explorer.store import checkpoints
+from explorer.store.checkpoints import (
+    CheckpointError,
+    finetuned_dir,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+)
+from explorer.store.classifiers import (
     ClassifierError,
     checkpoint_model_input,
     classifier_choices,
@@ -240,7 +246,7 @@ def test_classify_cli_works_offline_with_the_shipped_default(monkeypatch, tmp_pa
 @pytest.mark.skipif(not REAL_CIFAR10.is_dir(), reason="real CIFAR-10 is not beside the repo (../shared/data)")
 def test_shipped_validation_errors_are_reproduced_on_the_held_out_split(monkeypatch):
     from explorer.data import load_data
-    from explorer.train import evaluate
+    from explorer.training.engine import evaluate
 
     entries = read_manifest(SHIPPED)
     data = load_data(f"folder:{REAL_CIFAR10}", image_size=32, seed=0)
@@ -270,7 +276,7 @@ def test_samples_are_held_out_images_the_best_model_gets_right(monkeypatch):
 
     from safetensors import safe_open
 
-    from explorer.images import read_image_file, sample_images
+    from explorer.data.images import read_image_file, sample_images
 
     pack = Path(__file__).resolve().parents[1] / "pretrained" / "data" / "cifar10-eval.safetensors"
     with safe_open(str(pack), "pt") as handle:

@@ -119,13 +119,13 @@ BAD_FLAGS = [  # (argv, what the line must say); {tmp} is the test's folder, hol
 @pytest.fixture
 def nothing_loads(monkeypatch):
     """Fail the test if a command gets as far as loading data or a model."""
-    import explorer.inside.data
-    import explorer.train
+    import explorer.paper.inside.probes
+    import explorer.training.engine
 
     def refuse(*args, **kwargs):
         raise AssertionError("loaded something before refusing the flag")
-    monkeypatch.setattr(explorer.train, "load_training_data", refuse)
-    monkeypatch.setattr(explorer.inside.data, "load_subject", refuse)
+    monkeypatch.setattr(explorer.training.engine, "load_training_data", refuse)
+    monkeypatch.setattr(explorer.paper.inside.probes, "load_subject", refuse)
 
 
 @pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=[" ".join(a)[:50] for a, _ in BAD_FLAGS])
@@ -154,12 +154,12 @@ def test_help_still_works(capsys):
 
 
 def test_a_diverging_loss_ends_the_run_with_exit_2_and_keeps_its_record(tmp_path, monkeypatch, capsys):
-    """A loss that becomes NaN stops its model (explorer.lockstep); the command then says so and
+    """A loss that becomes NaN stops its model (explorer.training.lockstep); the command then says so and
     exits 2 instead of 0. The flags cannot ask for such a rate any more, so the loss is poisoned."""
     import math
 
-    from explorer.lockstep import Trainee
-    from explorer.runs import load_run
+    from explorer.training.lockstep import Trainee
+    from explorer.store.runs import load_run
 
     finish = Trainee.finish
 
@@ -183,15 +183,15 @@ def test_json_output_has_no_nan_or_infinity(monkeypatch, capsys):
     """A loss surface that overflowed prints null where the value is not finite."""
     import math
 
-    import explorer.inside.data
-    import explorer.inside.landscape
-    from explorer.inside.landscape import Surface
+    import explorer.paper.inside.probes
+    import explorer.paper.inside.landscape
+    from explorer.paper.inside.landscape import Surface
 
     surface = Surface(model="m", alphas=(-1.0, 0.0, 1.0), betas=(-1.0, 0.0, 1.0), seed=0, images=1, source="x",
                       seconds=0.0, loss=((math.inf, 1.0, math.nan), (1.0, 0.5, 1.0), (-math.inf, 1.0, 1.0)))
-    monkeypatch.setattr(explorer.inside.data, "load_subject", lambda name: object())
-    monkeypatch.setattr(explorer.inside.data, "load_probe", lambda subject, data, images: object())
-    monkeypatch.setattr(explorer.inside.landscape, "loss_surface", lambda *a, **k: surface)
+    monkeypatch.setattr(explorer.paper.inside.probes, "load_subject", lambda name: object())
+    monkeypatch.setattr(explorer.paper.inside.probes, "load_probe", lambda subject, data, images: object())
+    monkeypatch.setattr(explorer.paper.inside.landscape, "loss_surface", lambda *a, **k: surface)
     code, out, _ = run_cli(capsys, "landscape", "m", "--grid", "3", "--json", "--quiet")
 
     def refuse(token):

@@ -19,18 +19,18 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import architecture, diagrams
-from explorer.attribution import compare_gradient_norms, explain
-from explorer.classify import RecentResults, load_classifier
+from explorer.paper import table1, diagrams
+from explorer.paper.gradcam import compare_gradient_norms, explain
+from explorer.store.classifiers import RecentResults, load_classifier
 from explorer.data import load_data
-from explorer.features import feature_maps, image_feature_map
-from explorer.images import sample_images
-from explorer.isolation import run_isolated
-from explorer.jobs import TrainingJob
+from explorer.paper.features import feature_maps, image_feature_map
+from explorer.data.images import sample_images
+from explorer.server.isolation import run_isolated
+from explorer.server.jobs import TrainingJob
 from explorer.models import build_model
-from explorer.speed import measure_speed
-from explorer.train import preset
-from explorer.transfer import FinetuneConfig, Finetuning
+from explorer.paper.speed import measure_speed
+from explorer.training.engine import preset
+from explorer.transfer.finetune import FinetuneConfig, Finetuning
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 ROUNDS = (2, 6)  # each caller makes at least 2 rounds, and goes on while training runs, up to 6
@@ -61,7 +61,7 @@ def test_every_heavy_page_call_beside_a_training_job(shipped):
     resnet20.probabilities_of = resnet20.explanations = RecentResults(0)
     image = Image.open(sample_images()["horse"]).convert("RGB")
     alone = {"predict": resnet20.predict([image])[0][0].label,
-             "macs": architecture.analyze("resnet50").macs,
+             "macs": table1.analyze("resnet50").macs,
              "features": feature_maps(resnet20.model, resnet20.prepare([image]), ["layer2.1"])["layer2.1"]}
 
     finetune_data = load_data("synthetic:300", image_size=32)
@@ -70,8 +70,8 @@ def test_every_heavy_page_call_beside_a_training_job(shipped):
     def architecture_page():
         for name in ("resnet18", "resnet50", "plain34", "resnet20"):
             results["diagrams"].append((name, run_isolated(diagrams.block_diagrams, name)))
-        run_isolated(architecture.paper_table, ["resnet18", "resnet34"])
-        results["macs"].append(run_isolated(architecture.analyze, "resnet50").macs)
+        run_isolated(table1.paper_table, ["resnet18", "resnet34"])
+        results["macs"].append(run_isolated(table1.analyze, "resnet50").macs)
 
     def inspect_page():
         results["predict"].append(resnet20.predict([image])[0][0].label)
@@ -122,16 +122,16 @@ def test_every_heavy_page_call_beside_a_training_job(shipped):
 
 def test_the_isolation_worker_reports_errors_and_survives_them():
     with pytest.raises(ValueError, match="Unknown model"):
-        run_isolated(architecture.analyze, "resnet5O")
-    assert run_isolated(architecture.analyze, "resnet18").params == 11_689_512
+        run_isolated(table1.analyze, "resnet5O")
+    assert run_isolated(table1.analyze, "resnet18").params == 11_689_512
     # The results equal the in-process ones, spec included (it travels by name).
-    assert run_isolated(architecture.analyze, "resnet20") == architecture.analyze("resnet20")
+    assert run_isolated(table1.analyze, "resnet20") == table1.analyze("resnet20")
 
 
 def test_an_idle_isolation_worker_can_be_stopped_and_restarts():
-    from explorer import isolation
+    from explorer.server import isolation
 
-    run_isolated(architecture.analyze, "resnet18")
+    run_isolated(table1.analyze, "resnet18")
     assert isolation.worker_running()
     assert isolation.shutdown_if_idle()
     assert not isolation.worker_running()

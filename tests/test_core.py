@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from explorer.devices import available_devices, pick_device
-from explorer.speed import measure_speed
+from explorer.paper.speed import measure_speed
 
 ROOT = Path(__file__).resolve().parents[1]
 # Everything under explorer/ except the two Streamlit modules, found on disk (a new module
@@ -28,7 +28,7 @@ def core_modules() -> list[str]:
 
 def test_the_core_module_scan_finds_every_concept():
     modules = core_modules()
-    assert {"explorer.models.registry", "explorer.train", "explorer.navigation", "explorer.__main__"} <= set(modules)
+    assert {"explorer.models.registry", "explorer.training.engine", "explorer.navigation", "explorer.__main__"} <= set(modules)
     assert not STREAMLIT_MODULES & set(modules)
 
 

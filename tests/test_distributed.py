@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import explorer
-from explorer.checkpoints import load_checkpoint
-from explorer.distributed import Launch, launch_from_environment, rank_and_world_size, sum_over_ranks
+from explorer.store.checkpoints import load_checkpoint
+from explorer.training.distributed import Launch, launch_from_environment, rank_and_world_size, sum_over_ranks
 
 TESTS = Path(__file__).parent
 

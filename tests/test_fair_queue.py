@@ -11,15 +11,15 @@ import pytest
 import torch
 from apptest_helpers import open_page
 
-from explorer import scheduler as scheduler_module
-from explorer.compute_jobs import ComputeJob
+from explorer.server import scheduler as scheduler_module
+from explorer.server.compute_jobs import ComputeJob
 from explorer.data import load_data
-from explorer.estimates import estimate_run
-from explorer.jobs import TrainingJob
-from explorer.limits import JOB_SECONDS, PROBE_IMAGES
-from explorer.scheduler import ClientBusy, QueueFull, Scheduler, SessionBusy
-from explorer.sessions import SessionResources
-from explorer.train import preset
+from explorer.server.estimates import estimate_run
+from explorer.server.jobs import TrainingJob
+from explorer.settings import JOB_SECONDS, PROBE_IMAGES
+from explorer.server.scheduler import ClientBusy, QueueFull, Scheduler, SessionBusy
+from explorer.server.sessions import SessionResources
+from explorer.training.engine import preset
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pretrained"
 WHY = "../pages/why_shortcuts.py"
@@ -85,7 +85,7 @@ def test_a_session_gets_one_job_and_a_second_start_is_refused_with_nothing_queue
 
 
 def test_a_second_start_in_the_session_names_the_job_and_replaces_it_only_when_asked():
-    from explorer.ui.jobs import JobSlot
+    from explorer.ui.job_panel import JobSlot
 
     resources = SessionResources()
     inside, lab = JobSlot(resources, "inside"), JobSlot(resources, "lab")
@@ -198,7 +198,7 @@ def test_without_a_scheduler_there_is_no_time_limit():
 
 
 def test_the_paper_preset_is_said_to_exceed_the_limit_before_start():
-    from explorer.estimates import StepTimes
+    from explorer.server.estimates import StepTimes
 
     fitted = StepTimes()  # the laptop's fit alone: the server-wide one learns from earlier tests' runs
     paper = estimate_run(preset("paper"), 1800, fitted)
@@ -250,7 +250,7 @@ def test_a_net_that_cannot_be_used_is_a_message_and_the_others_go_on():
 
 
 def test_the_images_a_view_runs_on_are_bounded(monkeypatch):
-    from explorer.inside.data import InsideError, load_probe, load_subject
+    from explorer.paper.inside.probes import InsideError, load_probe, load_subject
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     with pytest.raises(InsideError, match="from 1 to 5,000, got 5,001"):
@@ -281,8 +281,8 @@ def test_a_view_waits_its_turn_shows_progress_then_its_result(monkeypatch):
 
 
 def test_a_view_started_while_a_lab_run_goes_offers_to_stop_the_run(monkeypatch):
-    from explorer.scheduler import server_scheduler
-    from explorer.sessions import server_sessions
+    from explorer.server.scheduler import server_scheduler
+    from explorer.server.sessions import server_sessions
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     at = open_page(WHY)
@@ -350,8 +350,8 @@ def test_a_finished_computation_drops_its_tasks():
 
 
 def test_a_finished_fine_tune_keeps_its_model_to_save_but_not_its_data(monkeypatch):
-    from explorer.finetune_config import FinetuneConfig
-    from explorer.jobs import FinetuneJob
+    from explorer.transfer.recipe import FinetuneConfig
+    from explorer.server.jobs import FinetuneJob
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     seen = []

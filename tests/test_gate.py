@@ -21,12 +21,12 @@ import pytest
 from PIL import EpsImagePlugin, GifImagePlugin, Image, ImageFile
 
 from apptest_helpers import open_page
-from explorer import images
-from explorer.archives import ArchiveError, ZipLimits, _copy_at_most, unpack_class_zip
+from explorer.data import images
+from explorer.data.archives import ArchiveError, ZipLimits, _copy_at_most, unpack_class_zip
 from explorer.data import DataError, load_data
-from explorer.images import ImageError, read_image, read_image_file
-from explorer.photos import SessionPhotos, Upload
-from explorer.sessions import SessionResources
+from explorer.data.images import ImageError, read_image, read_image_file
+from explorer.server.photos import SessionPhotos, Upload
+from explorer.server.sessions import SessionResources
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
@@ -148,7 +148,7 @@ def test_decoded_bytes_are_counted_as_rgb_for_a_one_bit_image():
 
 _TEN_BOMBS = """
 import json, struct, zlib
-from explorer.photos import SessionPhotos, Upload
+from explorer.server.photos import SessionPhotos, Upload
 {source}
 def status_mb(field):  # VmHWM, not ru_maxrss: that one keeps the parent's peak across exec
     with open("/proc/self/status") as f:
@@ -167,7 +167,7 @@ print(json.dumps(dict(count=len(read.images), problems=read.problems, sizes=size
 
 def test_ten_one_bit_bombs_are_held_small_in_a_bounded_memory():
     """The issue's case: ten 4.9 KB PNGs of 7000×5700 took a server from 862 MB to 2.7 GB."""
-    # Only PIL and explorer.images in the subprocess (no torch, no pytest): a clean, small baseline.
+    # Only PIL and explorer.data.images in the subprocess (no torch, no pytest): a clean, small baseline.
     code = _TEN_BOMBS.format(source=inspect.getsource(_chunk) + inspect.getsource(one_bit_png))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

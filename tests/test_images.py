@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile, features
 
-from explorer import images
-from explorer.images import ImageError, read_image, read_image_file, to_uint8_tensor
+from explorer.data import images
+from explorer.data.images import ImageError, read_image, read_image_file, to_uint8_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -303,7 +303,7 @@ def test_pillow_global_state_is_unchanged():
 
 
 def test_importing_images_does_not_import_streamlit():
-    code = "import sys, explorer.images; print('streamlit' in sys.modules)"
+    code = "import sys, explorer.data.images; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -13,15 +13,29 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from explorer.checkpoints import read_manifest
+from explorer.store.checkpoints import read_manifest
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD
-from explorer.inside import (InsideError, Probe, Subject, branch_ratios, evaluate, filter_normalized_direction,
-                             layer_responses, lesion_study, lesioned, load_probe, load_subject, loss_line,
-                             loss_surface, path_length_counts, removable_blocks)
-from explorer.inside import data as inside_data
-from explorer.inside import figures
-from explorer.inside.commands import add_commands
-from explorer.inside.landscape import Surface, random_directions
+from explorer.paper.inside import (
+    InsideError,
+    Probe,
+    Subject,
+    branch_ratios,
+    evaluate,
+    filter_normalized_direction,
+    layer_responses,
+    lesion_study,
+    lesioned,
+    load_probe,
+    load_subject,
+    loss_line,
+    loss_surface,
+    path_length_counts,
+    removable_blocks,
+)
+from explorer.paper.inside import probes as inside_data
+from explorer.present import inside_figures
+from explorer.cli.inside import add_commands
+from explorer.paper.inside.landscape import Surface, random_directions
 from explorer.models import blocks, build_model, get_model_spec
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
@@ -256,7 +270,7 @@ def test_cli_text_output_and_bad_grid(shipped, capsys):
 def test_figures_share_axes_and_colour_scale():
     subject, probe = _tiny(), _probe()
     surfaces = [loss_surface(subject, probe, grid=3, span=0.5, seed=seed) for seed in (0, 1)]
-    figure = figures.landscape_surfaces_figure(surfaces)
+    figure = inside_figures.landscape_surfaces_figure(surfaces)
     ranges = {(trace.cmin, trace.cmax) for trace in figure.data if trace.type == "surface"}
     assert len(ranges) == 1 and len(figure.data) == 2
     # heights on log10 (no cap: nothing is flattened into walls), hover and ticks in real losses
@@ -268,25 +282,25 @@ def test_figures_share_axes_and_colour_scale():
     ticks = figure.layout.scene.zaxis
     assert [10 ** tick for tick in ticks.tickvals] == pytest.approx(
         [float(label.replace(",", "")) for label in ticks.ticktext], rel=0.02)
-    three = figures.landscape_surfaces_figure(surfaces + surfaces[:1])  # 2×2 cells, the fourth left out
+    three = inside_figures.landscape_surfaces_figure(surfaces + surfaces[:1])  # 2×2 cells, the fourth left out
     assert len(three.data) == 3 and "scene4" not in three.layout
-    contours = figures.landscape_contours_figure(surfaces)
+    contours = inside_figures.landscape_contours_figure(surfaces)
     assert [trace.type for trace in contours.data] == ["contour", "contour"]
     assert {(trace.zmin, trace.zmax) for trace in contours.data} == {(figure.data[0].cmin, figure.data[0].cmax)}
-    lines = figures.landscape_lines_figure(surfaces, ["resnet20", "resnet20"])
+    lines = inside_figures.landscape_lines_figure(surfaces, ["resnet20", "resnet20"])
     assert len(lines.data) == 2 and lines.layout.yaxis.type == "log"
     ticks = lines.layout.yaxis.tickvals  # labelled in full, inside the drawn range
     assert [float(label.replace(",", "")) for label in lines.layout.yaxis.ticktext] == pytest.approx(ticks, rel=0.02)
     line_values = [value for surface in surfaces for value in surface.line()]
     assert len(ticks) >= 2 and min(line_values) <= ticks[0] and ticks[-1] <= max(line_values)
     responses = layer_responses(subject, probe)
-    drawn = figures.responses_figure([responses], ["resnet20"])
+    drawn = inside_figures.responses_figure([responses], ["resnet20"])
     assert len(drawn.data) == 2 and drawn.layout.yaxis.type == drawn.layout.yaxis2.type == "log"
     study = lesion_study(subject, probe, draws=1)
-    assert len(figures.lesion_blocks_figure([study]).data) == 2  # the removals, and the dashed baseline
-    assert list(figures.lesion_random_figure([study]).data[0].x) == [0, 1, 2, 3, 4]
-    assert list(figures.path_length_figure(4).data[0].y) == [1, 4, 6, 4, 1]
-    assert len(figures.branches_figure([branch_ratios(subject, probe)]).data) == 1
+    assert len(inside_figures.lesion_blocks_figure([study]).data) == 2  # the removals, and the dashed baseline
+    assert list(inside_figures.lesion_random_figure([study]).data[0].x) == [0, 1, 2, 3, 4]
+    assert list(inside_figures.path_length_figure(4).data[0].y) == [1, 4, 6, 4, 1]
+    assert len(inside_figures.branches_figure([branch_ratios(subject, probe)]).data) == 1
     assert isinstance(surfaces[0], Surface)
 
 
@@ -297,8 +311,8 @@ def test_figures_share_axes_and_colour_scale():
     (6.09, 18.47, ["7", "11", "18"]),  # rounded inwards: each label is its tick's exact value
 ])
 def test_loss_ticks_label_any_log_range(low, high, labels):
-    from explorer.axes import log_ticks as loss_ticks
-    from explorer.axes import tick_label as _tick_label
+    from explorer.present.axes import log_ticks as loss_ticks
+    from explorer.present.axes import tick_label as _tick_label
 
     ticks = loss_ticks(low, high)
     assert [_tick_label(tick) for tick in ticks] == labels
@@ -307,7 +321,7 @@ def test_loss_ticks_label_any_log_range(low, high, labels):
 
 
 def test_saved_surfaces_round_trip(tmp_path):
-    from explorer.inside import save_surface, shipped_surfaces
+    from explorer.paper.inside import save_surface, shipped_surfaces
 
     surface = loss_surface(_tiny(), _probe(), grid=3, span=0.5)
     path = save_surface(surface, "python -m explorer landscape tiny --grid 3", tmp_path)
@@ -317,8 +331,8 @@ def test_saved_surfaces_round_trip(tmp_path):
 
 
 def test_shipped_surfaces_say_how_they_were_made():
-    from explorer.inside import shipped_surfaces
-    from explorer.inside.shipped import read_landscape_manifest
+    from explorer.paper.inside import shipped_surfaces
+    from explorer.paper.inside.surfaces import read_landscape_manifest
 
     folder = SHIPPED / "landscapes"
     surfaces = shipped_surfaces(folder)
@@ -345,9 +359,9 @@ def test_block_charts_keep_network_order_across_depths():
     shallow, deep = _tiny("resnet20"), _tiny("resnet56")
     expected = [f"layer{stage}.{block}" for stage in (1, 2, 3) for block in range(9)]
     branches = [branch_ratios(shallow, probe), branch_ratios(deep, probe)]
-    assert list(figures.branches_figure(branches).layout.xaxis.categoryarray) == expected
+    assert list(inside_figures.branches_figure(branches).layout.xaxis.categoryarray) == expected
     studies = [lesion_study(shallow, probe, draws=1), lesion_study(deep, probe, draws=1)]
-    figure = figures.lesion_blocks_figure(studies)
+    figure = inside_figures.lesion_blocks_figure(studies)
     # Every stage has the same width whatever the depth (issue 38: the 20-layer line zig-zagged
     # across slots only the 56-layer net has): block i of n in stage s sits at s + i/n.
     shallow_x, deep_x = list(figure.data[0].x), list(figure.data[2].x)

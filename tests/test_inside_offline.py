@@ -11,12 +11,12 @@ import pytest
 import torch
 from apptest_helpers import open_page
 
-from explorer.checkpoints import read_manifest
-from explorer.inside import InsideError, Probe, lesion_study, load_probe, load_subject
-from explorer.inside import estimates, prefix
-from explorer.inside.data import balanced, probe_data
-from explorer.inside.lesion import lesion_passes, lesions_of, removable_blocks
-from explorer.inside.precomputed import VIEWS, read_results_manifest, shipped_results
+from explorer.store.checkpoints import read_manifest
+from explorer.paper.inside import InsideError, Probe, lesion_study, load_probe, load_subject
+from explorer.paper.inside import estimates, prefix
+from explorer.paper.inside.probes import balanced, probe_data
+from explorer.paper.inside.lesion import lesion_passes, lesions_of, removable_blocks
+from explorer.paper.inside.precomputed import VIEWS, read_results_manifest, shipped_results
 from explorer.models import build_model
 
 from test_inside import CIFAR_CLASSES, _randomise_batch_norm, _tiny
@@ -213,7 +213,7 @@ def _texts(at, kind: str) -> str:
 
 
 def test_the_page_shows_precomputed_results_at_once_then_recomputes_on_request(shipped, monkeypatch):
-    from explorer import scheduler
+    from explorer.server import scheduler
     from explorer.ui import inside_choices
 
     monkeypatch.setattr(inside_choices, "_own", lambda names: None)  # a laptop without CIFAR-10
@@ -234,7 +234,7 @@ def test_the_page_shows_precomputed_results_at_once_then_recomputes_on_request(s
         assert queue.waiting_jobs() == ["compute-lesion"]  # queued behind the other tab's run
         assert "nothing removed" not in " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
     finally:
-        from explorer.sessions import server_sessions
+        from explorer.server.sessions import server_sessions
 
         server_sessions().release_all()  # the queued study leaves with its session, then the slot frees
         other_tab.done()
@@ -256,8 +256,8 @@ def test_how_many_never_claims_more_images_than_the_source_has(shipped, monkeypa
 def test_saved_results_round_trip_and_a_file_outside_the_folder_is_skipped(shipped, tmp_path):
     import json
 
-    from explorer.inside import branch_ratios
-    from explorer.inside.precomputed import save_result
+    from explorer.paper.inside import branch_ratios
+    from explorer.paper.inside.precomputed import save_result
 
     subject = load_subject("resnet20-cifar10")
     probe = load_probe(subject, "pack:cifar10-eval", 10)

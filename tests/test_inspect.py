@@ -16,13 +16,27 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from apptest_helpers import best_shipped_checkpoint, open_page
-from explorer.architecture import analyze
-from explorer.attribution import (class_gradient_norms, explain, grad_cams, gradient_norms, layer_grad_cam, overlay, stage_ends,
-                                  upsample)
-from explorer.classify import RecentResults, load_classifier, residual_twin
+from explorer.paper.table1 import analyze
+from explorer.paper.gradcam import (
+    class_gradient_norms,
+    explain,
+    grad_cams,
+    gradient_norms,
+    layer_grad_cam,
+    overlay,
+    stage_ends,
+    upsample,
+)
+from explorer.store.classifiers import RecentResults, load_classifier, residual_twin
 from explorer.cli import main
-from explorer.features import captured_outputs, feature_maps, feature_points, image_feature_map, most_active_channels
-from explorer.images import sample_images
+from explorer.paper.features import (
+    captured_outputs,
+    feature_maps,
+    feature_points,
+    image_feature_map,
+    most_active_channels,
+)
+from explorer.data.images import sample_images
 from explorer.models import build_model, get_model_spec
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
@@ -141,7 +155,7 @@ def test_the_cam_figure_shows_exactly_the_model_input_and_each_map():
     import numpy as np
     import plotly.io
 
-    from explorer.figures import cam_overlays_figure
+    from explorer.present.figures import cam_overlays_figure
 
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8, generator=generator)
@@ -496,7 +510,7 @@ def test_the_gradient_chart_labels_at_least_two_ticks(norms, at_least):
     """A log axis with one label cannot be read (issue 38): the ticks follow the norms' span."""
     from types import SimpleNamespace
 
-    from explorer.figures import gradient_norms_figure
+    from explorer.present.figures import gradient_norms_figure
 
     series = [SimpleNamespace(label="resnet20", residual=True, norms=[("conv1", norms[0]), ("fc", norms[1])])]
     axis = gradient_norms_figure(series).layout.yaxis
@@ -506,6 +520,6 @@ def test_the_gradient_chart_labels_at_least_two_ticks(norms, at_least):
 
 
 def test_power_labels_read_as_powers_of_ten():
-    from explorer.axes import power_label
+    from explorer.present.axes import power_label
 
     assert [power_label(v) for v in (1e-4, 2e-3, 0.5, 20, 5e4)] == ["10⁻⁴", "2·10⁻³", "0.5", "20", "5·10⁴"]

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import open_page
 
+from explorer import settings
 from explorer.cli import main as cli_main
 
 LAB = "../pages/degradation.py"
@@ -110,8 +111,8 @@ def test_the_lab_trains_several_seeds_and_draws_their_band():
 
 
 def test_recorded_runs_replay_instantly(tmp_path):
-    from explorer.runs import new_record, save_run
-    from explorer.train import preset
+    from explorer.store.runs import new_record, save_run
+    from explorer.training.engine import preset
 
     config = preset("demo", models=("plain20", "resnet20"))
     record = new_record("recorded", config, "cpu", {})
@@ -200,17 +201,17 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
     assert record["config"]["augmentation"]["erasing_p"] == 0.5
     assert len(record["layer_names"]["resnet20"]) == 20
     assert "plain20: training error" in captured.out and "6/6" in captured.err
-    from explorer.checkpoints import load_checkpoint
+    from explorer.store.checkpoints import load_checkpoint
 
     model, entry = load_checkpoint("resnet20-synthetic", folder=tmp_path / "ckpt")
     assert entry.steps == 6 and entry.build["width"] == 6 and 0 <= entry.val_error <= 1
 
 
 def test_a_new_run_or_a_closed_tab_stops_the_session_job():
-    from explorer.jobs import TrainingJob
-    from explorer.scheduler import SessionBusy
-    from explorer.sessions import SessionResources
-    from explorer.train import preset
+    from explorer.server.jobs import TrainingJob
+    from explorer.server.scheduler import SessionBusy
+    from explorer.server.sessions import SessionResources
+    from explorer.training.engine import preset
     from explorer.ui import JobSlot
 
     config = preset("demo", models=("plain20",), data="synthetic:400", steps=64_000)
@@ -230,7 +231,7 @@ def test_a_new_run_or_a_closed_tab_stops_the_session_job():
 
 
 def test_checkpoint_keys_name_the_data_set(capsys, tmp_path):
-    from explorer.checkpoints import dataset_tag, read_manifest
+    from explorer.store.checkpoints import dataset_tag, read_manifest
 
     assert dataset_tag("folder:../shared/data/cifar10/train") == "cifar10"
     assert dataset_tag("folder:/photos/pets/") == "pets" and dataset_tag("synthetic:400") == "synthetic"
@@ -242,8 +243,8 @@ def test_checkpoint_keys_name_the_data_set(capsys, tmp_path):
 
 
 def test_runs_named_after_a_folder_are_saved_as_one_plain_file(tmp_path):
-    from explorer.jobs import TrainingJob
-    from explorer.train import preset
+    from explorer.server.jobs import TrainingJob
+    from explorer.training.engine import preset
 
     config = preset("demo", models=("plain20",), data="synthetic:400", steps=2)
     job = TrainingJob(config, device="cpu", name="demo-folder:/data/cifar10/train", save_dir=tmp_path).start()
@@ -285,9 +286,9 @@ def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(
     """The eight-net record (the fig6 preset) draws as Fig. 6 and says which panel is ordered by depth."""
     from dataclasses import asdict, replace
 
-    from explorer.lab import depth_orderings
-    from explorer.runs import load_run
-    from explorer.train_config import preset
+    from explorer.paper.degradation import depth_orderings
+    from explorer.store.runs import load_run
+    from explorer.training.recipe import preset
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     record = load_run(SHIPPED / "runs" / "fig6-width4-cifar10-2000-steps.json")
@@ -310,8 +311,8 @@ def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(
 def test_the_shipped_35000_step_runs_replay_together_as_fig6_at_the_papers_width(monkeypatch):
     """Plain-20/56, ResNet-20 and ResNet-56 were trained in three runs of one recipe; one
     button draws them as Fig. 6, whose left panel shows the degradation problem."""
-    from explorer.lab import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record
-    from explorer.runs import load_run
+    from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record
+    from explorer.store.runs import load_run
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     records = [load_run(SHIPPED / "runs" / f"{name}.json") for name in PAPER_WIDTH_FIG6_RUNS]
@@ -335,9 +336,8 @@ def test_the_shipped_35000_step_runs_replay_together_as_fig6_at_the_papers_width
 
 
 def test_the_dataset_defaults_to_cifar10_when_it_is_here_and_synthetic_otherwise(tmp_path, monkeypatch):
-    from explorer import lab
 
-    monkeypatch.setattr(lab, "SHARED_CIFAR10", tmp_path / "no-shared-data")
+    monkeypatch.setattr(settings, "SHARED_DATA", tmp_path / "no-shared-data")
     at = open_lab()
     assert at.selectbox(key="lab.dataset").value == "Synthetic (generated, instant)"
     assert "on the synthetic set" in _button(at, "▶ Start the class demo: plain-20, plain-56, ResNet-20 and "
@@ -398,8 +398,8 @@ def test_the_lab_form_survives_a_page_switch():
 
 
 def test_the_gap_caption_says_what_the_curves_show():
-    from explorer.lab import gap_caption
-    from explorer.runs import RunRecord
+    from explorer.paper.degradation import gap_caption
+    from explorer.store.runs import RunRecord
 
     def entry(name, error):
         return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
@@ -418,8 +418,8 @@ def test_the_gap_caption_says_what_the_curves_show():
 
 
 def test_depth_orderings_read_both_panels_of_fig6_from_a_run():
-    from explorer.lab import FIG6_MODELS, depth_orderings
-    from explorer.runs import RunRecord
+    from explorer.paper.degradation import FIG6_MODELS, depth_orderings
+    from explorer.store.runs import RunRecord
 
     def step(number, train, val=None):
         return {"step": number, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
@@ -447,16 +447,16 @@ def test_depth_orderings_read_both_panels_of_fig6_from_a_run():
 
 def test_the_fig6_preset_trains_the_eight_nets_of_fig6():
     from explorer.cli.train import PRESET_NAMES
-    from explorer.lab import FIG6_MODELS
-    from explorer.train_config import PRESETS, preset
+    from explorer.paper.degradation import FIG6_MODELS
+    from explorer.training.recipe import PRESETS, preset
 
     assert set(PRESET_NAMES) == set(PRESETS)  # the CLI's choices (kept apart so --help skips torch)
     assert preset("fig6").models == FIG6_MODELS
 
 
 def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
-    from explorer.figures import fig6_figure, shows_fig6
-    from explorer.runs import RunRecord
+    from explorer.present.figures import fig6_figure, shows_fig6
+    from explorer.store.runs import RunRecord
 
     models = ["plain20", "plain56", "resnet20", "resnet56"]
     record = RunRecord("fig6", {"models": models, "seed": 0, "repeat": 1}, {})
@@ -472,7 +472,7 @@ def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
     assert panels["resnet20 train"] == ("x2", 1.5) and panels["resnet56 validation"] == ("x2", 4)
     # Readable from the back of the room: the axes carry their own font sizes, because
     # Streamlit's plotly theme sets the axes' fonts and would override layout.font.
-    from explorer.figures import training_curves_figure
+    from explorer.present.figures import training_curves_figure
 
     for drawn in (figure, training_curves_figure([record])):
         for axis in (drawn.layout.xaxis, drawn.layout.yaxis, drawn.layout.xaxis2 if drawn is figure else None):
@@ -484,8 +484,8 @@ def _recorded(name, models, errors, steps=range(25, 101, 25), config_steps=100, 
     """A run record of ``models`` whose training error at step s is errors[model] * 100 / s."""
     from dataclasses import asdict
 
-    from explorer.runs import RunRecord
-    from explorer.train_config import preset
+    from explorer.store.runs import RunRecord
+    from explorer.training.recipe import preset
 
     config = asdict(preset("paper", models=tuple(models), steps=config_steps, data="synthetic"))
     record = RunRecord(name, config, {}, layer_names={m: [f"{m}.conv"] for m in models}, finished=True,
@@ -502,8 +502,8 @@ FIG6_ERRORS = {"plain20": 0.10, "plain56": 0.20, "resnet20": 0.08, "resnet56": 0
 def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
     """At the paper's width plain-20/56, ResNet-20 and ResNet-56 are trained in separate runs
     of one schedule: together they are Fig. 6, with each net's own numbers at each step."""
-    from explorer.figures import fig6_figure
-    from explorer.lab import depth_orderings, fig6_record
+    from explorer.present.figures import fig6_figure
+    from explorer.paper.degradation import depth_orderings, fig6_record
 
     plain = _recorded("plain", ["plain20", "plain56"], FIG6_ERRORS)
     resnet20 = _recorded("r20", ["resnet20"], FIG6_ERRORS, steps=range(5, 101, 5))  # logged more often
@@ -535,7 +535,7 @@ def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
     ({"models": ["plain20", "resnet56"]}, "plain20 is in both plain and r56"),
 ])
 def test_runs_on_different_schedules_are_not_combined_and_the_lab_says_why(change, reason):
-    from explorer.lab import fig6_record
+    from explorer.paper.degradation import fig6_record
 
     models = change.pop("models", ["resnet56"])
     runs = [_recorded("plain", ["plain20", "plain56"], FIG6_ERRORS), _recorded("r20", ["resnet20"], FIG6_ERRORS),
@@ -545,7 +545,7 @@ def test_runs_on_different_schedules_are_not_combined_and_the_lab_says_why(chang
 
 
 def test_the_lab_draws_separate_runs_as_one_fig6_and_says_why_when_it_cannot():
-    from explorer.runs import save_run
+    from explorer.store.runs import save_run
 
     runs = Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs"
     save_run(_recorded("plain", ["plain20", "plain56"], FIG6_ERRORS), runs / "plain.json")
@@ -566,16 +566,16 @@ def test_the_lab_draws_separate_runs_as_one_fig6_and_says_why_when_it_cannot():
 
 
 def test_the_class_demo_uses_three_classes_of_cifar10_or_five_synthetic_patterns(tmp_path):
-    from explorer.lab import class_demo_config
+    from explorer.paper.degradation import class_demo_config
 
     demo = class_demo_config("folder:/data/cifar10/train")
     assert demo.classes == ("automobile", "frog", "ship")  # unlike each other: learnt in the minute
     assert demo.models == ("plain20", "plain56", "resnet20", "resnet56") and demo.steps == 300
     synthetic = class_demo_config("synthetic")
     assert synthetic.classes == tuple(f"pattern{i}" for i in range(5))
-    from explorer.train import preset
+    from explorer.training.engine import preset
 
-    # The synthetic demo starts gentler (ResNet-56's last ReLU dies at lr 0.2, explorer/lab.py);
+    # The synthetic demo starts gentler (ResNet-56's last ReLU dies at lr 0.2, explorer/degradation.py);
     # the real one keeps the preset's rate and ramp.
     assert (synthetic.lr, synthetic.warmup_steps) == (0.1, 150)
     assert (demo.lr, demo.warmup_steps) == (preset("demo").lr, preset("demo").warmup_steps) == (0.2, 50)
@@ -588,7 +588,7 @@ def test_the_class_demo_uses_three_classes_of_cifar10_or_five_synthetic_patterns
 
 
 def test_model_colours_are_fixed_warm_for_plain_and_cool_for_residual():
-    from explorer.figures import model_colour
+    from explorer.present.figures import model_colour
 
     def rgb(colour):
         return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
@@ -637,7 +637,7 @@ def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leav
     waits, says so, and Stop takes it out of the queue. (AppTest's sessions share one session
     id, so the other tab is a ticket in the same server-wide queue; benchmarks/classroom_load.py
     drives real tabs.)"""
-    from explorer import scheduler
+    from explorer.server import scheduler
 
     queue = scheduler.server_scheduler()
     other_tab = queue.enqueue("another tab's run", session="another tab")
@@ -661,9 +661,9 @@ def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leav
 def test_gradient_caption_and_heatmaps_share_one_scale():
     """The heatmaps' caption reads the latest per-layer gradient norms: output-side over
     input-side; the two heatmaps use one colour range (the same colour, the same norm)."""
-    from explorer import figures
-    from explorer.lab import gap_caption, gradient_caption
-    from explorer.runs import RunRecord
+    from explorer.present import figures
+    from explorer.paper.degradation import gap_caption, gradient_caption
+    from explorer.store.runs import RunRecord
 
     def entry(name, error, grads):
         return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
@@ -691,8 +691,8 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
     """A 35,000-step record logs 1,400 steps: its heatmap draws every k-th (at most 400, the
     last one kept), each cell the log10 of the record's norm there, layer 1 at the input; a
     non-finite norm (a skipped mixed-precision step) is drawn but leaves the colour scale alone."""
-    from explorer import figures
-    from explorer.runs import RunRecord
+    from explorer.present import figures
+    from explorer.store.runs import RunRecord
 
     record = RunRecord("long", {"models": ["resnet20"], "seed": 0, "repeat": 1, "window": 1}, {},
                        layer_names={"resnet20": ["conv1", "layer1.0.conv1", "fc"]})
@@ -715,7 +715,7 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
 
 
 def test_a_replayed_run_is_parsed_once_per_version_and_each_caller_gets_its_own_copy(tmp_path):
-    from explorer.runs import RunError, load_run, save_run
+    from explorer.store.runs import RunError, load_run, save_run
     from explorer.ui.lab import loaded_run
 
     path = tmp_path / "r.json"
@@ -747,7 +747,7 @@ def test_a_broken_run_file_picked_for_replay_is_named_in_a_message():
 def test_two_runs_of_one_model_overlaid_are_told_apart_by_line_and_marker():
     """Comparing recipes (the paper's 64k steps against a 35k one) overlays the same model twice,
     in the same colour: the runs differ in the training line's dash and the validation markers."""
-    from explorer.figures import training_curves_figure
+    from explorer.present.figures import training_curves_figure
 
     ours, papers = (_recorded(name, ["resnet20"], {"resnet20": 0.1}) for name in ("ours", "paper"))
     traces = {trace.name: trace for trace in training_curves_figure([ours, papers]).data}

@@ -1,4 +1,4 @@
-"""explorer.limits: budgets read from the environment, declared ranges, and the README's table."""
+"""explorer.settings: budgets read from the environment, declared ranges, and the README's table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer import limits
-from explorer.limits import MIB, Budget, LimitError, Range
+from explorer import settings
+from explorer.settings import MIB, Budget, LimitError, Range
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,27 +29,27 @@ def test_budget_refuses_malformed_override(text):
 
 
 def test_budget_in_mib_as_bytes():
-    assert limits.SESSION_DISK.bytes({"EXPLORER_SESSION_DISK_MB": "3"}) == 3 * MIB
+    assert settings.SESSION_DISK.bytes({"EXPLORER_SESSION_DISK_MB": "3"}) == 3 * MIB
     with pytest.raises(TypeError):
-        limits.UPLOAD_PHOTOS.bytes({})
+        settings.UPLOAD_PHOTOS.bytes({})
 
 
 def test_every_budget_has_its_own_variable():
-    names = [b.env for b in limits.BUDGETS]
+    names = [b.env for b in settings.BUDGETS]
     assert len(names) == len(set(names))
     assert all(name.startswith("EXPLORER_") for name in names)
-    assert all(b.default >= b.low for b in limits.BUDGETS)
+    assert all(b.default >= b.low for b in settings.BUDGETS)
 
 
 @pytest.mark.parametrize("value", [1, 64_000, 5])
 def test_range_accepts_its_ends(value):
-    assert limits.STEPS.check(value) == value
+    assert settings.STEPS.check(value) == value
 
 
 @pytest.mark.parametrize("value", [0, 64_001, -1, 2.5, math.inf, math.nan, True, "12", None])
 def test_range_refuses_outside(value):
     with pytest.raises(LimitError, match="the number of steps must be a whole number from 1 to 64,000"):
-        limits.STEPS.check(value)
+        settings.STEPS.check(value)
 
 
 def test_open_low_end_and_floats():
@@ -62,12 +62,12 @@ def test_open_low_end_and_floats():
 
 
 def test_parse_names_the_value_and_whole_numbers_stay_integers():
-    assert limits.SEED.parse(" 7 ") == 7 and isinstance(limits.SEED.parse("7"), int)
-    assert limits.SYNTHETIC_IMAGES.parse("2_000") == 2000
+    assert settings.SEED.parse(" 7 ") == 7 and isinstance(settings.SEED.parse("7"), int)
+    assert settings.SYNTHETIC_IMAGES.parse("2_000") == 2000
     with pytest.raises(LimitError, match=r"^synthetic:N must be a whole number from 10 to 60,000, got 3,000,000\.$"):
-        limits.SYNTHETIC_IMAGES.parse("3000000", what="synthetic:N")
+        settings.SYNTHETIC_IMAGES.parse("3000000", what="synthetic:N")
 
 
 def test_readme_lists_every_budget_with_its_default():
-    assert limits.budget_table() in README.read_text(encoding="utf-8"), (
-        "README.md's 'Running it for a class' table differs from explorer.limits.budget_table(); paste it again")
+    assert settings.budget_table() in README.read_text(encoding="utf-8"), (
+        "README.md's 'Running it for a class' table differs from explorer.settings.budget_table(); paste it again")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from explorer.lab import CLASS_DEMO_MODELS
-from explorer.links import (
+from explorer.paper.degradation import CLASS_DEMO_MODELS
+from explorer.server.links import (
     MAX_STEPS,
     InspectLink,
     LabLink,
@@ -13,7 +13,7 @@ from explorer.links import (
     lab_from_params,
     lab_to_params,
 )
-from explorer.train import PRESETS
+from explorer.training.engine import PRESETS
 
 DATASETS = ("cifar10", "synthetic")
 MODELS = ("resnet20-cifar10", "plain20-cifar10", "resnet50")

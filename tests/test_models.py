@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import fx
 
-from explorer.architecture import analyze
-from explorer.diagrams import shortcut_kind
+from explorer.paper.table1 import analyze
+from explorer.paper.diagrams import shortcut_kind
 from explorer.models import (UnknownModelError, blocks, build_model, conv_bn_pairs, counted_layers, get_model_spec,
                              list_models, model_names, shortcut_modules, stage_ends)
 from explorer.models.cifar import PadShortcut

@@ -16,6 +16,7 @@ import torch
 
 from apptest_helpers import open_page
 
+from explorer import settings
 from explorer.data import DataError, check_source, check_training_source, load_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +42,11 @@ def shipped(tmp_path, monkeypatch):
 def no_cifar(tmp_path, monkeypatch):
     """No CIFAR-10 here: no $EXPLORER_CIFAR10_DIR, no ../shared/data (conftest's cache folder is
     empty, so no torchvision download either)."""
-    from explorer import lab
+    from explorer.paper import degradation
 
     monkeypatch.delenv("EXPLORER_CIFAR10_DIR", raising=False)
-    monkeypatch.setattr(lab, "SHARED_CIFAR10", tmp_path / "no-cifar10")
-    assert lab.cifar10_source() is None
+    monkeypatch.setattr(settings, "SHARED_DATA", tmp_path / "no-shared-data")
+    assert degradation.cifar10_source() is None
 
 
 # --- the sources ------------------------------------------------------------------------------
@@ -79,9 +80,9 @@ def test_bad_uses_of_a_pack_are_refused_with_a_clear_message(shipped):
 
 
 def test_training_or_fine_tuning_on_the_evaluation_pack_is_refused_before_loading(shipped):
-    from explorer.train import check_config, preset
-    from explorer.train_config import ConfigError
-    from explorer.transfer import FinetuneConfig, check_finetune_config
+    from explorer.training.engine import check_config, preset
+    from explorer.training.recipe import ConfigError
+    from explorer.transfer.finetune import FinetuneConfig, check_finetune_config
 
     with pytest.raises(ConfigError, match="no training images"):
         check_config(preset("demo", data="pack:cifar10-eval"))
@@ -93,23 +94,23 @@ def test_training_or_fine_tuning_on_the_evaluation_pack_is_refused_before_loadin
 
 
 def test_without_cifar10_the_default_data_is_the_demo_pack_and_says_so(shipped, no_cifar, monkeypatch, tmp_path):
-    from explorer import lab
+    from explorer.paper import degradation
 
-    demo = lab.class_demo_config()
-    assert demo.data == lab.default_training_source() == "pack:cifar10-demo"
-    assert demo.classes == lab.CLASS_DEMO_CLASSES == ("automobile", "frog", "ship") and demo.lr == 0.2  # not synthetic's
-    assert lab.data_label(demo.data) == DEMO_LABEL
+    demo = degradation.class_demo_config()
+    assert demo.data == degradation.default_training_source() == "pack:cifar10-demo"
+    assert demo.classes == degradation.CLASS_DEMO_CLASSES == ("automobile", "frog", "ship") and demo.lr == 0.2  # not synthetic's
+    assert degradation.data_label(demo.data) == DEMO_LABEL
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(tmp_path / "empty"))  # a checkout without pretrained/data
-    assert lab.class_demo_config().data == "synthetic"
+    assert degradation.class_demo_config().data == "synthetic"
     folder = tmp_path / "cifar"
     folder.mkdir()
     monkeypatch.setenv("EXPLORER_CIFAR10_DIR", str(folder))  # a full folder wins when it is here
-    assert lab.default_training_source() == f"folder:{folder.resolve()}"
-    assert lab.data_label(lab.default_training_source()) == f"CIFAR-10 from the folder {folder.resolve()}"
+    assert degradation.default_training_source() == f"folder:{folder.resolve()}"
+    assert degradation.data_label(degradation.default_training_source()) == f"CIFAR-10 from the folder {folder.resolve()}"
 
 
 def test_a_link_may_name_the_pack(shipped, no_cifar):
-    from explorer.links import lab_datasets, lab_from_params
+    from explorer.server.links import lab_datasets, lab_from_params
 
     assert lab_datasets() == {"cifar10-demo": "pack:cifar10-demo", "synthetic": "synthetic"}
     link, notices = lab_from_params({"data": "cifar10-demo"})
@@ -146,11 +147,11 @@ def test_the_labs_link_notices_show_above_the_collapsed_expander():
 
 def test_the_class_demo_trains_on_the_demo_pack_end_to_end(shipped, no_cifar, monkeypatch):
     """One short run (12 steps, not the demo's 300) through the page, as on a fresh machine."""
-    from explorer import lab
-    from explorer.runs import load_run
+    from explorer.paper import degradation
+    from explorer.store.runs import load_run
 
-    full = lab.class_demo_config
-    monkeypatch.setattr(lab, "class_demo_config", lambda source=None: replace(
+    full = degradation.class_demo_config
+    monkeypatch.setattr(degradation, "class_demo_config", lambda source=None: replace(
         full(source), steps=12, milestones=(10,), warmup_steps=2, val_every=6))
     at = open_page(LAB)
     next(b for b in at.button if b.label.startswith("▶ Start the class demo")).click().run()
@@ -163,7 +164,7 @@ def test_the_class_demo_trains_on_the_demo_pack_end_to_end(shipped, no_cifar, mo
     record = load_run(saved)
     assert record.config["data"] == "pack:cifar10-demo" and record.classes == ["automobile", "frog", "ship"]
     last = record.steps[-1]
-    assert last["step"] == 12 and {m["name"] for m in last["models"]} == set(lab.CLASS_DEMO_MODELS)
+    assert last["step"] == 12 and {m["name"] for m in last["models"]} == set(degradation.CLASS_DEMO_MODELS)
     assert all(0 <= m["val_error"] <= 1 for m in last["models"])  # measured on the pack's 300 held-out images
 
 
@@ -172,7 +173,7 @@ def _radio(at, label: str):
 
 
 def test_the_transfer_page_offers_the_packs_and_an_empty_folder_box(shipped, no_cifar):
-    from explorer.sessions import UPLOAD_PREFIX
+    from explorer.server.sessions import UPLOAD_PREFIX
 
     at = open_page(TRANSFER)
     data = _radio(at, "Data set")
@@ -193,7 +194,7 @@ def test_the_transfer_page_offers_the_packs_and_an_empty_folder_box(shipped, no_
 
 
 def test_an_error_about_a_folder_names_only_the_roots_the_user_could_set(tmp_path, monkeypatch):
-    from explorer.roots import RootsError, check_app_source
+    from explorer.server.roots import RootsError, check_app_source
 
     root, uploads = tmp_path / "data", tmp_path / "explorer-upload-x"
     root.mkdir(), uploads.mkdir()

@@ -67,7 +67,7 @@ def test_load_pack_parts_and_balance():
 
 
 def test_demo_classes_are_the_class_demos():
-    from explorer.lab import CLASS_DEMO_CLASSES
+    from explorer.paper.degradation import CLASS_DEMO_CLASSES
 
     assert DEMO_CLASSES == CLASS_DEMO_CLASSES
 

@@ -11,18 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from explorer import limits, links
-from explorer.cli.common import finite, print_json, ranged, ranged_list
+from explorer import settings
+from explorer.server import links
+from explorer.cli.parsing import finite, print_json, ranged, ranged_list
 from explorer.data import DataError, check_source
 from explorer.data.synthetic import parse_synthetic_count
-from explorer.limits import LimitError, Range
+from explorer.settings import LimitError, Range
 
 ROOT = Path(__file__).resolve().parents[1]
-RANGES = {name: value for name, value in vars(limits).items() if isinstance(value, Range)}
-FAST = settings(max_examples=150, deadline=None)
+RANGES = {name: value for name, value in vars(settings).items() if isinstance(value, Range)}
+FAST = hypothesis_settings(max_examples=150, deadline=None)
 
 # Texts a user might type: anything, and things that look like numbers.
 numbers_as_text = st.one_of(
@@ -77,10 +79,10 @@ def test_a_flag_type_parses_or_raises_what_argparse_reports_in_one_line(name, te
 @given(text=st.one_of(st.text(max_size=40), st.lists(st.integers(-5, 200_000).map(str), max_size=20).map(",".join)))
 def test_milestones_parse_into_at_most_16_steps_in_range(text):
     try:
-        parsed = ranged_list(limits.MILESTONE, limits.MILESTONES)(text)
+        parsed = ranged_list(settings.MILESTONE, settings.MILESTONES)(text)
     except argparse.ArgumentTypeError:
         return
-    assert len(parsed) <= limits.MILESTONES.high and all(_in(limits.MILESTONE, m) for m in parsed)
+    assert len(parsed) <= settings.MILESTONES.high and all(_in(settings.MILESTONE, m) for m in parsed)
 
 
 @FAST
@@ -91,7 +93,7 @@ def test_synthetic_n_is_in_range_or_a_data_error(text):
     except DataError as error:
         assert "synthetic:2000" in str(error)
     else:
-        assert _in(limits.SYNTHETIC_IMAGES, count)
+        assert _in(settings.SYNTHETIC_IMAGES, count)
 
 
 @pytest.mark.parametrize("source", ["synthetic:3000000", "synthetic:1000000000000", "synthetic:9"])
@@ -116,8 +118,8 @@ link_values = st.one_of(st.text(max_size=60), st.lists(st.text(max_size=10), max
 @given(value=link_values)
 def test_int_param_returns_a_number_in_the_range_or_the_default(value):
     notices: list[str] = []
-    seed = links.int_param({"seed": value}, "seed", limits.SEED, 0, notices)
-    assert _in(limits.SEED, seed)
+    seed = links.int_param({"seed": value}, "seed", settings.SEED, 0, notices)
+    assert _in(settings.SEED, seed)
     if notices:
         assert seed == 0 and all(isinstance(n, str) and "\n" not in n for n in notices)
 
@@ -127,7 +129,7 @@ def test_int_param_returns_a_number_in_the_range_or_the_default(value):
 def test_any_lab_link_gives_valid_settings(params):
     link, notices = links.lab_from_params(params, datasets=["synthetic"])
     assert link.preset in links.PRESETS and link.dataset == "synthetic"
-    assert _in(limits.SEED, link.seed) and _in(limits.STEPS, link.steps)
+    assert _in(settings.SEED, link.seed) and _in(settings.STEPS, link.steps)
     assert link.models and len(set(link.models)) == len(link.models)
     assert all(isinstance(notice, str) for notice in notices)
 
@@ -143,12 +145,12 @@ def test_any_inspect_link_gives_values_from_the_allowed_ones(params):
 
 def test_the_link_and_the_lab_share_the_bounds():
     notices: list[str] = []
-    assert links.int_param({"steps": str(limits.STEPS.high)}, "steps", limits.STEPS, 300, notices) == 64_000
-    assert links.int_param({"steps": str(limits.STEPS.high + 1)}, "steps", limits.STEPS, 300, notices) == 300
+    assert links.int_param({"steps": str(settings.STEPS.high)}, "steps", settings.STEPS, 300, notices) == 64_000
+    assert links.int_param({"steps": str(settings.STEPS.high + 1)}, "steps", settings.STEPS, 300, notices) == 300
     assert notices == ["The link's steps '64001' is not a whole number from 1 to 64,000; using 300."]
     source = (ROOT / "explorer" / "ui" / "lab.py").read_text()
     for name in ("STEPS", "SEED", "REPEAT"):  # the boxes take their bounds from the same ranges
-        assert f"int(limits.{name}.low), int(limits.{name}.high)" in source
+        assert f"int(settings.{name}.low), int(settings.{name}.high)" in source
 
 
 # --- valid JSON ---
@@ -174,7 +176,7 @@ def test_non_finite_numbers_become_null():
 # --- every shipped recipe fits the ranges ---
 
 def test_the_presets_and_the_shipped_recipes_fit_the_ranges():
-    from explorer.train import PRESETS, check_config, config_from_dict
+    from explorer.training.engine import PRESETS, check_config, config_from_dict
 
     for config in PRESETS.values():
         check_config(config)
@@ -184,23 +186,23 @@ def test_the_presets_and_the_shipped_recipes_fit_the_ranges():
         check_config(config_from_dict(entry["config"]))
     for path in sorted((ROOT / "pretrained" / "runs").glob("*.json")):
         config = json.loads(path.read_text())["config"]
-        for field, limit in (("steps", limits.STEPS), ("batch_size", limits.BATCH_SIZE), ("width", limits.WIDTH),
-                             ("image_size", limits.IMAGE_SIZE), ("val_every", limits.VAL_EVERY), ("lr", limits.LEARNING_RATE)):
+        for field, limit in (("steps", settings.STEPS), ("batch_size", settings.BATCH_SIZE), ("width", settings.WIDTH),
+                             ("image_size", settings.IMAGE_SIZE), ("val_every", settings.VAL_EVERY), ("lr", settings.LEARNING_RATE)):
             limit.check(config[field])
     surfaces = json.loads((ROOT / "pretrained" / "landscapes" / "manifest.json").read_text())["landscapes"]
     for surface in surfaces.values():
-        limits.LANDSCAPE_GRID.check(surface["grid"])
-        limits.LANDSCAPE_SPAN.check(surface["span"])
-        limits.PROBE_IMAGES.check(surface["images"])
-    from explorer.inside import defaults
+        settings.LANDSCAPE_GRID.check(surface["grid"])
+        settings.LANDSCAPE_SPAN.check(surface["span"])
+        settings.PROBE_IMAGES.check(surface["images"])
+    from explorer.paper.inside import defaults
 
-    limits.LANDSCAPE_GRID.check(defaults.DEFAULT_GRID)
-    limits.PROBE_IMAGES.check(defaults.DEFAULT_IMAGES)
-    limits.LESION_DRAWS.check(defaults.DEFAULT_DRAWS)
+    settings.LANDSCAPE_GRID.check(defaults.DEFAULT_GRID)
+    settings.PROBE_IMAGES.check(defaults.DEFAULT_IMAGES)
+    settings.LESION_DRAWS.check(defaults.DEFAULT_DRAWS)
 
 
 def test_the_finetune_defaults_fit_and_nonsense_does_not():
-    from explorer.transfer import FinetuneConfig, check_finetune_config
+    from explorer.transfer.finetune import FinetuneConfig, check_finetune_config
 
     check_finetune_config(FinetuneConfig(backbone="resnet50", upsample=7))  # 32 × 7 = ImageNet's 224
     for change in ({"data_size": 100_000}, {"epochs": 10**6}, {"lr": math.inf}, {"batch_size": 0},

@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 
 from explorer.cli import main
 from explorer.data import load_data
-from explorer.figures import training_curves_figure
-from explorer.runs import load_run, new_record
-from explorer.state import StateError, load_state, save_state, state_path
-from explorer.train import Training, config_from_dict, layer_names, preset, train
+from explorer.present.figures import training_curves_figure
+from explorer.store.runs import load_run, new_record
+from explorer.store.state import StateError, load_state, save_state, state_path
+from explorer.training.engine import Training, config_from_dict, layer_names, preset, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--models", "plain20,resnet20", "--data", "synthetic:256", "--preset", "demo", "--width", "2",
@@ -94,7 +94,7 @@ def test_resume_in_process_equals_one_run_and_extends_with_steps(tmp_path):
     saved = load_state(tmp_path)
     assert saved.step == 4 and saved.config == config and len(saved.record.steps) == 4
     second = Training(config, data)
-    from explorer.state import restore
+    from explorer.store.state import restore
 
     restore(saved, second)
     rest = [m.loss for r in second.steps() for m in r.models]
@@ -148,10 +148,10 @@ def test_a_long_cpu_run_at_paper_width_is_told_about_compile_and_a_short_one_is_
 
 def test_a_run_resumed_on_another_machine_names_both_in_the_manifest(tmp_path, monkeypatch):
     import explorer.devices
-    import explorer.runs
+    import explorer.store.runs
 
     state, shipped = tmp_path / "state", tmp_path / "shipped"
-    monkeypatch.setattr(explorer.runs, "machine_description", lambda device: "First CPU, 2 cores")
+    monkeypatch.setattr(explorer.store.runs, "machine_description", lambda device: "First CPU, 2 cores")
     assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
     monkeypatch.setattr(explorer.devices, "machine_description", lambda device: "Second CPU, 2 cores")
     assert main(["train", "--resume", str(state), "--steps", "5", "--save-dir", str(shipped),
@@ -206,7 +206,7 @@ def test_a_state_of_other_models_is_refused(tmp_path):
     list(run.steps())
     save_state(tmp_path, run, new_record("x", config, "cpu", layer_names(config)))
     other = Training(replace(config, models=("resnet20",)), data)
-    from explorer.state import restore
+    from explorer.store.state import restore
 
     with pytest.raises(StateError, match="does not fit"):
         restore(load_state(tmp_path), other)

@@ -11,12 +11,12 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import explorer.train
+import explorer.training.engine
 from explorer.cli import main
 from explorer.data import load_data
-from explorer.runs import load_run, new_record
-from explorer.state import StateError, load_state, save_state, state_path
-from explorer.train import Training, layer_names, preset
+from explorer.store.runs import load_run, new_record
+from explorer.store.state import StateError, load_state, save_state, state_path
+from explorer.training.engine import Training, layer_names, preset
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def no_training(monkeypatch):
     """Fail the test if a resumed run gets as far as loading its data."""
     def refuse(config, *args, **kwargs):
         raise AssertionError("the data was loaded: the state was not refused up front")
-    monkeypatch.setattr(explorer.train, "load_training_data", refuse)
+    monkeypatch.setattr(explorer.training.engine, "load_training_data", refuse)
 
 
 def _write(folder, base_state, change) -> None:

@@ -4,7 +4,14 @@ import os
 
 import pytest
 
-from explorer.roots import DATA_ROOTS_ENV, SHARED_DATA, RootsError, check_app_source, check_folder_source, data_roots
+from explorer.server.roots import (
+    DATA_ROOTS_ENV,
+    SHARED_DATA,
+    RootsError,
+    check_app_source,
+    check_folder_source,
+    data_roots,
+)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from explorer.scheduler import (
+from explorer.server.scheduler import (
     MAX_JOBS_ENV,
     Scheduler,
     default_max_jobs,
@@ -159,7 +159,7 @@ def test_a_job_thread_gets_its_share_and_a_lower_priority():
 
 
 class FakeCounters:
-    """A clock and busy-time counters for explorer.cpu_load.OtherLoad."""
+    """A clock and busy-time counters for explorer.devices.OtherLoad."""
 
     def __init__(self):
         self.now = self.machine = self.process = 0.0
@@ -170,7 +170,7 @@ class FakeCounters:
         self.process += seconds * ours
 
     def load(self):
-        from explorer.cpu_load import OtherLoad
+        from explorer.devices import OtherLoad
 
         return OtherLoad(3.0, clock=lambda: self.now, machine=lambda: self.machine, process=lambda: self.process)
 
@@ -256,13 +256,13 @@ def _until(condition, timeout=10.0):
 
 
 def _tiny_run(steps=2):
-    from explorer.train import preset
+    from explorer.training.engine import preset
 
     return preset("demo", models=("plain20",), data="synthetic:400", steps=steps)
 
 
 def test_a_job_waits_for_a_slot_says_its_place_and_leaves_the_queue_on_stop():
-    from explorer.jobs import TrainingJob
+    from explorer.server.jobs import TrainingJob
 
     scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
     holder = scheduler.enqueue("another session's run")
@@ -286,7 +286,7 @@ def test_a_job_waits_for_a_slot_says_its_place_and_leaves_the_queue_on_stop():
 
 
 def test_a_queued_job_starts_when_the_slot_frees():
-    from explorer.jobs import TrainingJob
+    from explorer.server.jobs import TrainingJob
 
     scheduler = Scheduler(max_jobs=1, cores=2, nice=0)
     holder = scheduler.enqueue("first")
@@ -301,8 +301,8 @@ def test_a_queued_job_starts_when_the_slot_frees():
 
 
 def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
-    from explorer.jobs import QueuePlace
-    from explorer.scheduler import spoken_duration
+    from explorer.server.jobs import QueuePlace
+    from explorer.server.scheduler import spoken_duration
 
     assert [spoken_duration(s) for s in (0, 40.4, 89, 90, 725, 4226, 5369, 5460, 7170)] == [
         "0 s", "40 s", "89 s", "2 min", "12 min", "70 min", "89 min", "1 h 31 min", "2 h"]
@@ -311,8 +311,8 @@ def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
 
 
 def test_the_progress_line_shows_a_training_step_rate_not_the_validation_pass():
-    from explorer.jobs import JobSnapshot
-    from explorer.runs import RunRecord
+    from explorer.server.jobs import JobSnapshot
+    from explorer.store.runs import RunRecord
 
     record = RunRecord("r", {"models": ["plain20"], "data": "synthetic"}, {})
     for step, rate, val in ((299, 743.0, None), (300, 123.0, 0.4)):  # the last step validates

@@ -6,12 +6,12 @@ import time
 import torch
 
 from explorer.data.cache import cache_slot, write_cache
-from explorer.scheduler import Scheduler
-from explorer.sessions import UPLOAD_PREFIX, SessionRegistry, SessionResources, forget_cached_folders
+from explorer.server.scheduler import Scheduler
+from explorer.server.sessions import UPLOAD_PREFIX, SessionRegistry, SessionResources, forget_cached_folders
 
 
 class FakeJob:
-    """Stands in for explorer.jobs.BackgroundJob: a thread that runs until stopped."""
+    """Stands in for explorer.server.jobs.BackgroundJob: a thread that runs until stopped."""
 
     def __init__(self):
         self._stop = threading.Event()
@@ -111,7 +111,7 @@ def test_a_closed_tabs_double_close_logs_one_line_and_other_errors_keep_their_tr
 
     from starlette.websockets import WebSocketDisconnected
 
-    from explorer.sessions import quiet_closed_tab_tracebacks
+    from explorer.server.sessions import quiet_closed_tab_tracebacks
 
     logger = logging.getLogger("test.uvicorn.error")
     records = []
@@ -160,9 +160,9 @@ def test_a_release_frees_what_the_session_held_in_reference_cycles():
 def test_a_page_run_draws_one_phase_of_its_job_and_sees_the_change():
     """Every button of one page run draws the job's phase as first read (JobSlot.drawn_phase),
     while JobSlot.phase follows the job: the live view reruns the page when they differ."""
-    from explorer.jobs import TrainingJob
-    from explorer.train_config import preset
-    from explorer.ui.jobs import JobSlot
+    from explorer.server.jobs import TrainingJob
+    from explorer.training.recipe import preset
+    from explorer.ui.job_panel import JobSlot
 
     resources = SessionResources()
     assert JobSlot(resources, "lab").phase == "idle"

@@ -1,4 +1,4 @@
-"""The README's tables of shipped checkpoints and runs are generated from pretrained/ (explorer.shipped)."""
+"""The README's tables of shipped checkpoints and runs are generated from pretrained/ (explorer.store.shipped)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from explorer.data import Augmentation
-from explorer.shipped import readme_block, shipped_tables
-from explorer.train_config import TrainConfig, preset, recipe_summary
+from explorer.store.shipped import readme_block, shipped_tables
+from explorer.training.recipe import TrainConfig, preset, recipe_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,8 @@
 """Display tables: no literal None, one metric per column, thousands separators."""
 
-from explorer import tables
-from explorer.architecture import analyze, zoo_row
-from explorer.speed import SpeedRow
+from explorer.present import tables
+from explorer.paper.table1 import analyze, zoo_row
+from explorer.paper.speed import SpeedRow
 
 
 def _cells(records):
@@ -43,7 +43,7 @@ def test_model_option_reads_cleanly():
 
 
 def test_an_untrained_models_bars_each_say_random_weights():
-    from explorer.figures import topk_figure
+    from explorer.present.figures import topk_figure
 
     untrained = topk_figure(["cat", "dog"], [0.6, 0.4], trained=False).data[0]
     assert list(untrained.text) == ["40.0% · random weights", "60.0% · random weights"]

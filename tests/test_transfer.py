@@ -13,14 +13,20 @@ import torch
 from PIL import Image
 
 from apptest_helpers import best_shipped_checkpoint, open_page
-from explorer.archives import ArchiveError, unpack_class_zip
-from explorer.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest
-from explorer.classify import classifier_names, load_classifier
+from explorer.data.archives import ArchiveError, unpack_class_zip
+from explorer.store.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest
+from explorer.store.classifiers import classifier_names, load_classifier
 from explorer.cli import main
 from explorer.data import CIFAR10_MEAN, Augmentation, load_data, normalize, upsample
-from explorer.images import sample_images
-from explorer.transfer import (FinetuneConfig, backbone_names, default_backbone_name, erasing_preview, finetune,
-                               save_finetuned)
+from explorer.data.images import sample_images
+from explorer.transfer.finetune import (
+    FinetuneConfig,
+    backbone_names,
+    default_backbone_name,
+    erasing_preview,
+    finetune,
+    save_finetuned,
+)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 PAGE = "../pages/transfer.py"
@@ -137,7 +143,7 @@ def test_altered_or_mismatching_finetuned_files_are_refused(pretrained, syntheti
 
 
 def test_bad_settings_and_saves_are_refused_with_a_reason(pretrained, synthetic):
-    from explorer.transfer import Finetuning
+    from explorer.transfer.finetune import Finetuning
 
     for overrides, message in [({"epochs": 0}, "epochs"), ({"upsample": 9}, "upsample"),
                                ({"train": "some"}, "train must be"), ({"head": "mlp"}, "head must be"),
@@ -155,7 +161,7 @@ def test_bad_settings_and_saves_are_refused_with_a_reason(pretrained, synthetic)
 
 
 def test_caching_is_explained_and_off_when_it_cannot_apply():
-    from explorer.transfer import cache_explanation
+    from explorer.transfer.finetune import cache_explanation
 
     assert _config().uses_cached_features and "computed once" in cache_explanation(_config())
     assert not _config(train="all").uses_cached_features

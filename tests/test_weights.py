@@ -16,7 +16,7 @@ import torch
 from torchvision.models import Weights, WeightsEnum
 
 from explorer.models import build_model, get_model_spec
-from explorer.weights import (
+from explorer.store.weights import (
     WeightsError,
     fetch_weights,
     find_weights,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from apptest_helpers import open_page
 
-from explorer.inside.responses import LayerResponse, Responses
-from explorer.inside.verdicts import responses_verdict
+from explorer.paper.inside.responses import LayerResponse, Responses
+from explorer.paper.inside.verdicts import responses_verdict
 
 PAGE = "../pages/why_shortcuts.py"
 SHIPPED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -109,7 +109,7 @@ def test_the_surface_view_shows_the_shipped_surfaces_and_computes_ones_own(shipp
 
 
 def test_progress_line_says_how_long_the_current_net_has_left():
-    from explorer.inside import progress_line
+    from explorer.paper.inside import progress_line
 
     assert progress_line("lesion", "resnet56", 2, 4, 0.25, 10.0) == \
         "lesion: resnet56 (2 of 4), 25% · about 30 s left for it"

@@ -16,11 +16,18 @@ import torch
 from torch import nn
 
 from apptest_helpers import open_page
-from explorer import checkpoints, files, runs
-from explorer.checkpoints import (CheckpointError, NameTakenError, load_checkpoint, read_manifest, save_checkpoint,
-                                  skipped_entries)
-from explorer.runs import RunRecord, load_run, prune_runs, save_new_run, save_run
-from explorer.train import preset
+from explorer.store import checkpoints, runs
+from explorer import files
+from explorer.store.checkpoints import (
+    CheckpointError,
+    NameTakenError,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+    skipped_entries,
+)
+from explorer.store.runs import RunRecord, load_run, prune_runs, save_new_run, save_run
+from explorer.training.engine import preset
 
 BUILD = {"width": 2, "shortcut": "A", "num_classes": 3}
 
@@ -77,9 +84,9 @@ def test_every_file_the_project_writes_is_0644_whatever_the_umask(tmp_path, monk
     """A private umask would make files written with ``open`` 0600; the temporary files of
     ``NamedTemporaryFile`` are 0600 under any umask. Every writer gives 0644."""
     from explorer.data.cache import write_cache
-    from explorer.inside.landscape import Surface
-    from explorer.inside.shipped import save_surface
-    from explorer.state import save_state
+    from explorer.paper.inside.landscape import Surface
+    from explorer.paper.inside.surfaces import save_surface
+    from explorer.store.state import save_state
 
     record = RunRecord(name="r", config={"steps": 1}, environment={})
     training = SimpleNamespace(config=preset("demo"), state_dict=lambda: ({"w": torch.zeros(2)}, {"step": 0}))
@@ -125,8 +132,8 @@ def test_a_taken_name_is_refused_never_replaced_and_a_free_one_is_offered(tmp_pa
 
 
 def test_a_taken_finetune_name_is_refused_and_the_model_can_still_be_saved(tmp_path, monkeypatch):
-    from explorer import transfer
-    from explorer.finetune_config import FinetuneConfig
+    from explorer.transfer.finetune import finetune
+    from explorer.transfer.recipe import FinetuneConfig
     from explorer.models import build_model
 
     result = SimpleNamespace(epochs_done=1, model=build_model("resnet20", **BUILD), model_name="resnet20",
@@ -134,19 +141,19 @@ def test_a_taken_finetune_name_is_refused_and_the_model_can_still_be_saved(tmp_p
                              history=[], steps=1, wall_time_s=0.1, device="cpu")
     config = FinetuneConfig(backbone="resnet20-cifar10", data="synthetic:100")
     folder = tmp_path / "finetuned"
-    first = transfer.save_finetuned(result, config, "my-model", folder=folder)
-    assert transfer.suggested_key(config, folder) == "resnet20-cifar10-linear-synthetic"
+    first = finetune.save_finetuned(result, config, "my-model", folder=folder)
+    assert finetune.suggested_key(config, folder) == "resnet20-cifar10-linear-synthetic"
     with pytest.raises(NameTakenError) as taken:
-        transfer.save_finetuned(result, config, "my-model", folder=folder)
+        finetune.save_finetuned(result, config, "my-model", folder=folder)
     assert taken.value.free == "my-model-2" and "Nothing was replaced" in str(taken.value)
     assert read_manifest(folder)["my-model"].sha256 == first.sha256
-    assert transfer.save_finetuned(result, config, taken.value.free, folder=folder).key == "my-model-2"
-    transfer.save_finetuned(result, config, transfer.suggested_key(config, folder), folder=folder)
-    assert transfer.suggested_key(config, folder) == "resnet20-cifar10-linear-synthetic-2"  # versioned past it
+    assert finetune.save_finetuned(result, config, taken.value.free, folder=folder).key == "my-model-2"
+    finetune.save_finetuned(result, config, finetune.suggested_key(config, folder), folder=folder)
+    assert finetune.suggested_key(config, folder) == "resnet20-cifar10-linear-synthetic-2"  # versioned past it
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(tmp_path / "shipped"))
     _save(tmp_path / "shipped", "resnet20-cifar10")
     with pytest.raises(NameTakenError, match="the name of a shipped checkpoint.*'resnet20-cifar10-2' is free"):
-        transfer.check_save_name("resnet20-cifar10", folder)
+        finetune.check_save_name("resnet20-cifar10", folder)
 
 
 def _record(name: str = "demo-synthetic") -> RunRecord:
@@ -185,7 +192,7 @@ def test_auto_saved_runs_are_pruned_to_the_newest_runs_kept(tmp_path, monkeypatc
 
 
 def test_a_job_saves_its_run_once_and_a_resumed_one_keeps_its_file(tmp_path):
-    from explorer.jobs import TrainingJob
+    from explorer.server.jobs import TrainingJob
 
     job = TrainingJob(replace(preset("demo"), steps=1), device="cpu", name="r", save_dir=tmp_path)
     job._record.steps.append({"step": 1, "models": []})
@@ -246,7 +253,7 @@ def test_a_file_entry_that_leads_out_is_refused_at_load_too(tmp_path):
 
 
 def test_the_app_lists_the_other_checkpoints_and_names_the_bad_one(monkeypatch, tmp_path):
-    from explorer.classify import classifier_names
+    from explorer.store.classifiers import classifier_names
 
     folder = Path(os.environ["EXPLORER_PRETRAINED_DIR"])
     good = _save(folder, "resnet20-toy")
@@ -262,7 +269,7 @@ def _save_section_page():
 
     import torch
 
-    from explorer.finetune_config import FinetuneConfig
+    from explorer.transfer.recipe import FinetuneConfig
     from explorer.models import build_model
     from explorer.ui.transfer import save_section
 
@@ -279,7 +286,7 @@ def _save_section_page():
 def test_the_page_refuses_a_taken_name_says_which_is_free_and_keeps_the_model():
     from streamlit.testing.v1 import AppTest
 
-    from explorer.checkpoints import finetuned_dir
+    from explorer.store.checkpoints import finetuned_dir
 
     at = AppTest.from_function(_save_section_page, default_timeout=60).run()
     assert at.text_input[0].value == "resnet20-cifar10-linear-synthetic"  # a free name, suggested
@@ -325,8 +332,8 @@ def test_finetune_cli_refuses_a_taken_name_before_training(tmp_path, capsys, mon
 
 
 def test_a_landscape_entry_outside_its_folder_is_skipped_and_the_others_load(tmp_path):
-    from explorer.inside.landscape import Surface
-    from explorer.inside.shipped import save_surface, shipped_surfaces
+    from explorer.paper.inside.landscape import Surface
+    from explorer.paper.inside.surfaces import save_surface, shipped_surfaces
 
     surface = Surface(model="m", alphas=(-1.0, 0.0, 1.0), betas=(-1.0, 0.0, 1.0), seed=0, images=1, source="x",
                       seconds=0.0, loss=((1.0,) * 3,) * 3)

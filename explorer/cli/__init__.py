@@ -17,14 +17,14 @@ Adding commands (the convention every module here follows):
    ``argparse._SubParsersAction`` of the top-level parser. For each command it calls
    ``commands.add_parser(name, help=...)``, adds its arguments and ends with
    ``parser.set_defaults(run=handler)``. A number a user types is parsed with
-   ``type=ranged(limits.X)`` (:mod:`explorer.cli.common`), so it is checked against the same
+   ``type=ranged(limits.X)`` (:mod:`explorer.cli.parsing`), so it is checked against the same
    declared range as the app's widget and link while parsing; ``--json`` prints with
-   :func:`~explorer.cli.common.print_json` (NaN and infinities become null).
+   :func:`~explorer.cli.parsing.print_json` (NaN and infinities become null).
 2. ``handler(args: argparse.Namespace) -> None`` does the work and prints the result
    (stdout; progress on stderr). A user mistake raises :class:`CommandError` (or a
    ``ValueError``, ``UnknownModelError``, ``WeightsError``, ``OSError``): :func:`main` prints
    ``error: <message>`` on one line of stderr and returns 2, as it does for argparse's own
-   usage errors (:class:`~explorer.cli.common.Parser`). Ctrl-C returns 130; success 0; no
+   usage errors (:class:`~explorer.cli.parsing.Parser`). Ctrl-C returns 130; success 0; no
    command at all prints the help and returns 2.
 3. Heavy imports (torch, the core) go inside the handlers, so ``--help`` stays instant
    and the CLI never imports Streamlit.
@@ -40,14 +40,14 @@ from collections.abc import Sequence
 
 from explorer import __version__
 from explorer.cli import classify, finetune, train, zoo
-from explorer.cli.common import CommandError, Parser, one_line, table
-from explorer.inside import commands as inside_commands  # "Why shortcuts work" (issue 15)
+from explorer.cli.parsing import CommandError, Parser, one_line, table
+from explorer.cli import inside as inside_commands  # "Why shortcuts work" (issue 15)
 
 __all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main", "table"]
 
 
 def _inside_commands(commands) -> None:
-    # Looked up when the parser is built: explorer.inside.commands imports explorer.cli.common,
+    # Looked up when the parser is built: explorer.cli.inside imports explorer.cli.parsing,
     # so either package may be imported first.
     inside_commands.add_commands(commands)
 
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: name a command (see the list above)", file=sys.stderr)
         return 2
     from explorer.models import UnknownModelError
-    from explorer.weights import WeightsError
+    from explorer.store.weights import WeightsError
 
     try:
         args.run(args)

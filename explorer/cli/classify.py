@@ -6,8 +6,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from explorer import limits
-from explorer.cli.common import CommandError, print_json, ranged, table
+from explorer import settings
+from explorer.cli.parsing import CommandError, print_json, ranged, table
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("--model", default=None,
                           help="a checkpoint (see pretrained/manifest.json) or an ImageNet model with weights; "
                                "default: the checkpoint with the lowest validation error")
-    classify.add_argument("--topk", type=ranged(limits.TOPK), default=5, help="how many classes to show (default 5)")
+    classify.add_argument("--topk", type=ranged(settings.TOPK), default=5, help="how many classes to show (default 5)")
     classify.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     classify.add_argument("--json", action="store_true", help="machine-readable output")
     classify.set_defaults(run=_cmd_classify)
@@ -33,7 +33,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _classifier(args: argparse.Namespace):
     """``--model`` (default: the best one here) on ``--device``; CommandError if none can load."""
-    from explorer.classify import ClassifierError, default_classifier_name, load_classifier, missing_classifier_message
+    from explorer.store.classifiers import (
+        ClassifierError,
+        default_classifier_name,
+        load_classifier,
+        missing_classifier_message,
+    )
     from explorer.devices import pick_device
 
     name = args.model or default_classifier_name()
@@ -46,7 +51,7 @@ def _classifier(args: argparse.Namespace):
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
-    from explorer.images import ImageError, read_image_file
+    from explorer.data.images import ImageError, read_image_file
 
     classifier = _classifier(args)
     results = []
@@ -75,9 +80,9 @@ def _cmd_classify(args: argparse.Namespace) -> None:
 
 
 def _cmd_cam(args: argparse.Namespace) -> None:
-    from explorer.attribution import explain, overlay, overlay_strip
-    from explorer.classify import ClassifierError
-    from explorer.images import ImageError, read_image_file
+    from explorer.paper.gradcam import explain, overlay, overlay_strip
+    from explorer.store.classifiers import ClassifierError
+    from explorer.data.images import ImageError, read_image_file
 
     if args.out.suffix.lower() != ".png":
         raise CommandError(f"--out must name a .png file, got {args.out}.")
@@ -109,7 +114,7 @@ def _layer_overlay(classifier, explanation, layer: str):
     """Grad-CAM of ``explanation.target`` at any one module ``layer``, over the image the model saw."""
     import torch
 
-    from explorer.attribution import layer_grad_cam, overlay, upsample
+    from explorer.paper.gradcam import layer_grad_cam, overlay, upsample
 
     seen = explanation.model_input
     modules = dict(classifier.model.named_modules())

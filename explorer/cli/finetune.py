@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from explorer import limits
-from explorer.cli.common import CommandError, folder_option, ranged
+from explorer import settings
+from explorer.cli.parsing import CommandError, folder_option, ranged
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,17 +28,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help='what learns: "head" (backbone frozen, features cached), "last stage", "all"')
     finetune.add_argument("--head", choices=("linear", "seed"), default="linear",
                           help="linear, or seed: the notebook's BN-Dense-Dropout stack")
-    finetune.add_argument("--upsample", type=ranged(limits.UPSAMPLE, "upsample"), default=None,
+    finetune.add_argument("--upsample", type=ranged(settings.UPSAMPLE, "upsample"), default=None,
                           help="enlarge the images by this factor (default: 7 for ImageNet backbones, else 1)")
-    finetune.add_argument("--image-size", type=ranged(limits.IMAGE_SIZE), default=32,
+    finetune.add_argument("--image-size", type=ranged(settings.IMAGE_SIZE), default=32,
                           help="side the data set is decoded at (default 32)")
-    finetune.add_argument("--epochs", type=ranged(limits.FINETUNE_EPOCHS), default=5)
-    finetune.add_argument("--batch-size", type=ranged(limits.BATCH_SIZE), default=128)
-    finetune.add_argument("--lr", type=ranged(limits.LEARNING_RATE), default=1e-2,
+    finetune.add_argument("--epochs", type=ranged(settings.FINETUNE_EPOCHS), default=5)
+    finetune.add_argument("--batch-size", type=ranged(settings.BATCH_SIZE), default=128)
+    finetune.add_argument("--lr", type=ranged(settings.LEARNING_RATE), default=1e-2,
                           help="Adam learning rate of the head (default 0.01)")
-    finetune.add_argument("--limit", type=ranged(limits.TRAIN_IMAGES), default=None,
+    finetune.add_argument("--limit", type=ranged(settings.TRAIN_IMAGES), default=None,
                           help="use only this many training images")
-    finetune.add_argument("--erasing", type=ranged(limits.ERASING_P), default=0.0,
+    finetune.add_argument("--erasing", type=ranged(settings.ERASING_P), default=0.0,
                           help="random-erasing probability (turns caching off)")
     finetune.add_argument("--no-cache", action="store_true", help="run the backbone at every step (for comparison)")
     finetune.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
@@ -46,10 +46,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
-    from explorer.checkpoints import finetuned_dir
-    from explorer.classify import ClassifierError
+    from explorer.store.checkpoints import finetuned_dir
+    from explorer.store.classifiers import ClassifierError
     from explorer.data import DataError
-    from explorer.transfer import default_backbone_name, default_upsample
+    from explorer.transfer.finetune import default_backbone_name, default_upsample
 
     backbone = args.backbone or default_backbone_name()
     if backbone is None:
@@ -71,13 +71,21 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 def _finetune_and_save(args: argparse.Namespace, backbone: str):
     """Check the settings before minutes of loading, train with progress on stderr, save."""
-    from explorer.classify import load_classifier
+    from explorer.store.classifiers import load_classifier
     from explorer.data import Augmentation, check_source, load_data
     from explorer.devices import pick_device
-    from explorer.finetune_config import seen_images_note
-    from explorer.lab import data_label, default_training_source
-    from explorer.transfer import (FinetuneConfig, Finetuning, backbone_names, cache_explanation,
-                                   check_finetune_config, check_save_name, save_finetuned, suggested_key)
+    from explorer.transfer.recipe import seen_images_note
+    from explorer.paper.degradation import data_label, default_training_source
+    from explorer.transfer.finetune import (
+        FinetuneConfig,
+        Finetuning,
+        backbone_names,
+        cache_explanation,
+        check_finetune_config,
+        check_save_name,
+        save_finetuned,
+        suggested_key,
+    )
 
     config = FinetuneConfig(
         backbone=backbone, data=args.data or default_training_source(), upsample=args.upsample, train=args.train, head=args.head,

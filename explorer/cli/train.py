@@ -1,6 +1,6 @@
 """``train``: CIFAR plain/residual nets in lock-step (the degradation lab, §4.2), resumable.
 
-This module turns the flags into a :class:`explorer.train.TrainConfig` and chooses one
+This module turns the flags into a :class:`explorer.training.engine.TrainConfig` and chooses one
 process or torchrun; :mod:`explorer.cli.training_run` runs the steps and reports them.
 """
 
@@ -11,14 +11,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from explorer import limits
-from explorer.cli.common import CommandError, folder_option, ranged, ranged_list, writable_file
+from explorer import settings
+from explorer.cli.parsing import CommandError, folder_option, ranged, ranged_list, writable_file
 from explorer.cli.training_run import train_and_save
 
-# explorer.train_config.PRESETS' names (a test keeps them equal): importing it here would load
+# explorer.training.recipe.PRESETS' names (a test keeps them equal): importing it here would load
 # torch for every `--help`.
 PRESET_NAMES = ("demo", "paper", "fig6")
-CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # explorer.lab.CIFAR10_ENV (a test keeps them equal), for --help
+CIFAR10_ENV = "EXPLORER_CIFAR10_DIR"  # explorer.settings.CIFAR10_DIR_ENV (a test keeps them equal), for --help
 # Where a resumed run writes its record without --out: beside its state, inside the folder the
 # user named. Never the path stored in the state: a state file is data, and a crafted one
 # could otherwise name any file the user may write.
@@ -45,35 +45,35 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
                                "says which")
     training.add_argument("--preset", default="demo", choices=PRESET_NAMES,
                           help="demo (the class demo's sizes), paper (§4.2) or fig6 (Fig. 6's eight nets)")
-    training.add_argument("--steps", type=ranged(limits.EXTENDED_STEPS), default=None,
-                          help=f"override the preset's step count, up to {limits.STEPS.high:,} (with --resume: "
-                               f"extend the run to N steps, up to {limits.EXTENDED_STEPS.high:,})")
-    training.add_argument("--batch-size", type=ranged(limits.BATCH_SIZE), default=None,
+    training.add_argument("--steps", type=ranged(settings.EXTENDED_STEPS), default=None,
+                          help=f"override the preset's step count, up to {settings.STEPS.high:,} (with --resume: "
+                               f"extend the run to N steps, up to {settings.EXTENDED_STEPS.high:,})")
+    training.add_argument("--batch-size", type=ranged(settings.BATCH_SIZE), default=None,
                           help="override the preset's batch size")
-    training.add_argument("--lr", type=ranged(limits.LEARNING_RATE), default=None,
+    training.add_argument("--lr", type=ranged(settings.LEARNING_RATE), default=None,
                           help="override the preset's learning rate")
     training.add_argument("--shortcut", default="A", choices=["A", "B"])
-    training.add_argument("--erasing", type=ranged(limits.ERASING_P), default=0.0, metavar="P",
+    training.add_argument("--erasing", type=ranged(settings.ERASING_P), default=0.0, metavar="P",
                           help="random-erasing probability (0 = off, the paper's recipe)")
-    training.add_argument("--seed", type=ranged(limits.SEED), default=None, help="the first seed (default: the preset's)")
-    training.add_argument("--repeat", type=ranged(limits.REPEAT), default=1, metavar="K",
+    training.add_argument("--seed", type=ranged(settings.SEED), default=None, help="the first seed (default: the preset's)")
+    training.add_argument("--repeat", type=ranged(settings.REPEAT), default=1, metavar="K",
                           help="train every model with seeds SEED…SEED+K−1, in lock-step (default 1)")
     training.add_argument("--schedule", default=None, choices=["steps", "cosine", "onecycle"],
                           help="learning-rate schedule: steps (§4.2, ÷10 at 50%% and 75%%), cosine or onecycle")
-    training.add_argument("--label-smoothing", type=ranged(limits.LABEL_SMOOTHING), default=None,
+    training.add_argument("--label-smoothing", type=ranged(settings.LABEL_SMOOTHING), default=None,
                           help="e.g. 0.1 (default 0: the paper)")
     training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the paper: plain momentum)")
-    training.add_argument("--weight-decay", type=ranged(limits.WEIGHT_DECAY), default=None,
+    training.add_argument("--weight-decay", type=ranged(settings.WEIGHT_DECAY), default=None,
                           help="override the preset's 1e-4 (§4.2)")
-    training.add_argument("--milestones", type=ranged_list(limits.MILESTONE, limits.MILESTONES), default=None,
+    training.add_argument("--milestones", type=ranged_list(settings.MILESTONE, settings.MILESTONES), default=None,
                           metavar="S1,S2",
                           help="steps where the rate drops ÷10 (default: the preset's, moved with --steps)")
-    training.add_argument("--warmup-steps", type=ranged(limits.WARMUP_STEPS), default=None,
+    training.add_argument("--warmup-steps", type=ranged(settings.WARMUP_STEPS), default=None,
                           help="ramp the rate up linearly over N steps")
-    training.add_argument("--val-every", type=ranged(limits.VAL_EVERY), default=None,
+    training.add_argument("--val-every", type=ranged(settings.VAL_EVERY), default=None,
                           help="steps between validation passes")
     training.add_argument("--classes", default=None, help="comma-separated class names to train on (default: all)")
-    training.add_argument("--train-limit", type=ranged(limits.TRAIN_IMAGES), default=None,
+    training.add_argument("--train-limit", type=ranged(settings.TRAIN_IMAGES), default=None,
                           help="train on the first N training images only")
     training.add_argument("--no-channels-last", action="store_true", help="contiguous NCHW activations")
     training.add_argument("--compile", action="store_true",
@@ -82,7 +82,7 @@ def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--amp", default=None, choices=["off", "auto", "bf16", "fp16"],
                           help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA), auto (bf16 where the device "
                                "has it in hardware; the demo preset's default)")
-    training.add_argument("--model-threads", type=ranged(limits.MODEL_THREADS), default=None, metavar="N",
+    training.add_argument("--model-threads", type=ranged(settings.MODEL_THREADS), default=None, metavar="N",
                           help="train the lock-step models in N threads at once, balanced by depth and "
                                "sharing the cores (small nets on CPU; the demo preset uses 2)")
 
@@ -93,16 +93,16 @@ def _add_run_arguments(training: argparse.ArgumentParser) -> None:
     training.add_argument("--out", type=Path, default=None,
                           help=f"run record to write (JSON; default: run.json in the current folder, and with "
                                f"--resume DIR, DIR/{RESUMED_RECORD}, never a path read from the state)")
-    training.add_argument("--width", type=ranged(limits.WIDTH), default=None,
+    training.add_argument("--width", type=ranged(settings.WIDTH), default=None,
                           help="override the preset's first-stage filters")
-    training.add_argument("--image-size", type=ranged(limits.IMAGE_SIZE), default=None,
+    training.add_argument("--image-size", type=ranged(settings.IMAGE_SIZE), default=None,
                           help="override the preset's image size")
     training.add_argument("--save-dir", type=Path, default=None,
                           help="save each trained model as safetensors + manifest entry here (e.g. pretrained)")
     training.add_argument("--state", type=Path, default=None, metavar="DIR",
                           help="keep a resumable training state in DIR (written every --state-every steps, "
                                "at the end and at Ctrl-C)")
-    training.add_argument("--state-every", type=ranged(limits.STATE_EVERY), default=None, metavar="N",
+    training.add_argument("--state-every", type=ranged(settings.STATE_EVERY), default=None, metavar="N",
                           help="steps between states (default: about every 5 minutes)")
     training.add_argument("--resume", type=Path, default=None, metavar="DIR",
                           help="continue the run whose state is in DIR (its config; --steps may extend it)")
@@ -110,10 +110,10 @@ def _add_run_arguments(training: argparse.ArgumentParser) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from explorer.devices import pick_device
-    from explorer.distributed import launch_from_environment
-    from explorer.distributed import start as start_distributed
-    from explorer.distributed import stop as stop_distributed
-    from explorer.train import check_config
+    from explorer.training.distributed import launch_from_environment
+    from explorer.training.distributed import start as start_distributed
+    from explorer.training.distributed import stop as stop_distributed
+    from explorer.training.engine import check_config
 
     saved = None
     _check_paths(args)  # before the state is read or any data loads: a wrong path costs nothing
@@ -144,7 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _data_label(source: str) -> str:
-    from explorer.lab import data_label
+    from explorer.paper.degradation import data_label
 
     try:
         return data_label(source)
@@ -153,8 +153,8 @@ def _data_label(source: str) -> str:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from explorer.lab import default_training_source
-    from explorer.train import preset
+    from explorer.paper.degradation import default_training_source
+    from explorer.training.engine import preset
 
     data = args.data if args.data is not None else default_training_source()
     overrides = {"data": data, "shortcut": args.shortcut, "repeat": args.repeat}
@@ -197,7 +197,7 @@ def _resumed_config(args: argparse.Namespace):
     ``--compile`` may be switched on for the rest of the run."""
     from dataclasses import replace
 
-    from explorer.state import load_state
+    from explorer.store.state import load_state
 
     saved = load_state(args.resume)  # every field checked (types, ranges, keys) before anything loads
     config = saved.config

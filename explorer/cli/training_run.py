@@ -1,4 +1,4 @@
-"""Running ``train``: the steps of :class:`explorer.train.Training`, reported on stderr,
+"""Running ``train``: the steps of :class:`explorer.training.engine.Training`, reported on stderr,
 kept as a resumable state, recorded as a run and saved as checkpoints.
 
 Under torchrun every process trains; only the main one (rank 0) prints and writes.
@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explorer.cli.common import CommandError
+from explorer.cli.parsing import CommandError
 
 if TYPE_CHECKING:  # the heavy modules load only when a run starts, not for --help
     from explorer.data import InMemoryData
-    from explorer.runs import RunRecord
-    from explorer.train import TrainConfig, Training
+    from explorer.store.runs import RunRecord
+    from explorer.training.engine import TrainConfig, Training
 
 STATE_EVERY_S = 300  # without --state-every, the state is written about every 5 minutes
 
@@ -68,7 +68,7 @@ class _Session:
         return due and step < self.config.steps
 
     def keep_state(self) -> None:
-        from explorer.state import save_state
+        from explorer.store.state import save_state
 
         if self.main and self.state_dir is not None:
             save_state(self.state_dir, self.training, self.record, str(self.out))
@@ -91,7 +91,7 @@ def train_and_save(args: argparse.Namespace, config, device, main: bool = True, 
         val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
         seed = f" (seed {metrics.get('seed', 0)})" if config.repeat > 1 else ""
         print(f"{metrics['name']}{seed}: training error {100 * metrics['train_error']:.1f}%{val}")
-    # A loss that became NaN or infinite stopped its model (explorer.lockstep): the run is
+    # A loss that became NaN or infinite stopped its model (explorer.training.lockstep): the run is
     # recorded up to there, but it did not do what was asked, so it must not exit 0.
     diverged = list(dict.fromkeys(t.stopped for t in session.training.trainees if t.stopped))
     if diverged:
@@ -101,9 +101,9 @@ def train_and_save(args: argparse.Namespace, config, device, main: bool = True, 
 def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Session:
     """Load the data and build the training: fresh, or restored from ``saved`` (``--resume``)."""
     from explorer.data import DataError
-    from explorer.runs import new_record
-    from explorer.state import restore, state_path
-    from explorer.train import Training, layer_names, load_training_data
+    from explorer.store.runs import new_record
+    from explorer.store.state import restore, state_path
+    from explorer.training.engine import Training, layer_names, load_training_data
 
     state_dir = args.resume if saved is not None else args.state
     if saved is None and state_dir is not None and state_path(state_dir).exists():
@@ -136,8 +136,8 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
 def _run_steps(session: _Session) -> float:
     """Every step until the end, Stop (first Ctrl-C) or an interrupt; whatever happens, the
     record and the state hold the last whole step. Returns when the clock started."""
-    from explorer.runs import save_run
-    from explorer.state import state_path
+    from explorer.store.runs import save_run
+    from explorer.store.state import state_path
 
     config, training, record, main = session.config, session.training, session.record, session.main
     stop = _GracefulStop() if main and threading.current_thread() is threading.main_thread() else None
@@ -197,9 +197,9 @@ def _note_machine(record, device) -> None:
 
 
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
-    from explorer.checkpoints import dataset_tag, save_checkpoint
+    from explorer.store.checkpoints import dataset_tag, save_checkpoint
     from explorer.devices import machine_description
-    from explorer.train import evaluate
+    from explorer.training.engine import evaluate
 
     stopped = {m["name"] for m in record.steps[-1]["models"] if m.get("stopped")}
     for name, model in trained.items():

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from explorer.cli.common import CommandError, folder_option, print_json, table
+from explorer.cli.parsing import CommandError, folder_option, print_json, table
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -35,10 +35,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _zoo_entries() -> list[dict]:
-    from explorer.architecture import zoo_row
-    from explorer.checkpoints import best_checkpoints, trained_label
+    from explorer.paper.table1 import zoo_row
+    from explorer.store.checkpoints import best_checkpoints, trained_label
     from explorer.models import list_models
-    from explorer.weights import weights_status
+    from explorer.store.weights import weights_status
 
     trained = best_checkpoints()
     entries = []
@@ -60,8 +60,8 @@ def _zoo_entries() -> list[dict]:
 
 def _cmd_models(args: argparse.Namespace) -> None:
     if args.shipped:
-        from explorer.shipped import BEGIN, END, shipped_tables
-        from explorer.weights import pretrained_dir
+        from explorer.store.shipped import BEGIN, END, shipped_tables
+        from explorer.settings import pretrained_dir
 
         print(f"{BEGIN}\n{shipped_tables(pretrained_dir())}\n{END}")
         return
@@ -79,7 +79,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_arch(args: argparse.Namespace) -> None:
-    from explorer.architecture import analyze
+    from explorer.paper.table1 import analyze
 
     analysis = analyze(args.name)
     if args.json:
@@ -102,7 +102,7 @@ def _cmd_arch(args: argparse.Namespace) -> None:
 
 def _cmd_weights_list(args: argparse.Namespace) -> None:
     from explorer.models import list_models
-    from explorer.weights import search_dirs, weights_status
+    from explorer.store.weights import search_dirs, weights_status
 
     statuses = [weights_status(spec) for spec in list_models() if spec.weights is not None]
     if args.json:
@@ -118,7 +118,7 @@ def _cmd_weights_list(args: argparse.Namespace) -> None:
 
 def _cmd_weights_download(args: argparse.Namespace) -> None:
     from explorer.models import get_model_spec
-    from explorer.weights import WeightsError, download_weights
+    from explorer.store.weights import WeightsError, download_weights
 
     failures = []
     if args.dir is not None:  # a missing folder or a file fails before any download starts

@@ -2,7 +2,7 @@
 
 Used by :mod:`~explorer.data.folder` when the disk cache (:mod:`~explorer.data.cache`) has no
 copy of a folder. :func:`folder_pixels` is the single resize step every folder image goes
-through, shared with :mod:`explorer.classify` so that a photo classified by a model fine-tuned
+through, shared with :mod:`explorer.store.classifiers` so that a photo classified by a model fine-tuned
 on a folder is prepared exactly as its training images were.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from explorer.data.dataset import DataError, ProgressCallback, report_progress
-from explorer.images import ImageError, ImageLimits, decode_frame, open_image
+from explorer.data.images import ImageError, ImageLimits, decode_frame, open_image
 
 _PROGRESS_EVERY = 1000  # images between progress callbacks while decoding
 _DECODE_CHUNK = 256  # files per thread-pool task: large enough to amortise the task overhead
@@ -35,7 +35,7 @@ def folder_pixels(image, image_size: int) -> np.ndarray:
 
 def decode_image(path: str, image_size: int, caps: ImageLimits | None = None) -> np.ndarray:
     """One file -> uint8 ``(image_size, image_size, 3)``, through the image gate
-    (:mod:`explorer.images`: format from the content, pixel and decoded-byte caps, one frame);
+    (:mod:`explorer.data.images`: format from the content, pixel and decoded-byte caps, one frame);
     every failure is a :class:`DataError` naming the file.
 
     A JPEG over a megapixel, and at least twice ``image_size`` on each side, is decoded by

@@ -10,7 +10,6 @@ the pack's own, so it is returned as it is, only put in a seeded order.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from explorer.data.cifar10 import load_cifar10
 from explorer.data.dataset import DataError, InMemoryData, ProgressCallback, split_train_val
 from explorer.data.folder import check_folder, load_folder
 from explorer.data.packs import PACK_SPECS, load_pack, pack_source
+from explorer.settings import cache_dir
 from explorer.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_DEFAULT_SIZE, make_synthetic, parse_synthetic_count
 
 _VALID_SOURCES = (
@@ -31,7 +31,7 @@ _VALID_SOURCES = (
 
 def default_cache_dir() -> Path:
     """Where downloads and decoded folders are kept (``$EXPLORER_CACHE_DIR`` overrides it)."""
-    return Path(os.environ.get("EXPLORER_CACHE_DIR", Path.home() / ".cache" / "resnet-explorer"))
+    return cache_dir()
 
 
 def load_data(

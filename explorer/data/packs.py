@@ -5,7 +5,7 @@ real images ship in ``pretrained/data/``, each one safetensors file holding the 
 bytes (exactly the files of the CIFAR-10 copy the shipped checkpoints were trained on, so the
 pixels are the same after decoding), their labels, and where each came from:
 
-- ``cifar10-demo``: the class demo's classes (:data:`explorer.lab.CLASS_DEMO_CLASSES`) drawn
+- ``cifar10-demo``: the class demo's classes (:data:`explorer.paper.degradation.CLASS_DEMO_CLASSES`) drawn
   from the 45k *training* part of the §4.2 split, plus held-out images of the same part for
   the demo's validation curve;
 - ``cifar10-eval``: images drawn only from the 5k *validation* part, which no shipped
@@ -19,7 +19,7 @@ in that shuffled order, so a pack is reproducible from the folder by :func:`buil
 
 A pack is a data source like the others: ``"pack:cifar10-eval"``. Its training and held-out
 parts are the pack's own, not a random split. Every image is decoded through the one image
-gate (:func:`explorer.images.read_image`), and the file's sha256 is checked against
+gate (:func:`explorer.data.images.read_image`), and the file's sha256 is checked against
 ``pretrained/data/manifest.json`` before anything is decoded.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import torch
 from explorer.data.dataset import DataError, InMemoryData, ProgressCallback, report_progress
 from explorer.data.decoder import folder_pixels
 from explorer.data.scanner import scan_folder
+from explorer.settings import pretrained_dir
 
 PACK_PREFIX = "pack:"
 MANIFEST = "manifest.json"
@@ -47,8 +47,7 @@ _PROGRESS_EVERY = 1000
 
 def packs_dir() -> Path:
     """``pretrained/data`` (``$EXPLORER_PRETRAINED_DIR/data`` when that is set)."""
-    root = Path(__file__).resolve().parents[2] / "pretrained"
-    return Path(os.environ.get("EXPLORER_PRETRAINED_DIR", root)) / "data"
+    return pretrained_dir() / "data"
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class PackSpec:
     about: str  # how a page names it, e.g. "2,000 CIFAR-10 validation images shipped with the app"
 
 
-DEMO_CLASSES = ("automobile", "frog", "ship")  # explorer.lab.CLASS_DEMO_CLASSES (a test keeps them equal)
+DEMO_CLASSES = ("automobile", "frog", "ship")  # explorer.paper.degradation.CLASS_DEMO_CLASSES (a test keeps them equal)
 
 PACK_SPECS = {
     # The demo preset draws 300 × 64 = 19,200 images: about three passes over 6,000.
@@ -211,7 +210,7 @@ def load_pack(name: str, image_size: int = 32, progress: ProgressCallback | None
     (for ``cifar10-eval`` everything is held out and the training part is empty)."""
     from safetensors.torch import load as load_safetensors
 
-    from explorer.images import ImageError, read_image
+    from explorer.data.images import ImageError, read_image
 
     folder = folder or packs_dir()
     entries = read_manifest(folder)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.data.dataset import DataError, ProgressCallback, report_progress
-from explorer.limits import SYNTHETIC_IMAGES, LimitError
+from explorer.settings import SYNTHETIC_IMAGES, LimitError
 
 SYNTHETIC_DEFAULT_SIZE = 12_000  # images in "synthetic"; enough for a few epochs of a ResNet-20
 SYNTHETIC_CLASSES = 10
@@ -27,7 +27,7 @@ _RENDER_CHUNK = 2048  # images rendered per batched matrix product
 
 
 def parse_synthetic_count(argument: str) -> int:
-    """The ``N`` of ``"synthetic:N"``, within ``limits.SYNTHETIC_IMAGES``: at least one image
+    """The ``N`` of ``"synthetic:N"``, within ``settings.SYNTHETIC_IMAGES``: at least one image
     per class, and few enough that one request cannot take the server's memory
     (``synthetic:3000000`` would be a 9.2 GB tensor). Checked before anything is allocated."""
     try:

@@ -30,8 +30,17 @@ from explorer.ui.common import (
     zoo_rows,
 )
 from explorer.ui.inputs import dataset_picker, erasing_controls, session_upload_dir, zip_source
-from explorer.ui.jobs import (JobSlot, button_row, finetune_job_slot, job_view, lab_job_slot, resume_button, start_button,
-                              start_stop_controls, stop_button)
+from explorer.ui.job_panel import (
+    JobSlot,
+    button_row,
+    finetune_job_slot,
+    job_view,
+    lab_job_slot,
+    resume_button,
+    start_button,
+    start_stop_controls,
+    stop_button,
+)
 from explorer.ui.lab import (
     class_demo_button,
     gradient_heatmaps,

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures, speed, tables
-from explorer.compute_jobs import ComputeJob
+from explorer.present import figures, tables
+from explorer.paper import speed
+from explorer.server.compute_jobs import ComputeJob
 from explorer.ui.common import block_diagrams as traced_block_diagrams
-from explorer.scheduler import spoken_duration
+from explorer.server.scheduler import spoken_duration
 from explorer.ui.common import current_device
-from explorer.ui.jobs import JobSlot, client_key, job_view, pending_offer, session_resources, start_job, stop_button
+from explorer.ui.job_panel import (
+    JobSlot,
+    client_key,
+    job_view,
+    pending_offer,
+    session_resources,
+    start_job,
+    stop_button,
+)
 
 
 def block_diagrams(name: str) -> None:

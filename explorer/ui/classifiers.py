@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.checkpoints import CheckpointError, finetuned_dir, skipped_entries
+from explorer.store.checkpoints import CheckpointError, finetuned_dir, skipped_entries
 from explorer.ui.common import current_device, escaped
 
 
 def classifier_choices() -> dict[str, str]:
     """name -> label for the model picker: trained classifiers first (the best shipped
     checkpoint is the default), then the ImageNet models whose weights are missing."""
-    from explorer.classify import classifier_choices as choices
+    from explorer.store.classifiers import classifier_choices as choices
 
     try:
         found = choices()
@@ -26,7 +26,7 @@ def classifier_choices() -> dict[str, str]:
 
 def _classifier_fingerprint(name: str) -> str:
     """Changes when the files behind ``name`` change, so a retrained model is reloaded."""
-    from explorer.classify import resolve_classifier
+    from explorer.store.classifiers import resolve_classifier
 
     return resolve_classifier(name, allow_untrained=True).fingerprint
 
@@ -38,23 +38,23 @@ def classifier(name: str):
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _cached_classifier(name: str, device: str, fingerprint: str):
-    from explorer.classify import load_classifier
+    from explorer.store.classifiers import load_classifier
 
     return load_classifier(name, device=device, allow_untrained=True)
 
 
-SESSION_PHOTOS = "decoded_photos"  # session state: this session's explorer.photos.SessionPhotos
+SESSION_PHOTOS = "decoded_photos"  # session state: this session's explorer.server.photos.SessionPhotos
 
 
 def read_uploads(uploads, shelf: str = "inspect") -> dict:
     """name -> RGB image for each upload that reads; the others get a clear error and are skipped.
 
     Each photo is decoded once per upload, not on every rerun, and kept shrunk to
-    ``limits.PHOTO_SIDE`` in the session's :class:`~explorer.photos.SessionPhotos` (at most
-    ``limits.SESSION_DECODED`` bytes); ``shelf`` names the widget, so a photo removed from it
-    is let go. Past ``limits.UPLOAD_PHOTOS`` photos the first ones are used and the rest are
+    ``settings.PHOTO_SIDE`` in the session's :class:`~explorer.server.photos.SessionPhotos` (at most
+    ``settings.SESSION_DECODED`` bytes); ``shelf`` names the widget, so a photo removed from it
+    is let go. Past ``settings.UPLOAD_PHOTOS`` photos the first ones are used and the rest are
     named in one error."""
-    from explorer.photos import SessionPhotos, Upload
+    from explorer.server.photos import SessionPhotos, Upload
 
     photos = st.session_state.get(SESSION_PHOTOS)
     if photos is None:
@@ -67,7 +67,7 @@ def read_uploads(uploads, shelf: str = "inspect") -> dict:
 
 def prediction_card(classifier, image, label: str, predictions, key: str) -> None:
     """The input the model sees (its own preprocessing) and its top classes as bars."""
-    from explorer import figures
+    from explorer.present import figures
 
     st.image(classifier.model_input(image).permute(1, 2, 0).numpy(), caption=f"{escaped(label)}: what the net sees",
              width=160)  # a caption is Markdown: an upload's name is shown, never rendered
@@ -79,7 +79,7 @@ def prediction_card(classifier, image, label: str, predictions, key: str) -> Non
 def twin_classifiers(name: str) -> list:
     """The classifier for ``name`` and, for a shipped CIFAR net, its plain/residual twin of the
     same depth (§4.2's pairs); a twin that cannot load is reported and left out."""
-    from explorer.classify import ClassifierError, residual_twin
+    from explorer.store.classifiers import ClassifierError, residual_twin
 
     found = [classifier(name)]
     twin = residual_twin(name)

@@ -17,14 +17,17 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
-from explorer import architecture, devices, diagrams, weights
-from explorer.isolation import run_isolated
+from explorer.paper import table1, diagrams
+from explorer import devices
+from explorer.store import weights
+from explorer.server.isolation import run_isolated
 from explorer.models import get_model_spec
+from explorer import settings
+from explorer.settings import RAISE_ERRORS_ENV
 
 DEVICE_KEY = "device"
 _LOG = logging.getLogger("explorer")
 # Tests set this so that AppTest still sees a page's exception after the message is shown.
-RAISE_ERRORS_ENV = "EXPLORER_RAISE_ERRORS"
 REPORT_LABEL = "Report this problem"
 
 
@@ -111,18 +114,18 @@ def current_device() -> torch.device:
 
 
 @st.cache_resource(show_spinner="Measuring the model on PyTorch's meta device…")
-def analysis(name: str) -> architecture.Analysis:
-    return run_isolated(architecture.analyze, name)
+def analysis(name: str) -> table1.Analysis:
+    return run_isolated(table1.analyze, name)
 
 
 @st.cache_resource(show_spinner="Measuring every registered model…")
-def zoo_rows(family: str = "imagenet") -> list[architecture.ZooRow]:
-    return run_isolated(architecture.zoo_rows, family)
+def zoo_rows(family: str = "imagenet") -> list[table1.ZooRow]:
+    return run_isolated(table1.zoo_rows, family)
 
 
 @st.cache_resource(show_spinner="Building Table 1 from the live models…")
 def paper_table(names: tuple[str, ...]) -> dict[str, list[str]]:
-    return run_isolated(architecture.paper_table, list(names))
+    return run_isolated(table1.paper_table, list(names))
 
 
 @st.cache_resource(show_spinner="Tracing the blocks with torch.fx…")
@@ -143,6 +146,6 @@ def untrained_banner(names: list[str]) -> None:
         "would be meaningless.\n\n"
         f"To get the weights, run `python -m explorer weights download {missing_names}` "
         f"or copy torchvision's files (e.g. `{missing[0].filename}`) into "
-        f"`{weights.pretrained_dir()}` or `{weights.hub_checkpoint_dir()}`.",
+        f"`{settings.pretrained_dir()}` or `{weights.hub_checkpoint_dir()}`.",
         icon=":material/warning:",
     )

@@ -8,7 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from explorer.data import Augmentation
-from explorer.roots import RootsError, check_app_source, data_roots
+from explorer.server.roots import RootsError, check_app_source, data_roots
 from explorer.ui.common import escaped
 
 
@@ -43,7 +43,7 @@ def allowed_source(container, source: str) -> str | None:
 def session_upload_dir():
     """This session's own temporary folder for unpacked uploads, deleted (with the data
     cache's decoded copies of its images) when the tab closes."""
-    from explorer.ui.jobs import session_resources
+    from explorer.ui.job_panel import session_resources
 
     return session_resources().upload_dir()
 
@@ -54,7 +54,7 @@ def finetune_data_choices() -> dict[str, str]:
     (real CIFAR-10 images: the default on a machine without CIFAR-10), torchvision's download,
     the synthetic set, a folder, a zip. The evaluation pack is not offered: it holds no
     training images (explorer.data.check_training_source)."""
-    from explorer.lab import cifar10_source, data_label, demo_pack_source
+    from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
 
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
@@ -76,8 +76,8 @@ def dataset_picker(container, backbone: str | None = None) -> str | None:
     upload into the session's own folder), named below the choice, with a note when
     ``backbone`` was trained on these very images. None until usable: a folder box starts
     empty and says nothing until a path is typed."""
-    from explorer.finetune_config import seen_images_note
-    from explorer.lab import data_label
+    from explorer.transfer.recipe import seen_images_note
+    from explorer.paper.degradation import data_label
 
     choices = finetune_data_choices()
     picked = choices[container.radio("Data set", list(choices))]
@@ -103,10 +103,10 @@ def zip_source(container, key: str) -> str | None:
     """An uploaded zip of class folders, unpacked once per upload into the session's own
     folder, as a ``folder:`` source; None until one is uploaded and usable.
 
-    A session keeps one unpacked zip (limits.SESSION_DISK): a new upload, in this widget or
+    A session keeps one unpacked zip (settings.SESSION_DISK): a new upload, in this widget or
     the other page's, deletes the previous one first, with the data cache's decoded copies."""
-    from explorer.archives import ArchiveError, unpack_class_zip
-    from explorer.ui.jobs import session_resources
+    from explorer.data.archives import ArchiveError, unpack_class_zip
+    from explorer.ui.job_panel import session_resources
 
     upload = container.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
                                      key=key, max_upload_size=200)

@@ -5,16 +5,16 @@ would have held a core, and the page, for hours).
 Each view is computed once per server for a (view, net, data, images, options) choice and
 shared by every session (the results are frozen dataclasses; every computation builds its own
 model, never a shared one). What the server does not have yet is computed by this session's
-background job (:class:`explorer.jobs.ComputeJob`) through the server's scheduler, like a
+background job (:class:`explorer.server.jobs.ComputeJob`) through the server's scheduler, like a
 training run: it waits its turn, counts as the session's one job, shows its progress with a
 Stop button, and stops at the server's time limit, while the page stays free (a fragment
-polls the job). The sizes a user picks are declared ranges: limits.PROBE_IMAGES for the
-images, limits.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface.
+polls the job). The sizes a user picks are declared ranges: settings.PROBE_IMAGES for the
+images, settings.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface.
 
 Until a session presses a view's button, the view shows the results precomputed for the
-shipped checkpoints on the shipped evaluation images (explorer.inside.precomputed; issue 38: a
+shipped checkpoints on the shipped evaluation images (explorer.paper.inside.precomputed; issue 38: a
 fresh laptop has no CIFAR-10 to compute them on), and the button says beforehand how long
-computing them here takes (explorer.ui.inside_choices, explorer.inside.estimates)."""
+computing them here takes (explorer.ui.inside_choices, explorer.paper.inside.estimates)."""
 
 from __future__ import annotations
 
@@ -25,21 +25,29 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from explorer.checkpoints import CheckpointError, read_manifest
-from explorer.inside.branches import branch_ratios
-from explorer.inside.data import ProbeData, load_probe, load_subject
-from explorer.inside.landscape import loss_surface
-from explorer.inside.lesion import lesion_study
-from explorer.inside.precomputed import VIEWS as PRECOMPUTED_VIEWS
-from explorer.inside.precomputed import results_about, results_dir, shipped_results
-from explorer.inside.responses import layer_responses
-from explorer.compute_jobs import ComputeJob
-from explorer.inside.defaults import PAGE_SURFACE_GRID, PAGE_SURFACE_IMAGES
-from explorer.limits import LANDSCAPE_GRID, LANDSCAPE_SPAN, PROBE_IMAGES, LimitError
+from explorer.store.checkpoints import CheckpointError, read_manifest
+from explorer.paper.inside.branches import branch_ratios
+from explorer.paper.inside.probes import ProbeData, load_probe, load_subject
+from explorer.paper.inside.landscape import loss_surface
+from explorer.paper.inside.lesion import lesion_study
+from explorer.paper.inside.precomputed import VIEWS as PRECOMPUTED_VIEWS
+from explorer.paper.inside.precomputed import results_about, results_dir, shipped_results
+from explorer.paper.inside.responses import layer_responses
+from explorer.server.compute_jobs import ComputeJob
+from explorer.paper.inside.defaults import PAGE_SURFACE_GRID, PAGE_SURFACE_IMAGES
+from explorer.settings import LANDSCAPE_GRID, LANDSCAPE_SPAN, PROBE_IMAGES, LimitError
 from explorer.models import get_model_spec
 from explorer.ui import inside_choices as choices
 from explorer.ui.common import escaped
-from explorer.ui.jobs import PENDING_KEY, inside_job_slot, job_view, limit_notice, pending_offer, start_job, stop_button
+from explorer.ui.job_panel import (
+    PENDING_KEY,
+    inside_job_slot,
+    job_view,
+    limit_notice,
+    pending_offer,
+    start_job,
+    stop_button,
+)
 
 VIEWS = {"responses": layer_responses, "branches": branch_ratios, "lesion": lesion_study}
 TITLES = {"responses": "layer responses", "branches": "branch ratios", "lesion": "lesion study",
@@ -249,23 +257,23 @@ def _progress(slot, view: str) -> None:
 
 def surface_section(shipped: list, names: list[str], data: str, source: ProbeData, registry: dict[str, str]) -> None:
     """The precomputed surfaces at once, and a surface of one's own, computed as a job."""
-    from explorer.inside import figures
+    from explorer.present import inside_figures
 
     st.caption("The loss around the trained weights along two random filter-normalised directions (Li et al. "
                "2018; BN parameters left out, BN in eval mode). Same axes and colour scale for every net; heights and "
                "colours are on a log scale: the precomputed surfaces span five decades (0.38 in ResNet-20's basin, "
                "1.6·10⁴ at a plain-56 corner).")
     if shipped:
-        st.plotly_chart(figures.landscape_surfaces_figure(shipped), width="stretch")
-        st.plotly_chart(figures.landscape_contours_figure(shipped), width="stretch")
-        st.plotly_chart(figures.landscape_lines_figure(shipped, [registry.get(s.model) for s in shipped]), width="stretch")
+        st.plotly_chart(inside_figures.landscape_surfaces_figure(shipped), width="stretch")
+        st.plotly_chart(inside_figures.landscape_contours_figure(shipped), width="stretch")
+        st.plotly_chart(inside_figures.landscape_lines_figure(shipped, [registry.get(s.model) for s in shipped]), width="stretch")
         st.caption("Precomputed: " + "; ".join(f"{s.model} on {s.images:,} images, {len(s.alphas)}×{len(s.betas)}"
                                                for s in shipped) + " of each checkpoint's own held-out validation "
                    "images (pretrained/landscapes/manifest.json).")
     else:
         st.info("No precomputed surface for these nets: compute one below.")
     left, middle, right, button = st.columns(4)
-    # Odd grids only, up to the shipped surfaces' 31 (within limits.LANDSCAPE_GRID): β = 0 is on the grid.
+    # Odd grids only, up to the shipped surfaces' 31 (within settings.LANDSCAPE_GRID): β = 0 is on the grid.
     grid = left.slider("Grid points per axis", 3, min(31, int(LANDSCAPE_GRID.high)), PAGE_SURFACE_GRID, 2,
                        key="inside.grid")
     span = middle.slider("Span (±)", 0.1, 2.0, 1.0, 0.1, key="inside.span")
@@ -274,5 +282,5 @@ def surface_section(shipped: list, names: list[str], data: str, source: ProbeDat
     own = view_results("landscape", "Compute surfaces", names, data, images, (int(grid), float(span)),
                        source=source, where=button)
     if own:
-        st.plotly_chart(figures.landscape_surfaces_figure(own), width="stretch")
-        st.plotly_chart(figures.landscape_contours_figure(own), width="stretch")
+        st.plotly_chart(inside_figures.landscape_surfaces_figure(own), width="stretch")
+        st.plotly_chart(inside_figures.landscape_contours_figure(own), width="stretch")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer.checkpoints import read_manifest
+from explorer.store.checkpoints import read_manifest
 from explorer.data.packs import available_packs, pack_source
-from explorer.inside.data import EVAL_PACK, SAMPLES, InsideError, ProbeData, probe_data
-from explorer.inside.estimates import estimate_s
-from explorer.limits import PROBE_IMAGES
+from explorer.paper.inside.probes import EVAL_PACK, SAMPLES, InsideError, ProbeData, probe_data
+from explorer.paper.inside.estimates import estimate_s
+from explorer.settings import PROBE_IMAGES
 from explorer.ui.common import escaped
-from explorer.waits import spoken_duration
+from explorer.server.waits import spoken_duration
 
 def _own(names: list[str]) -> ProbeData | None:
     """The held-out split the first of ``names`` was trained beside, when its folder is here."""
@@ -59,7 +59,7 @@ def _label(value: str, options: dict[str, ProbeData]) -> str:
 
 def images_box(where, chosen: ProbeData, *, default: int, key: str = "inside.images", label: str = "How many") -> int:
     """How many of ``chosen``'s images a view runs on: never more than it holds (nor than
-    limits.PROBE_IMAGES, the CLI's --images too)."""
+    settings.PROBE_IMAGES, the CLI's --images too)."""
     high = max(1, min(int(PROBE_IMAGES.high), chosen.available))
     if (st.session_state.get(key) or 0) > high:
         st.session_state.pop(key)  # another source was chosen: back to the default, within what it holds

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures, limits, links
-from explorer.attribution import compare_gradient_norms, explain
-from explorer.classify import ClassifierError
-from explorer.features import feature_points, image_feature_map, most_active_channels
-from explorer.images import ALLOWED_FORMATS, read_image_file, sample_images
+from explorer.present import figures
+from explorer import settings
+from explorer.server import links
+from explorer.paper.gradcam import compare_gradient_norms, explain
+from explorer.store.classifiers import ClassifierError
+from explorer.paper.features import feature_points, image_feature_map, most_active_channels
+from explorer.data.images import ALLOWED_FORMATS, read_image_file, sample_images
 from explorer.models import get_model_spec
-from explorer.ui import links as ui_links
+from explorer.ui import share as ui_links
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads, twin_classifiers
 from explorer.ui.common import escaped
 
@@ -53,9 +55,9 @@ def model_picker():
 
 def photo_picker() -> dict:
     """label -> RGB image: the user's uploads (see read_uploads: decoded once, kept small,
-    at most limits.UPLOAD_PHOTOS of them), then the chosen samples; stops the page when empty."""
+    at most settings.UPLOAD_PHOTOS of them), then the chosen samples; stops the page when empty."""
     extensions = sorted({"jpg", "jpeg", *(f.lower() for f in ALLOWED_FORMATS)})
-    most, megabytes = limits.UPLOAD_PHOTOS.value(), limits.IMAGE_FILE.value()
+    most, megabytes = settings.UPLOAD_PHOTOS.value(), settings.IMAGE_FILE.value()
     uploads = st.file_uploader("Photos", type=extensions, accept_multiple_files=True, key="uploads",
                                max_upload_size=megabytes,
                                help=f"JPEG, PNG, WebP, BMP or GIF (first frame), up to {megabytes} MB each "

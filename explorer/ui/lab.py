@@ -8,14 +8,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import limits, links
+from explorer import settings
+from explorer.server import links
 from explorer.devices import resolve_amp
-from explorer.lab import gradient_caption
+from explorer.paper.degradation import gradient_caption
 from explorer.models import get_model_spec
 from explorer.ui.common import current_device, escaped
 from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
-from explorer.ui import links as ui_links
-from explorer.ui.jobs import JobSlot, limit_notice, run_estimate_note, start_job
+from explorer.ui import share as ui_links
+from explorer.ui.job_panel import JobSlot, limit_notice, run_estimate_note, start_job
 
 
 # The lab's presets as "Your own run" labels them.
@@ -35,9 +36,9 @@ def class_demo_button(slot: JobSlot, where) -> None:
     set when it is here, else the demo pack shipped with the app (the synthetic set only when
     that is missing, and then said so); the button goes into ``where`` (the row with Resume
     and Stop), the demo's sizes and data below it, and any notice about the page's link above."""
-    from explorer.jobs import TrainingJob
-    from explorer.lab import class_demo_config, data_label
-    from explorer.runs import user_runs_dir
+    from explorer.server.jobs import TrainingJob
+    from explorer.paper.degradation import class_demo_config, data_label
+    from explorer.store.runs import user_runs_dir
 
     read_lab_link()
     demo = class_demo_config()
@@ -65,12 +66,12 @@ def lab_run_form():
     """The lab's settings for a run of one's own; returns what builds its job (for
     :func:`start_button`), or None while the data set is not chosen. The values
     survive page switches (keys under "lab.", see keep_form_state)."""
-    from explorer.jobs import TrainingJob
-    from explorer.lab import CLASS_DEMO_MODELS
+    from explorer.server.jobs import TrainingJob
+    from explorer.paper.degradation import CLASS_DEMO_MODELS
     from explorer.models import model_names
-    from explorer.runs import user_runs_dir
-    from explorer.train import preset
-    from explorer.train_config import recipe_summary
+    from explorer.store.runs import user_runs_dir
+    from explorer.training.engine import preset
+    from explorer.training.recipe import recipe_summary
 
     presets = PRESET_LABELS
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
@@ -93,12 +94,12 @@ def lab_run_form():
     data = lab_dataset_picker(left)
     shortcut = right.radio("Shortcut where shapes change", ["A", "B"], horizontal=True, key="lab.shortcut",
                            help="A: zero-padding identity, no parameters (the paper's CIFAR choice). B: 1×1 projection.")
-    # The boxes' bounds are explorer.limits' ranges, which the links and `train`'s flags share.
-    steps = left.number_input("Steps", int(limits.STEPS.low), int(limits.STEPS.high), step=100, key="lab.steps")
-    seed = left.number_input("Seed", int(limits.SEED.low), int(limits.SEED.high), key="lab.seed",
+    # The boxes' bounds are explorer.settings' ranges, which the links and `train`'s flags share.
+    steps = left.number_input("Steps", int(settings.STEPS.low), int(settings.STEPS.high), step=100, key="lab.steps")
+    seed = left.number_input("Seed", int(settings.SEED.low), int(settings.SEED.high), key="lab.seed",
                              help="Initial weights, data order and "
                              "augmentation. Try another seed to see which differences are real and which are luck.")
-    repeat = left.number_input("Seeds per model", int(limits.REPEAT.low), int(limits.REPEAT.high), key="lab.repeat",
+    repeat = left.number_input("Seeds per model", int(settings.REPEAT.low), int(settings.REPEAT.high), key="lab.repeat",
                                help="Train every model with this "
                                "many seeds (seed, seed + 1, …) side by side; the chart draws their mean and a band.")
     with right:
@@ -132,7 +133,7 @@ def gradient_heatmaps(record, where: str) -> None:
     ``where`` ("live", "replay") keeps the chart keys of the same run shown twice apart; the
     keys stay the same from one refresh to the next, so a live chart is updated in place
     rather than mounted afresh in the browser (benchmarks/lab_live_cost.py)."""
-    from explorer import figures
+    from explorer.present import figures
 
     plain = [m for m in record.model_names if not get_model_spec(m).residual]
     residual = [m for m in record.model_names if get_model_spec(m).residual]
@@ -153,7 +154,7 @@ def loaded_run(path: Path):
     key): the lab reruns on every click, and the three 35,000-step runs are 15 MB of JSON, 4×
     slower to parse than to copy out of the cache (benchmarks/replay_load.py). Cached data is
     copied per session, so no session can change another's. RunError if it cannot be read."""
-    from explorer.runs import RunError
+    from explorer.store.runs import RunError
 
     try:
         stat = path.stat()
@@ -164,7 +165,7 @@ def loaded_run(path: Path):
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _parsed_run(path: str, modified_ns: int, size: int):
-    from explorer.runs import load_run
+    from explorer.store.runs import load_run
 
     return load_run(Path(path))
 
@@ -172,9 +173,9 @@ def _parsed_run(path: str, modified_ns: int, size: int):
 def replay_picker() -> list:
     """The recorded runs picked for replay (shipped, then the user's), loaded; a button picks
     the three shipped 35,000-step runs that together are Fig. 6 at the paper's width."""
-    from explorer.lab import PAPER_WIDTH_FIG6_RUNS
-    from explorer.limits import RUNS_KEPT
-    from explorer.runs import RunError, list_runs
+    from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS
+    from explorer.settings import RUNS_KEPT
+    from explorer.store.runs import RunError, list_runs
 
     runs = {path.stem: path for path in list_runs()}
     if all(name in runs for name in PAPER_WIDTH_FIG6_RUNS):
@@ -202,7 +203,7 @@ def lab_dataset_choices() -> dict[str, str]:
     """The lab's data-set labels -> sources, the default first ("folder" and "zip" ask for
     more): the full CIFAR-10 when it is here, the demo pack shipped with the app, the
     synthetic set, a folder, a zip."""
-    from explorer.lab import cifar10_source, data_label, demo_pack_source
+    from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
 
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
@@ -218,7 +219,7 @@ def lab_dataset_choices() -> dict[str, str]:
 
 
 def lab_dataset_labels() -> dict[str, str]:
-    """The data sets a link may name (explorer.links.lab_datasets) -> their label in the picker."""
+    """The data sets a link may name (explorer.server.links.lab_datasets) -> their label in the picker."""
     return {key: label for label, source in lab_dataset_choices().items()
             for key, linked in links.lab_datasets().items() if source == linked}
 
@@ -227,7 +228,7 @@ def lab_dataset_picker(container) -> str | None:
     """The lab's data set: real CIFAR-10 first (and by default): the full set when it is on
     this machine, else the images shipped with the app; then the synthetic set, a folder, or
     an uploaded zip. None until a choice is usable; the chosen data is named below the box."""
-    from explorer.lab import data_label
+    from explorer.paper.degradation import data_label
 
     choices = lab_dataset_choices()
     picked = choices[container.selectbox("Dataset", list(choices), key="lab.dataset",

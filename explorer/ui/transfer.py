@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figures
-from explorer.checkpoints import CheckpointError, finetuned_dir
-from explorer.classify import ClassifierError
+from explorer.present import figures
+from explorer.store.checkpoints import CheckpointError, finetuned_dir
+from explorer.store.classifiers import ClassifierError
 from explorer.data import Augmentation
-from explorer.images import read_image_file, sample_images
+from explorer.data.images import read_image_file, sample_images
 from explorer.models.heads import HEADS
-from explorer.transfer import (TRAIN_CHOICES, FinetuneConfig, backbone_names, cache_explanation, default_upsample,
-                               erasing_preview_of_samples, save_finetuned, suggested_key)
+from explorer.transfer.finetune import (
+    TRAIN_CHOICES,
+    FinetuneConfig,
+    backbone_names,
+    cache_explanation,
+    default_upsample,
+    erasing_preview_of_samples,
+    save_finetuned,
+    suggested_key,
+)
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads
 from explorer.ui.common import escaped, report_errors
 from explorer.ui.inputs import dataset_picker, erasing_controls
-from explorer.ui.jobs import JobSlot, job_view, limit_notice
+from explorer.ui.job_panel import JobSlot, job_view, limit_notice
 
 
 def erasing_preview() -> None:
