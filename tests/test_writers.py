@@ -132,7 +132,7 @@ def test_a_taken_name_is_refused_never_replaced_and_a_free_one_is_offered(tmp_pa
 
 
 def test_a_taken_finetune_name_is_refused_and_the_model_can_still_be_saved(tmp_path, monkeypatch):
-    from explorer.transfer.finetune import finetune
+    from explorer.transfer import finetune
     from explorer.transfer.recipe import FinetuneConfig
     from explorer.models import build_model
 
