@@ -29,11 +29,11 @@ import time
 
 import torch
 
-from explorer.paper.gradcam import explain
-from explorer.store.classifiers import RecentResults, load_classifier
 from explorer.data.images import read_image_file, sample_images
 from explorer.paper.degradation import class_demo_config
+from explorer.paper.gradcam import explain
 from explorer.server.scheduler import Scheduler
+from explorer.store.classifiers import RecentResults, load_classifier
 from explorer.training.engine import Training, load_training_data
 
 

@@ -75,9 +75,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from PIL import Image
-
 import procfs  # beside this script
+from PIL import Image
 from thin_client import ThinClient  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,9 +129,9 @@ def time_script_runs(runs_file):
 
 
 def watch(status):
-    from explorer.server.scheduler import server_scheduler
+    from explorer.ui.job_panel import class_server  # the one the pages use (st.cache_resource)
 
-    scheduler = server_scheduler()
+    scheduler = class_server().scheduler
     while True:
         state = {"threads": sorted(t.name for t in threading.enumerate()), "running": scheduler.running_jobs(),
                  "waiting": scheduler.waiting_jobs(), "max_jobs": scheduler.max_jobs, "time": time.time()}

@@ -56,6 +56,16 @@ two cores, compute-bound rather than dispatch-bound: grouping two nets into one 
 convolution was slower (0.7-0.8×); on the Xeon, PyTorch's own convolutions instead of
 oneDNN's ran the demo at 0.6×, and torch.compile gave it nothing for 85 s of compiling. The
 fig6 preset in two lanes: a paired median of 1.31× one lane (5 rounds of 30 steps).
+
+The presets' switches (explorer.training.recipe.PRESETS, its ``engine``), from these runs: the
+demo's nets are too small for NHWC (0.86× with it), so both small presets turn channels_last
+off. Two model threads, each a 56- and a 20-layer net on one core, train the demo's four nets at
+1.3-1.4× the steps per second of one thread after another on both cores (but 2 model threads ×
+2 torch threads each on 2 cores ran at 0.4×: Training splits its threads among them); the fig6
+preset's two lanes pay 1.31×, as above. The demo's amp="auto" is bf16 only where the CPU has it
+natively (1.7× the landed engine on the Xeon with AMX; bf16 1.9-2.0× at paper width there).
+torch.compile stays off in every preset: ~30 s to start on CPU, paid back after 400-900 steps at
+paper width, never on the demo's nets.
 """
 
 from __future__ import annotations
@@ -114,24 +124,26 @@ def profile(title: str, config, data, device, steps: int = 10) -> None:
 
 
 def variants(config, device, with_compile: bool) -> dict[str, object]:
+    """``config`` with its engine switches (config.engine) flipped: one at a time, and all off."""
     switches = CPU_SWITCHES + (CUDA_SWITCHES if device.type == "cuda" else ())
-    found = {"landed (all switches off)": replace(config, model_threads=1, amp="off", **{s: False for s in switches}),
+    engine = config.engine
+    found = {"landed (all switches off)": config.with_engine(model_threads=1, amp="off", **{s: False for s in switches}),
              "default": config}
     for switch in switches:
-        found[f"{'without' if getattr(config, switch) else 'with'} {switch}"] = replace(
-            config, **{switch: not getattr(config, switch)})
+        found[f"{'without' if getattr(engine, switch) else 'with'} {switch}"] = config.with_engine(
+            **{switch: not getattr(engine, switch)})
     if len(config.models) > 1:
         for threads in (1, 2, 4):
-            if threads != config.model_threads:
-                found[f"with model_threads={threads}"] = replace(config, model_threads=threads)
-    if config.amp == "auto":  # the demo: what the default does without bf16 hardware
-        found["with amp=off"] = replace(config, amp="off")
+            if threads != engine.model_threads:
+                found[f"with model_threads={threads}"] = config.with_engine(model_threads=threads)
+    if engine.amp == "auto":  # the demo: what the default does without bf16 hardware
+        found["with amp=off"] = config.with_engine(amp="off")
     else:
-        found["with amp=bf16"] = replace(config, amp="bf16")  # CPUs with bf16 instructions too
+        found["with amp=bf16"] = config.with_engine(amp="bf16")  # CPUs with bf16 instructions too
     if with_compile:
-        found["with torch.compile"] = replace(config, compile=True)
+        found["with torch.compile"] = config.with_engine(compile=True)
         if "with amp=bf16" in found:
-            found["with torch.compile, amp=bf16"] = replace(config, compile=True, amp="bf16")
+            found["with torch.compile, amp=bf16"] = config.with_engine(compile=True, amp="bf16")
     return found
 
 
@@ -232,7 +244,7 @@ def main() -> None:
     if not args.skip_reference:
         for title, single, data, steps in (
                 ("resnet20, paper width", replace(paper, models=("resnet20",)), data32, args.paper_steps),
-                ("resnet20, the demo's size", replace(demo, models=("resnet20",), classes=None, amp="off"),
+                ("resnet20, the demo's size", replace(demo, models=("resnet20",), classes=None).with_engine(amp="off"),
                  data_demo, args.demo_steps)):  # both in fp32, as the tutorial loop is
             engine = max(measure(single, data, device, steps) for _ in range(args.rounds)) * single.batch_size
             reference = max(reference_loop_throughput(single, data, args.data, device, steps)

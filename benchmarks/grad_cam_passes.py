@@ -14,9 +14,9 @@ import time
 import torch
 from captum.attr import LayerGradCam
 
-from explorer.paper.gradcam import grad_cams, stage_ends
 from explorer.devices import pick_device
 from explorer.models import build_model, get_model_spec
+from explorer.paper.gradcam import grad_cams, stage_ends
 
 
 def _median_seconds(function, repeats: int, device: torch.device) -> float:

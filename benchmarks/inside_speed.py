@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from explorer.paper.inside import evaluate, lesion_study, load_probe, load_subject, loss_surface
+from explorer.paper.inside import lesion_study, load_probe, load_subject, loss_surface, probe_evaluation
 
 
 def _timed(function) -> float:
@@ -59,9 +59,9 @@ def _lesion_sweep(images: int) -> None:
     subject = load_subject("resnet56-cifar10")
     probe = load_probe(subject, None, images)
     labels = probe.labels
-    evaluate(subject.model, probe.images[:50], labels[:50])  # warm-up
+    probe_evaluation(subject.model, probe.images[:50], labels[:50])  # warm-up
     sweep, plain = _side_by_side(lambda: lesion_study(subject, probe, draws=0),
-                                 lambda: evaluate(subject.model, probe.images, labels), 28)
+                                 lambda: probe_evaluation(subject.model, probe.images, labels), 28)
     print(f"lesion sweep, ResNet-56, 27 blocks + baseline, {probe.count} images: {sweep:.1f} s; "
           f"28 plain evaluations: {plain:.1f} s; ratio {sweep / plain:.3f} (issue: <= 1.15)")
 
@@ -71,7 +71,7 @@ def _surface(images: int, side: int, full: bool) -> None:
     probe = load_probe(subject, None, images)
     points = side ** 2
     surface, plain = _side_by_side(lambda: loss_surface(subject, probe, grid=side, span=1.0),
-                                   lambda: evaluate(subject.model, probe.images, probe.labels), points)
+                                   lambda: probe_evaluation(subject.model, probe.images, probe.labels), points)
     per_point = surface / points
     print(f"loss surface, ResNet-20, {probe.count} images: {per_point:.2f} s per grid point; one plain "
           f"evaluation: {plain / points:.2f} s; ratio {surface / plain:.3f} (issue: <= 1.2)")

@@ -62,7 +62,6 @@ from classroom_load import CHROMIUM, CHROMIUM_ARGS, HOST, Server
 
 from explorer.paper.degradation import class_demo_config
 
-
 IDLE_S = 20  # seconds the finished run's tab is watched
 
 

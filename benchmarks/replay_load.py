@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS  # noqa: E402
+from explorer.paper.fig6 import PAPER_WIDTH_FIG6_RUNS  # noqa: E402
 from explorer.store.runs import list_runs, load_run  # noqa: E402
 
 

@@ -17,9 +17,9 @@ import argparse
 
 import torch
 
-from explorer.paper.table1 import analyze
 from explorer.devices import pick_device
 from explorer.paper.speed import measure_speed
+from explorer.paper.table1 import analyze
 
 DEPTHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 MEASURED_SIDE = 224  # analyze() counts MACs at the models' own 224×224 input

@@ -12,6 +12,7 @@ busy time) less this process's own CPU time. Elsewhere the answer is unknown (No
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,9 +84,6 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
 def machine_description(device: torch.device | str) -> str:
     """What a number was measured on, for manifests and records: "NVIDIA H200" for a GPU;
     for a CPU its model name and core count, "AMD EPYC, 2 cores" (from /proc/cpuinfo on Linux)."""
-    import os
-    import platform
-
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -1,9 +1,9 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.present import figures, tables
 from explorer import ui
 from explorer.models import get_model_spec, model_names
+from explorer.present import figures, tables
 from explorer.ui import architecture
 
 st.title("Architecture: Table 1, measured from the live models")
@@ -39,7 +39,7 @@ with st.expander("The CIFAR-10 nets of §4.2 (trained in the Degradation lab)"):
                "(README, \"Shipped models and runs\").")
 
 st.header("Table 1, regenerated")
-resnets = [n for n in names if get_model_spec(n).has_shortcuts]
+resnets = [n for n in names if get_model_spec(n).residual]
 torchvision_resnets = [n for n in resnets if get_model_spec(n).variant_of is None]  # not the paper's re-builds
 chosen = st.multiselect("Columns", resnets, default=torchvision_resnets)
 if chosen:

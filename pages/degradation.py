@@ -1,8 +1,11 @@
+from dataclasses import asdict
+
 import streamlit as st
 
-from explorer.present import figures
 from explorer import ui
-from explorer.paper.degradation import fig6_orderings_in_words, fig6_record, gap_caption
+from explorer.paper.degradation import gap_caption
+from explorer.paper.fig6 import fig6_orderings_in_words, fig6_record
+from explorer.present import figures
 from explorer.training.recipe import recipe_summary
 
 st.title("Degradation lab: plain vs residual, trained live")
@@ -64,6 +67,6 @@ if records:
     if why_not:  # run names quote the data source a student typed: shown, never rendered
         st.caption(ui.escaped(why_not))
     st.caption("Where each run departs from the paper (§4.2): " + "; ".join(
-        f"{ui.escaped(record.name)}: {recipe_summary(record.config)}" for record in records) + ".")
+        f"{ui.escaped(record.name)}: {recipe_summary(asdict(record.config))}" for record in records) + ".")
     ui.gradient_heatmaps(shown, "replay")
     ui.run_downloads(shown, figure)

@@ -1,9 +1,9 @@
 import streamlit as st
 
-from explorer.present import inside_figures
 from explorer.paper.inside import path_length_counts, shipped_surfaces
 from explorer.paper.inside.defaults import DEFAULT_IMAGES, PAGE_LESION_IMAGES
 from explorer.paper.inside.verdicts import responses_verdict
+from explorer.present import inside_figures
 from explorer.ui import inside
 from explorer.ui.inside_choices import data_choice, images_box
 

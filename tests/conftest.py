@@ -28,12 +28,14 @@ def no_imagenet_weights(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def fresh_server_scheduler(monkeypatch):
+def fresh_server_scheduler():
     """Each test gets the server's job queue empty (issue 16): a job a previous test left
-    stopping must not hold the one training slot of a 2-core machine."""
-    from explorer.server import scheduler
+    stopping must not hold the one training slot of a 2-core machine. The app's class server
+    (explorer.ui.job_panel.class_server) is made afresh on its next use, under this test's settings."""
+    import sys
 
-    monkeypatch.setattr(scheduler, "_server_scheduler", scheduler.Scheduler())
+    if "explorer.ui.job_panel" in sys.modules:
+        sys.modules["explorer.ui.job_panel"].class_server.clear()  # its sessions are released
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +47,5 @@ def fresh_streamlit_caches():
     import sys
 
     if "streamlit" in sys.modules:
+        # The class server's release lets go of every session now, not after the TTL.
         sys.modules["streamlit"].cache_resource.clear()
-        from explorer.server.sessions import server_sessions
-
-        server_sessions().release_all()  # the dropped sessions now, not after the TTL

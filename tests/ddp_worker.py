@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 import explorer.training.engine
-from explorer.training import distributed
 from explorer.data import load_data
+from explorer.training import distributed
 from explorer.training.engine import preset, train
 
 batches = []  # the un-augmented images this rank trained on, step by step

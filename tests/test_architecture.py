@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.paper.table1 import analyze, describe_modules, paper_table
-from explorer.paper.diagrams import block_dot, block_examples
 from explorer.models import build_model, get_model_spec
+from explorer.paper.diagrams import block_dot, block_examples
 from explorer.paper.speed import denormals_are_flushed, measure_speed
+from explorer.paper.table1 import analyze, describe_modules, paper_table
 
 
 def test_block_specs_are_written_like_the_paper():
@@ -171,8 +171,8 @@ def test_block_diagrams_are_drawn_at_projector_sizes():
     """Labels at least 18 pt and lines thick: Streamlit shrinks the drawing to half the page."""
     import re
 
-    from explorer.paper.diagrams import block_dot
     from explorer.models import build_model
+    from explorer.paper.diagrams import block_dot
 
     dot = block_dot(build_model("resnet18").layer2[0], "first projection block")
     sizes = [float(size) for size in re.findall(r"fontsize=(\d+(?:\.\d+)?)", dot)]

@@ -25,9 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from apptest_helpers import best_shipped_checkpoint
 from PIL import Image
 
-from apptest_helpers import best_shipped_checkpoint
 from explorer.store.checkpoints import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from explorer.models import build_model
 from explorer.store import checkpoints
 from explorer.store.checkpoints import (
     CheckpointEntry,
@@ -19,7 +20,6 @@ from explorer.store.checkpoints import (
     sha256_of,
     trained_label,
 )
-from explorer.models import build_model
 from explorer.training.engine import preset
 
 BUILD = {"width": 4, "shortcut": "A", "num_classes": 10}
@@ -110,6 +110,15 @@ def test_the_manifest_is_read_once_until_its_mtime_changes(tmp_path, counted_rea
     os.utime(tmp_path / "manifest.json", ns=(stamp + 10**9, stamp + 10**9))  # `touch`: one second later
     assert list(read_manifest(tmp_path)) == ["resnet20-test"] and list(read_manifest(tmp_path)) == ["resnet20-test"]
     assert len(counted_reads) == 2
+
+
+def test_a_reader_of_its_own_keeps_its_own_cache(tmp_path, counted_reads):
+    _save(tmp_path)
+    _age(tmp_path / "manifest.json", 60)
+    mine = checkpoints.ManifestReader()
+    assert list(mine.read(tmp_path)) == list(read_manifest(tmp_path)) == ["resnet20-test"]
+    assert list(mine.read(tmp_path)) == ["resnet20-test"] and mine.skipped(tmp_path) == []
+    assert counted_reads == [tmp_path / "manifest.json"] * 2  # once for each reader, then from its cache
 
 
 def test_a_manifest_rewritten_within_one_clock_tick_is_read_again(tmp_path, counted_reads, monkeypatch):

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.paper.table1 import analyze
 from explorer.data import Augmentation, InMemoryData
-from explorer.paper.diagrams import shortcut_kind
-from explorer.models import build_model, model_names
+from explorer.models import build_model, model_names, weighted_layers
 from explorer.models.cifar import PadShortcut
+from explorer.paper.diagrams import shortcut_kind
+from explorer.paper.table1 import analyze
 from explorer.store.runs import RunError, load_run, new_record, save_run
-from explorer.training.engine import TrainConfig, check_config, preset, train, weighted_layers
+from explorer.training.engine import TrainConfig, check_config, preset, train
 
 # Table 6, option A: 0.27M / 0.46M / 0.66M / 0.85M / 1.7M parameters.
 TABLE_6_PARAMS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
@@ -151,7 +151,7 @@ def test_run_records_round_trip_and_export(tmp_path):
         record.append(step)
     path = save_run(record, tmp_path / "tiny.json")
     loaded = load_run(path)
-    assert loaded.to_json() == record.to_json() and loaded.config["steps"] == 4
+    assert loaded.to_json() == record.to_json() and loaded.config.steps == 4
     assert loaded.series("resnet20", "val_error")[0] == [2, 4]
     assert loaded.to_csv().splitlines()[0].startswith("step,epoch,elapsed_s,model,loss")
     assert len(loaded.to_csv().splitlines()) == 1 + 4 * 2

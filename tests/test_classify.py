@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from apptest_helpers import best_shipped_checkpoint
 from PIL import Image
 
-from apptest_helpers import best_shipped_checkpoint
+from explorer.cli import main as cli_main
+from explorer.data import CIFAR10_MEAN, normalize
+from explorer.models import build_model
+from explorer.models.heads import replace_head
 from explorer.store import checkpoints
 from explorer.store.checkpoints import (
     CheckpointError,
@@ -28,10 +32,6 @@ from explorer.store.classifiers import (
     load_classifier,
     resolve_classifier,
 )
-from explorer.cli import main as cli_main
-from explorer.data import CIFAR10_MEAN, normalize
-from explorer.models import build_model
-from explorer.models.heads import replace_head
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -253,7 +253,7 @@ def test_shipped_validation_errors_are_reproduced_on_the_held_out_split(monkeypa
     assert len(data.val_labels) == 5000  # §4.2's 45k/5k split
     for key, entry in entries.items():
         model, _ = load_checkpoint(key, folder=SHIPPED)
-        assert evaluate(model, data.val_images, data.val_labels) == pytest.approx(entry.val_error, abs=0.002)
+        assert evaluate(model, data.val_images, data.val_labels).error == pytest.approx(entry.val_error, abs=0.002)
 
 
 def test_models_cli_shows_each_architectures_best_checkpoint(capsys):

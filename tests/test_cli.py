@@ -157,16 +157,17 @@ def test_a_diverging_loss_ends_the_run_with_exit_2_and_keeps_its_record(tmp_path
     """A loss that becomes NaN stops its model (explorer.training.lockstep); the command then says so and
     exits 2 instead of 0. The flags cannot ask for such a rate any more, so the loss is poisoned."""
     import math
+    from dataclasses import replace
 
-    from explorer.training.lockstep import Trainee
     from explorer.store.runs import load_run
+    from explorer.training.lockstep import Trainee
 
     finish = Trainee.finish
 
-    def poisoned(self, step, stats, *args):
+    def poisoned(self, step, measured, *args):
         if self.name == "plain20" and step >= 2:
-            stats = [math.nan, *stats[1:]]
-        return finish(self, step, stats, *args)
+            measured = replace(measured, loss_sum=math.nan)
+        return finish(self, step, measured, *args)
     monkeypatch.setattr(Trainee, "finish", poisoned)
     out = tmp_path / "run.json"
     code, _, err = run_cli(capsys, "train", "--models", "plain20,resnet20", "--data", "synthetic:256", "--width", "2",
@@ -176,15 +177,15 @@ def test_a_diverging_loss_ends_the_run_with_exit_2_and_keeps_its_record(tmp_path
     last = err.strip().splitlines()[-1]
     assert last == "error: training diverged: plain20 stopped at step 2: the loss became nan. Try a lower learning rate."
     record = load_run(out)
-    assert record.steps[-1]["step"] == 3 and "plain20 stopped at step 2" in record.messages[0]
+    assert record.steps[-1].step == 3 and "plain20 stopped at step 2" in record.messages[0]
 
 
 def test_json_output_has_no_nan_or_infinity(monkeypatch, capsys):
     """A loss surface that overflowed prints null where the value is not finite."""
     import math
 
-    import explorer.paper.inside.probes
     import explorer.paper.inside.landscape
+    import explorer.paper.inside.probes
     from explorer.paper.inside.landscape import Surface
 
     surface = Surface(model="m", alphas=(-1.0, 0.0, 1.0), betas=(-1.0, 0.0, 1.0), seed=0, images=1, source="x",

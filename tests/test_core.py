@@ -67,3 +67,32 @@ def test_speed_rows_label_untrained_models_and_time_real_passes():
 def test_speed_refuses_impossible_settings():
     with pytest.raises(ValueError, match="at least 1"):
         measure_speed(["resnet18"], torch.device("cpu"), batch_size=0)
+
+
+def test_train_step_is_one_plain_sgd_iteration():
+    """explorer.training.step.train_step: forward, loss, backward, step; its numbers stay on the
+    device as tensors until the engine reads them."""
+    import torch.nn.functional as F
+
+    from explorer.models import resnet20, weighted_layers
+    from explorer.training.step import train_step
+
+    torch.manual_seed(0)
+    model, twin = resnet20(width=2).train(), resnet20(width=2).train()
+    twin.load_state_dict(model.state_dict())
+    images, labels = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    layers = [weight for _, weight in weighted_layers(model)]
+    metrics = train_step(model, optimizer, images, labels, layers=layers)
+
+    by_hand = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    logits = twin(images)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    norms = torch.stack([torch.linalg.vector_norm(w.grad) for _, w in weighted_layers(twin)])
+    by_hand.step()
+    assert all(isinstance(value, torch.Tensor) for value in (metrics.loss, metrics.wrong, metrics.grad_norms))
+    assert torch.equal(metrics.loss, loss.detach()) and torch.equal(metrics.grad_norms, norms)
+    assert int(metrics.wrong) == int((logits.argmax(1) != labels).sum()) and not metrics.loss.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert train_step(model, optimizer, images, labels).grad_norms is None  # not asked for

@@ -22,11 +22,15 @@ from explorer.data import (
     CIFAR10_STD,
     Augmentation,
     DataError,
+    DataSource,
     InMemoryData,
+    SourceKind,
     augment,
+    check_source,
     load_data,
     normalize,
     scan_folder,
+    source_kind,
 )
 
 REAL_CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared/data/cifar10/train"
@@ -324,6 +328,45 @@ def test_unknown_source(source):
     with pytest.raises(DataError) as info:
         load_data(source)
     assert "synthetic" in str(info.value)  # says what would have worked
+
+
+@pytest.mark.parametrize("text, kind, field, value", [
+    ("cifar10", SourceKind.CIFAR10, None, None),
+    ("synthetic", SourceKind.SYNTHETIC, "count", 12_000),
+    ("synthetic:2000", SourceKind.SYNTHETIC, "count", 2000),
+    (" Synthetic : 300", SourceKind.SYNTHETIC, "count", 300),  # any spelling the loader accepts
+    ("folder:/data/pets", SourceKind.FOLDER, "path", "/data/pets"),
+    ("folder: relative/pets ", SourceKind.FOLDER, "path", "relative/pets"),
+    ("folder:", SourceKind.FOLDER, "path", ""),  # parsed; the loader then says it needs a path
+    ("pack:cifar10-eval", SourceKind.PACK, "pack", "cifar10-eval"),
+])
+def test_a_source_is_parsed_once_into_typed_fields_and_gives_its_text_back(text, kind, field, value):
+    source = DataSource.parse(text)
+    assert source.kind is kind and str(source) == text and source_kind(text) is kind
+    if field is not None:
+        assert getattr(source, field) == value
+    assert DataSource.parse(str(source)) == source
+
+
+def test_a_source_built_from_its_fields_is_spelt_as_the_loader_names_it(tmp_path):
+    assert str(DataSource.of_synthetic()) == "synthetic" and str(DataSource.of_synthetic(500)) == "synthetic:500"
+    assert str(DataSource.of_folder(tmp_path)) == f"folder:{tmp_path}" and str(DataSource.of_pack("cifar10-demo")) \
+        == "pack:cifar10-demo"
+    make_tree(tmp_path / "tree")
+    assert load_data(str(DataSource.of_folder(tmp_path / "tree"))).name == f"folder:{(tmp_path / 'tree').resolve()}"
+
+
+@pytest.mark.parametrize("source", ["mnist", "synthetic:abc", "synthetic:5", "cifar10:x", "", "folder", "pack:mnist",
+                                    None, 3])
+def test_bad_text_is_refused_by_the_parser_with_the_loaders_message(source):
+    with pytest.raises(DataError) as parsed:
+        DataSource.parse(source)
+    with pytest.raises(DataError) as checked:
+        check_source(source)
+    assert str(parsed.value) == str(checked.value)
+    assert DataSource.read(source) is None
+    if source in ("mnist", "", "folder", None, 3):
+        assert source_kind(source) is None  # names no kind at all ("pack:mnist" is a pack, not a shipped one)
 
 
 @pytest.mark.parametrize("val_size", [2000, 2500])

@@ -11,15 +11,15 @@ import pytest
 import torch
 from apptest_helpers import open_page
 
-from explorer.server import scheduler as scheduler_module
-from explorer.server.compute_jobs import ComputeJob
 from explorer.data import load_data
+from explorer.server.compute_jobs import ComputeJob
 from explorer.server.estimates import estimate_run
 from explorer.server.jobs import TrainingJob
-from explorer.settings import JOB_SECONDS, PROBE_IMAGES
 from explorer.server.scheduler import ClientBusy, QueueFull, Scheduler, SessionBusy
 from explorer.server.sessions import SessionResources
+from explorer.settings import JOB_SECONDS, MAX_JOBS_ENV, PROBE_IMAGES, QUEUE_LENGTH
 from explorer.training.engine import preset
+from explorer.ui.job_panel import class_server
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pretrained"
 WHY = "../pages/why_shortcuts.py"
@@ -129,8 +129,10 @@ def test_one_client_cannot_fill_the_queue_with_its_tabs():
 
 
 def test_the_lab_page_says_the_queue_is_full_and_starts_nothing(monkeypatch):
-    queue = Scheduler(max_jobs=1, cores=2, nice=0, queue_length=1, measure_load=False)
-    monkeypatch.setattr(scheduler_module, "_server_scheduler", queue)
+    monkeypatch.setenv(MAX_JOBS_ENV, "1")
+    monkeypatch.setenv(QUEUE_LENGTH.env, "1")
+    queue = class_server().scheduler  # the app's, made on first use under these settings
+    assert (queue.max_jobs, queue.rules.queue_length) == (1, 1)
     queue.enqueue("another tab's run", session="another tab")
     queue.enqueue("a third tab's run", session="a third tab")
     at = open_page(LAB)
@@ -181,7 +183,7 @@ def test_the_time_limit_stops_a_lab_run_at_a_step_boundary_and_keeps_its_steps(m
     job.join(timeout=60)
     snapshot = job.snapshot()
     assert snapshot.state == "stopped" and snapshot.stopped_by_limit
-    steps = [entry["step"] for entry in snapshot.record.steps]
+    steps = [entry.step for entry in snapshot.record.steps]
     assert steps and steps == list(range(1, len(steps) + 1)) and steps[-1] < 64_000  # whole steps, in order
     assert job.can_resume and job._training.step == steps[-1]  # stopped between two steps
     notice = snapshot.limit_notice()
@@ -264,7 +266,7 @@ def test_a_view_waits_its_turn_shows_progress_then_its_result(monkeypatch):
     """The computation goes through the server's queue: behind another tab's run it waits and
     says so, the page stays answering, and once the slot frees the result is drawn."""
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
-    queue = scheduler_module.server_scheduler()
+    queue = class_server().scheduler
     other_tab = queue.enqueue("another tab's run", session="another tab")
     at = open_page(WHY)
     at.multiselect(key="inside.nets").set_value(["plain20-cifar10", "resnet20-cifar10"])
@@ -281,14 +283,11 @@ def test_a_view_waits_its_turn_shows_progress_then_its_result(monkeypatch):
 
 
 def test_a_view_started_while_a_lab_run_goes_offers_to_stop_the_run(monkeypatch):
-    from explorer.server.scheduler import server_scheduler
-    from explorer.server.sessions import server_sessions
-
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     at = open_page(WHY)
-    (resources,) = server_sessions()._sessions.values()  # this AppTest's session
+    (resources,) = class_server().sessions.active()  # this AppTest's session
     lab_run = ComputeJob("lab stand-in", [("a run", _busy)], kind="a lab run (Degradation lab)")
-    resources.replace_job("lab", lab_run.start(server_scheduler(), session=resources.id))
+    resources.replace_job("lab", lab_run.start(class_server().scheduler, session=resources.id))
     at.multiselect(key="inside.nets").set_value(["resnet20-cifar10"])
     at.selectbox(key="inside.data").set_value("samples")
     at.number_input(key="inside.images").set_value(10)
@@ -350,8 +349,8 @@ def test_a_finished_computation_drops_its_tasks():
 
 
 def test_a_finished_fine_tune_keeps_its_model_to_save_but_not_its_data(monkeypatch):
-    from explorer.transfer.recipe import FinetuneConfig
     from explorer.server.jobs import FinetuneJob
+    from explorer.transfer.recipe import FinetuneConfig
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     seen = []

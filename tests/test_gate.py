@@ -18,12 +18,11 @@ import zlib
 from pathlib import Path
 
 import pytest
+from apptest_helpers import open_page
 from PIL import EpsImagePlugin, GifImagePlugin, Image, ImageFile
 
-from apptest_helpers import open_page
-from explorer.data import images
+from explorer.data import DataError, images, load_data
 from explorer.data.archives import ArchiveError, ZipLimits, _copy_at_most, unpack_class_zip
-from explorer.data import DataError, load_data
 from explorer.data.images import ImageError, read_image, read_image_file
 from explorer.server.photos import SessionPhotos, Upload
 from explorer.server.sessions import SessionResources

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from explorer.store.checkpoints import read_manifest
+from explorer.cli.inside import add_commands
 from explorer.data import CIFAR10_MEAN, CIFAR10_STD
+from explorer.models import blocks, build_model, get_model_spec
 from explorer.paper.inside import (
     InsideError,
     Probe,
     Subject,
     branch_ratios,
-    evaluate,
     filter_normalized_direction,
     layer_responses,
     lesion_study,
@@ -30,13 +30,13 @@ from explorer.paper.inside import (
     loss_line,
     loss_surface,
     path_length_counts,
+    probe_evaluation,
     removable_blocks,
 )
 from explorer.paper.inside import probes as inside_data
-from explorer.present import inside_figures
-from explorer.cli.inside import add_commands
 from explorer.paper.inside.landscape import Surface, random_directions
-from explorer.models import blocks, build_model, get_model_spec
+from explorer.present import inside_figures
+from explorer.store.checkpoints import read_manifest
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -138,7 +138,7 @@ def test_a_removed_plain_block_passes_its_input_and_downsampling_ones_cannot_be_
 def test_lesion_study_counts_and_baseline():
     subject, probe = _tiny(), _probe()
     study = lesion_study(subject, probe, draws=2, seed=3)
-    assert study.baseline_error == pytest.approx(evaluate(subject.model, probe.images, probe.labels)[1], abs=1e-4)
+    assert study.baseline_error == pytest.approx(probe_evaluation(subject.model, probe.images, probe.labels).error, abs=1e-4)
     assert len(study.blocks) == 9 and [b.downsampling for b in study.blocks].count(True) == 2
     assert [r.removed for r in study.random] == [1, 2, 3, 4]
     assert all(r.error_min <= r.error_mean <= r.error_max for r in study.random)
@@ -163,11 +163,22 @@ def test_each_normalised_filter_has_the_weights_norm_and_bn_is_left_out():
         assert torch.allclose(tensor.flatten(1).norm(dim=1), expected, rtol=1e-5, atol=1e-7), name
 
 
+def test_a_probe_evaluation_is_the_mean_loss_and_the_error_of_one_pass():
+    subject, probe = _tiny(), _probe(count=300)  # more than one batch of 250
+    evaluation = probe_evaluation(subject.model, probe.images, probe.labels)
+    with torch.no_grad():
+        logits = subject.model(probe.images)
+    assert evaluation.images == 300 and not subject.model.training
+    assert evaluation.wrong == int((logits.argmax(1) != probe.labels).sum())
+    assert evaluation.error == evaluation.wrong / 300
+    assert evaluation.loss == pytest.approx(float(F.cross_entropy(logits, probe.labels)), rel=1e-5)
+
+
 def test_landscape_centre_is_the_plain_loss_and_weights_are_restored():
     subject, probe = _tiny(), _probe()
     before = {name: tensor.clone() for name, tensor in subject.model.state_dict().items()}
     surface = loss_surface(subject, probe, grid=3, span=0.5, seed=4)
-    plain_loss = evaluate(subject.model, probe.images, probe.labels)[0]
+    plain_loss = probe_evaluation(subject.model, probe.images, probe.labels).loss
     assert surface.alphas == (-0.5, 0.0, 0.5) and len(surface.loss) == 3
     assert surface.loss[1][1] == pytest.approx(plain_loss, abs=1e-4)
     assert surface.loss[0][0] != pytest.approx(plain_loss, abs=1e-3)  # the weights did move
@@ -186,7 +197,7 @@ def test_a_corner_of_the_surface_is_the_loss_of_the_moved_weights():
         for name, parameter in moved.named_parameters():
             if name in first:
                 parameter += -0.5 * first[name] + 0.5 * second[name]
-    assert surface.loss[0][2] == pytest.approx(evaluate(moved, probe.images, probe.labels)[0], abs=1e-4)
+    assert surface.loss[0][2] == pytest.approx(probe_evaluation(moved, probe.images, probe.labels).loss, abs=1e-4)
 
 
 def test_an_interrupted_surface_leaves_the_model_as_it_was():

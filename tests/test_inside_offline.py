@@ -10,16 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 from apptest_helpers import open_page
+from test_inside import CIFAR_CLASSES, _randomise_batch_norm, _tiny
 
-from explorer.store.checkpoints import read_manifest
-from explorer.paper.inside import InsideError, Probe, lesion_study, load_probe, load_subject
-from explorer.paper.inside import estimates, prefix
-from explorer.paper.inside.probes import balanced, probe_data
+from explorer.models import build_model
+from explorer.paper.inside import InsideError, Probe, lesion_study, load_probe, load_subject, prefix
 from explorer.paper.inside.lesion import lesion_passes, lesions_of, removable_blocks
 from explorer.paper.inside.precomputed import VIEWS, read_results_manifest, shipped_results
-from explorer.models import build_model
-
-from test_inside import CIFAR_CLASSES, _randomise_batch_norm, _tiny
+from explorer.paper.inside.probes import balanced, probe_data
+from explorer.server import inside_estimates as estimates
+from explorer.store.checkpoints import read_manifest
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pretrained"
 PAGE = "../pages/why_shortcuts.py"
@@ -213,11 +212,11 @@ def _texts(at, kind: str) -> str:
 
 
 def test_the_page_shows_precomputed_results_at_once_then_recomputes_on_request(shipped, monkeypatch):
-    from explorer.server import scheduler
     from explorer.ui import inside_choices
+    from explorer.ui.job_panel import class_server
 
     monkeypatch.setattr(inside_choices, "_own", lambda names: None)  # a laptop without CIFAR-10
-    queue = scheduler.server_scheduler()
+    queue = class_server().scheduler
     other_tab = queue.enqueue("another tab's run", session="another tab")  # holds the one slot
     try:
         at = open_page(PAGE)
@@ -234,9 +233,7 @@ def test_the_page_shows_precomputed_results_at_once_then_recomputes_on_request(s
         assert queue.waiting_jobs() == ["compute-lesion"]  # queued behind the other tab's run
         assert "nothing removed" not in " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
     finally:
-        from explorer.server.sessions import server_sessions
-
-        server_sessions().release_all()  # the queued study leaves with its session, then the slot frees
+        class_server().sessions.release_all()  # the queued study leaves with its session, then the slot frees
         other_tab.done()
 
 

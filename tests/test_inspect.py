@@ -10,34 +10,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from apptest_helpers import best_shipped_checkpoint, open_page
 from captum.attr import LayerGradCam
 from PIL import Image
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from apptest_helpers import best_shipped_checkpoint, open_page
-from explorer.paper.table1 import analyze
+from explorer.cli import main
+from explorer.data.images import sample_images
+from explorer.models import build_model, get_model_spec, stage_ends
+from explorer.models.hooks import captured_outputs, hooked
+from explorer.paper.features import (
+    feature_maps,
+    feature_points,
+    image_feature_map,
+    most_active_channels,
+)
 from explorer.paper.gradcam import (
     class_gradient_norms,
     explain,
     grad_cams,
     gradient_norms,
     layer_grad_cam,
-    overlay,
-    stage_ends,
     upsample,
 )
+from explorer.paper.table1 import analyze
+from explorer.present.overlays import overlay
 from explorer.store.classifiers import RecentResults, load_classifier, residual_twin
-from explorer.cli import main
-from explorer.paper.features import (
-    captured_outputs,
-    feature_maps,
-    feature_points,
-    image_feature_map,
-    most_active_channels,
-)
-from explorer.data.images import sample_images
-from explorer.models import build_model, get_model_spec
 
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained"
 PAGE = "../pages/inspect_image.py"
@@ -320,6 +319,32 @@ def test_recent_results_keep_the_last_ones_used():
     assert recent.get("a") == 1  # a is now the most recently used
     recent.put("c", 3)
     assert (recent.get("a"), recent.get("b"), recent.get("c"), len(recent)) == (1, None, 3, 2)
+
+
+def test_recent_results_compute_what_they_lack_once_and_peeking_is_not_a_use():
+    recent, calls = RecentResults(2), []
+    compute = lambda: calls.append(1) or len(calls)  # noqa: E731 - the count of computations so far
+    assert recent.get_or_compute("a", compute) == 1 and recent.get_or_compute("a", compute) == 1 and calls == [1]
+    recent.put("b", 2)
+    assert recent.peek("a") == 1 and "a" in recent and "z" not in recent
+    recent.put("c", 3)  # "a" was only peeked at since "b" came: it is the least recently used
+    assert (recent.peek("a"), recent.peek("b"), recent.peek("c")) == (None, 2, 3)
+
+
+def test_hooks_are_all_removed_whatever_happens():
+    model = build_model("resnet20").eval()
+    seen = []
+    with hooked(model, after=[("layer1", lambda m, i, o: seen.append("after"))],
+                before=[(model.layer2, lambda m, i: seen.append("before"))]):
+        model(torch.randn(1, 3, 32, 32))
+    assert seen == ["after", "before"]  # layer1 runs before layer2
+    with pytest.raises(AttributeError):
+        with hooked(model, after=[("layer1", print), ("no_such_layer", print)], before=[("layer2", print)]):
+            pass
+    with pytest.raises(RuntimeError):
+        with hooked(model, after=[("layer1", print)], before=[("layer2", print)]):
+            model(torch.randn(1, 5, 32, 32))  # 5 channels: conv1 refuses
+    assert not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
 
 
 # --- CLI --------------------------------------------------------------------------------------

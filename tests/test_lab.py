@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
+from apptest_helpers import open_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from apptest_helpers import open_page
 
 from explorer import settings
 from explorer.cli import main as cli_main
@@ -19,6 +18,30 @@ LAB = "../pages/degradation.py"
 
 def open_lab() -> AppTest:
     return open_page(LAB)
+
+
+# Records are built as the engine's runs build them (new_record on a real config, then append
+# of the engine's own StepRecord and ModelMetrics), so a test cannot drift from the format.
+def new_run(name: str, models, *, layer_names=None, preset_name: str = "paper", **config):
+    """An empty record of ``models`` on the preset ``preset_name`` (every step kept)."""
+    from explorer.store.runs import new_record
+    from explorer.training.recipe import preset
+
+    config = preset(preset_name, models=tuple(models), **{"data": "synthetic", "record_every": 1, **config})
+    return new_record(name, config, "cpu", layer_names or {})
+
+
+def metrics(name: str, train_error: float, val_error: float | None = None, grad_norms=None, seed: int = 0):
+    from explorer.training.lockstep import ModelMetrics
+
+    return ModelMetrics(name=name, loss=1.0, train_error=train_error, val_error=val_error, lr=0.1,
+                        grad_norms=None if grad_norms is None else tuple(grad_norms), seed=seed)
+
+
+def step_of(number: int, entries, *, epoch: float = 0.0, elapsed_s: float = 1.0):
+    from explorer.training.lockstep import StepRecord
+
+    return StepRecord(step=number, epoch=epoch, elapsed_s=elapsed_s, images_per_s=1.0, models=tuple(entries))
 
 
 def configure(at: AppTest, *, data: str, models: list[str], steps: int) -> None:
@@ -111,14 +134,11 @@ def test_the_lab_trains_several_seeds_and_draws_their_band():
 
 
 def test_recorded_runs_replay_instantly(tmp_path):
-    from explorer.store.runs import new_record, save_run
-    from explorer.training.engine import preset
+    from explorer.store.runs import save_run
 
-    config = preset("demo", models=("plain20", "resnet20"))
-    record = new_record("recorded", config, "cpu", {})
-    record.steps = [{"step": s, "epoch": 0.0, "elapsed_s": float(s), "images_per_s": 1.0, "models": [
-        {"name": n, "loss": 1.0, "train_error": e, "val_error": None, "lr": 0.1, "grad_norms": None, "stopped": None}
-        for n, e in (("plain20", 0.8), ("resnet20", 0.5))]} for s in range(1, 11)]
+    record = new_run("recorded", ("plain20", "resnet20"), preset_name="demo", data="cifar10")
+    for s in range(1, 11):
+        record.append(step_of(s, [metrics("plain20", 0.8), metrics("resnet20", 0.5)], elapsed_s=float(s)))
     save_run(record, Path(os.environ["EXPLORER_PRETRAINED_DIR"]) / "runs" / "recorded.json")
     at = open_lab()
     assert "recorded" in at.multiselect(key="lab.replay").options
@@ -195,11 +215,13 @@ def test_cli_train_writes_a_run_record(capsys, tmp_path):
                      "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    record = json.loads(out.read_text())
-    assert [s["step"] for s in record["steps"]] == [1, 2, 3, 4, 5, 6]
-    assert record["config"]["models"] == ["plain20", "resnet20"] and record["finished"]
-    assert record["config"]["augmentation"]["erasing_p"] == 0.5
-    assert len(record["layer_names"]["resnet20"]) == 20
+    from explorer.store.runs import load_run
+
+    record = load_run(out)
+    assert [s.step for s in record.steps] == [1, 2, 3, 4, 5, 6]
+    assert record.config.models == ("plain20", "resnet20") and record.finished
+    assert record.config.augmentation.erasing_p == 0.5
+    assert len(record.layer_names["resnet20"]) == 20
     assert "plain20: training error" in captured.out and "6/6" in captured.err
     from explorer.store.checkpoints import load_checkpoint
 
@@ -266,34 +288,35 @@ def test_shipped_runs_are_listed_and_replayed_with_their_recorded_numbers(monkey
     assert set(shipped) <= set(at.multiselect(key="lab.replay").options)
     at.multiselect(key="lab.replay").set_value(["class-demo-cifar10-3-classes"]).run(timeout=120)
     assert not at.exception
-    record = json.loads(shipped["class-demo-cifar10-3-classes"].read_text())
-    assert record["finished"] and record["config"]["models"] == ["plain20", "plain56", "resnet20", "resnet56"]
+    from explorer.store.runs import load_run
+
+    record = load_run(shipped["class-demo-cifar10-3-classes"])
+    assert record.finished and record.model_names == ["plain20", "plain56", "resnet20", "resnet56"]
     traces = {trace["name"]: trace for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
-    for final in record["steps"][-1]["models"]:
-        train = traces[f"{final['name']} train"]
-        assert train["x"][-1] == record["config"]["steps"]
-        assert train["y"][-1] == pytest.approx(100 * final["train_error"])
-        assert traces[f"{final['name']} validation"]["y"][-1] == pytest.approx(100 * final["val_error"])
+    for final in record.steps[-1].models:
+        train = traces[f"{final.name} train"]
+        assert train["x"][-1] == record.config.steps
+        assert train["y"][-1] == pytest.approx(100 * final.train_error)
+        assert traces[f"{final.name} validation"]["y"][-1] == pytest.approx(100 * final.val_error)
     # Overlaying every shipped run draws each run's models under the run's name.
     at.multiselect(key="lab.replay").set_value(sorted(shipped)).run(timeout=120)
     names = {trace["name"] for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     for run, path in shipped.items():
-        for model in json.loads(path.read_text())["config"]["models"]:
+        for model in load_run(path).model_names:
             assert f"{run}: {model} train" in names
 
 
 def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(monkeypatch):
     """The eight-net record (the fig6 preset) draws as Fig. 6 and says which panel is ordered by depth."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    from explorer.paper.degradation import depth_orderings
+    from explorer.paper.fig6 import depth_orderings
     from explorer.store.runs import load_run
     from explorer.training.recipe import preset
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     record = load_run(SHIPPED / "runs" / "fig6-width4-cifar10-2000-steps.json")
-    expected = json.loads(json.dumps(asdict(replace(preset("fig6"), data=record.config["data"]))))
-    assert record.config == expected  # a run of the preset itself
+    assert record.config == replace(preset("fig6"), data=record.config.data)  # a run of the preset itself
     plain, residual = depth_orderings(record)
     assert plain.as_in_the_paper  # deeper plain nets, higher training error: the left panel
     assert residual.as_in_the_paper  # deeper ResNets, lower training error: the right panel
@@ -311,13 +334,13 @@ def test_the_shipped_fig6_run_replays_in_two_panels_with_its_orderings_in_words(
 def test_the_shipped_35000_step_runs_replay_together_as_fig6_at_the_papers_width(monkeypatch):
     """Plain-20/56, ResNet-20 and ResNet-56 were trained in three runs of one recipe; one
     button draws them as Fig. 6, whose left panel shows the degradation problem."""
-    from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record
+    from explorer.paper.fig6 import PAPER_WIDTH_FIG6_RUNS, depth_orderings, fig6_record
     from explorer.store.runs import load_run
 
     monkeypatch.setenv("EXPLORER_PRETRAINED_DIR", str(SHIPPED))
     records = [load_run(SHIPPED / "runs" / f"{name}.json") for name in PAPER_WIDTH_FIG6_RUNS]
     combined, why_not = fig6_record(records)
-    assert why_not is None and combined.finished and combined.steps[-1]["step"] == 35_000
+    assert why_not is None and combined.finished and combined.steps[-1].step == 35_000
     plain, _ = depth_orderings(combined)
     assert plain.as_in_the_paper  # plain-56 ends with higher training error than plain-20 (§4.1)
     validation = dict(depth_orderings(combined, "val_error")[1].errors)
@@ -399,39 +422,29 @@ def test_the_lab_form_survives_a_page_switch():
 
 def test_the_gap_caption_says_what_the_curves_show():
     from explorer.paper.degradation import gap_caption
-    from explorer.store.runs import RunRecord
 
-    def entry(name, error):
-        return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
-                "grad_norms": None, "stopped": None, "seed": 0}
-
-    record = RunRecord("r", {"models": ["plain20", "plain56", "resnet56"], "seed": 0, "repeat": 1, "window": 25}, {})
+    record = new_run("r", ["plain20", "plain56", "resnet56"], window=25)
     assert gap_caption(record) is None
-    early = {"step": 10, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0,
-             "models": [entry("plain20", 0.9), entry("plain56", 0.8), entry("resnet56", 0.9)]}
-    record.steps.append(early)
+    record.append(step_of(10, [metrics("plain20", 0.9), metrics("plain56", 0.8), metrics("resnet56", 0.9)]))
     assert gap_caption(record) is None  # not before a full window of steps
-    record.steps.append({"step": 300, "epoch": 0.2, "elapsed_s": 35.4, "images_per_s": 1.0,
-                         "models": [entry("plain20", 0.60), entry("plain56", 0.74), entry("resnet56", 0.52)]})
+    record.append(step_of(300, [metrics("plain20", 0.60), metrics("plain56", 0.74), metrics("resnet56", 0.52)],
+                          epoch=0.2, elapsed_s=35.4))
     assert gap_caption(record) == ("plain-56 is 14 points worse than plain-20 on training error after 35 s; "
                                    "with shortcuts, ResNet-56 is 22 points better than plain-56.")
 
 
 def test_depth_orderings_read_both_panels_of_fig6_from_a_run():
-    from explorer.paper.degradation import FIG6_MODELS, depth_orderings
-    from explorer.store.runs import RunRecord
+    from explorer.paper.fig6 import FIG6_MODELS, depth_orderings
 
     def step(number, train, val=None):
-        return {"step": number, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
-            {"name": n, "loss": 1.0, "train_error": e, "val_error": None if val is None else val[n], "lr": 0.1,
-             "grad_norms": None, "stopped": None, "seed": 0} for n, e in train.items()]}
+        return step_of(number, [metrics(n, e, None if val is None else val[n]) for n, e in train.items()])
 
-    record = RunRecord("fig6", {"models": list(FIG6_MODELS), "seed": 0, "repeat": 1}, {})
+    record = new_run("fig6", FIG6_MODELS)
     assert depth_orderings(record) == []
     as_paper = dict(zip(FIG6_MODELS, (0.20, 0.25, 0.30, 0.40, 0.19, 0.17, 0.16, 0.15)))
-    record.steps.append(step(100, as_paper, val=as_paper))
+    record.append(step(100, as_paper, val=as_paper))
     swapped = {**as_paper, "resnet44": 0.14}  # ResNet-44 below ResNet-56: the right panel breaks
-    record.steps.append(step(200, swapped))
+    record.append(step(200, swapped))
     plain, residual = depth_orderings(record)
     assert (plain.shortcuts, residual.shortcuts) == (False, True)
     assert [n for n, _ in plain.errors] == ["plain20", "plain32", "plain44", "plain56"]
@@ -441,13 +454,13 @@ def test_depth_orderings_read_both_panels_of_fig6_from_a_run():
     assert plain.describe().startswith("plain nets: plain-20 20.0% < plain-32 25.0% <")
     assert all(p.as_in_the_paper for p in depth_orderings(record, step=150))  # the earlier step
     assert all(p.as_in_the_paper for p in depth_orderings(record, "val_error"))  # the last validated step
-    record.steps[-1]["models"][0]["train_error"] = float("nan")  # a stopped model drops out of its panel
+    record.append(step(300, {**swapped, "plain20": float("nan")}))  # a stopped model drops out of its panel
     assert [n for n, _ in depth_orderings(record)[0].errors] == ["plain32", "plain44", "plain56"]
 
 
 def test_the_fig6_preset_trains_the_eight_nets_of_fig6():
     from explorer.cli.train import PRESET_NAMES
-    from explorer.paper.degradation import FIG6_MODELS
+    from explorer.paper.fig6 import FIG6_MODELS
     from explorer.training.recipe import PRESETS, preset
 
     assert set(PRESET_NAMES) == set(PRESETS)  # the CLI's choices (kept apart so --help skips torch)
@@ -455,17 +468,15 @@ def test_the_fig6_preset_trains_the_eight_nets_of_fig6():
 
 
 def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
-    from explorer.present.figures import fig6_figure, shows_fig6
-    from explorer.store.runs import RunRecord
+    from explorer.paper.fig6 import shows_fig6
+    from explorer.present.figures import fig6_figure
 
     models = ["plain20", "plain56", "resnet20", "resnet56"]
-    record = RunRecord("fig6", {"models": models, "seed": 0, "repeat": 1}, {})
+    record = new_run("fig6", models)
     for step in (1, 2):
-        record.steps.append({"step": step, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
-            {"name": n, "loss": 1.0, "train_error": 0.5, "val_error": 0.6, "lr": 0.1, "grad_norms": None,
-             "stopped": None, "seed": 0} for n in models]})
+        record.append(step_of(step, [metrics(n, 0.5, 0.6) for n in models]))
     assert shows_fig6(record)
-    assert not shows_fig6(RunRecord("two", {"models": ["plain20", "resnet20"]}, {}))
+    assert not shows_fig6(new_run("two", ["plain20", "resnet20"]))
     figure = fig6_figure(record)
     panels = {trace.name: (trace.xaxis, trace.line.width) for trace in figure.data}
     assert panels["plain56 train"] == ("x", 1.5) and panels["plain56 validation"] == ("x", 4)
@@ -482,17 +493,11 @@ def test_fig6_replay_draws_plain_left_and_resnets_right_with_bold_validation():
 
 def _recorded(name, models, errors, steps=range(25, 101, 25), config_steps=100, classes=("a", "b")):
     """A run record of ``models`` whose training error at step s is errors[model] * 100 / s."""
-    from dataclasses import asdict
-
-    from explorer.store.runs import RunRecord
-    from explorer.training.recipe import preset
-
-    config = asdict(preset("paper", models=tuple(models), steps=config_steps, data="synthetic"))
-    record = RunRecord(name, config, {}, layer_names={m: [f"{m}.conv"] for m in models}, finished=True,
-                       classes=list(classes))
-    record.steps = [{"step": s, "epoch": s / 10, "elapsed_s": float(s), "images_per_s": 1.0, "models": [
-        {"name": m, "loss": 1.0, "train_error": errors[m] * 100 / s, "val_error": errors[m] if s == 100 else None,
-         "lr": 0.1, "grad_norms": [1.0], "stopped": None, "seed": 0} for m in models]} for s in steps]
+    record = new_run(name, models, layer_names={m: [f"{m}.conv"] for m in models}, steps=config_steps)
+    record.classes, record.finished = list(classes), True
+    for s in steps:
+        record.append(step_of(s, [metrics(m, errors[m] * 100 / s, errors[m] if s == 100 else None, [1.0])
+                                  for m in models], epoch=s / 10, elapsed_s=float(s)))
     return record
 
 
@@ -502,8 +507,8 @@ FIG6_ERRORS = {"plain20": 0.10, "plain56": 0.20, "resnet20": 0.08, "resnet56": 0
 def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
     """At the paper's width plain-20/56, ResNet-20 and ResNet-56 are trained in separate runs
     of one schedule: together they are Fig. 6, with each net's own numbers at each step."""
+    from explorer.paper.fig6 import depth_orderings, fig6_record
     from explorer.present.figures import fig6_figure
-    from explorer.paper.degradation import depth_orderings, fig6_record
 
     plain = _recorded("plain", ["plain20", "plain56"], FIG6_ERRORS)
     resnet20 = _recorded("r20", ["resnet20"], FIG6_ERRORS, steps=range(5, 101, 5))  # logged more often
@@ -511,7 +516,7 @@ def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
     combined, why_not = fig6_record([plain, resnet20, resnet56])
     assert why_not is None and combined.name == "plain + r20 + r56"
     assert combined.model_names == ["plain20", "plain56", "resnet20", "resnet56"]
-    assert [s["step"] for s in combined.steps] == [25, 50, 75, 100]  # the steps every run has
+    assert [s.step for s in combined.steps] == [25, 50, 75, 100]  # the steps every run has
     for model, error in FIG6_ERRORS.items():
         expected = [error * 100 / step for step in (25, 50, 75, 100)]
         assert combined.series(model, "train_error") == ([25, 50, 75, 100], expected)
@@ -535,7 +540,7 @@ def test_separate_runs_on_one_schedule_combine_into_fig6s_two_panels():
     ({"models": ["plain20", "resnet56"]}, "plain20 is in both plain and r56"),
 ])
 def test_runs_on_different_schedules_are_not_combined_and_the_lab_says_why(change, reason):
-    from explorer.paper.degradation import fig6_record
+    from explorer.paper.fig6 import fig6_record
 
     models = change.pop("models", ["resnet56"])
     runs = [_recorded("plain", ["plain20", "plain56"], FIG6_ERRORS), _recorded("r20", ["resnet20"], FIG6_ERRORS),
@@ -588,6 +593,7 @@ def test_the_class_demo_uses_three_classes_of_cifar10_or_five_synthetic_patterns
 
 
 def test_model_colours_are_fixed_warm_for_plain_and_cool_for_residual():
+    from explorer.models import model_names
     from explorer.present.figures import model_colour
 
     def rgb(colour):
@@ -595,8 +601,11 @@ def test_model_colours_are_fixed_warm_for_plain_and_cool_for_residual():
 
     assert all(rgb(model_colour(n))[0] > rgb(model_colour(n))[2] for n in ("plain20", "plain56", "plain110"))
     assert all(rgb(model_colour(n))[2] > rgb(model_colour(n))[0] for n in ("resnet20", "resnet56", "resnet110"))
-    assert sum(rgb(model_colour("plain56"))) < sum(rgb(model_colour("plain20")))  # deeper is darker
-    assert model_colour("resnet56") == model_colour("resnet56")
+    for kind in ("plain", "resnet"):  # deeper is darker, depth by depth
+        shades = [sum(rgb(model_colour(f"{kind}{depth}"))) for depth in (20, 32, 44, 56, 110)]
+        assert shades == sorted(shades, reverse=True) and len(set(shades)) == len(shades)
+    cifar = [model_colour(name) for name in model_names("cifar")]
+    assert len(set(cifar)) == len(cifar)  # every CIFAR net of the lab's picker has a colour of its own
 
 
 @pytest.mark.parametrize("folder", ["/etc", "../../etc", "/"])
@@ -637,9 +646,9 @@ def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leav
     waits, says so, and Stop takes it out of the queue. (AppTest's sessions share one session
     id, so the other tab is a ticket in the same server-wide queue; benchmarks/classroom_load.py
     drives real tabs.)"""
-    from explorer.server import scheduler
+    from explorer.ui.job_panel import class_server
 
-    queue = scheduler.server_scheduler()
+    queue = class_server().scheduler
     other_tab = queue.enqueue("another tab's run", session="another tab")
     at = open_lab()
     configure(at, data="synthetic", models=["plain20"], steps=50_000)
@@ -661,23 +670,16 @@ def test_a_run_waits_in_the_queue_behind_another_tab_sees_its_place_and_can_leav
 def test_gradient_caption_and_heatmaps_share_one_scale():
     """The heatmaps' caption reads the latest per-layer gradient norms: output-side over
     input-side; the two heatmaps use one colour range (the same colour, the same norm)."""
-    from explorer.present import figures
     from explorer.paper.degradation import gap_caption, gradient_caption
-    from explorer.store.runs import RunRecord
+    from explorer.present import figures
 
-    def entry(name, error, grads):
-        return {"name": name, "loss": 1.0, "train_error": error, "val_error": None, "lr": 0.1,
-                "grad_norms": grads, "stopped": None, "seed": 0}
-
-    record = RunRecord("r", {"models": ["plain20", "plain56", "resnet56"], "seed": 0, "repeat": 1, "window": 1},
-                       {"plain56": ["conv1", "mid", "fc"], "resnet56": ["conv1", "mid", "fc"]})
+    record = new_run("r", ["plain20", "plain56", "resnet56"], window=1,
+                     layer_names={"plain56": ["conv1", "mid", "fc"], "resnet56": ["conv1", "mid", "fc"]})
     assert gradient_caption(record, ["plain56", "resnet56"]) is None
-    record.steps.append({"step": 5, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
-        entry("plain20", 0.60, None), entry("plain56", 0.61, [1000.0, 1.0, 0.1]),
-        entry("resnet56", 0.6, [1.0, 1.0, 1.0])]})
-    record.steps.append({"step": 300, "epoch": 0.2, "elapsed_s": 35.4, "images_per_s": 1.0, "models": [
-        entry("plain20", 0.60, None), entry("plain56", 0.61, [0.001, 0.01, 0.063]),
-        entry("resnet56", 0.52, [0.2, 0.3, 0.25])]})
+    record.append(step_of(5, [metrics("plain20", 0.60), metrics("plain56", 0.61, grad_norms=[1000.0, 1.0, 0.1]),
+                              metrics("resnet56", 0.6, grad_norms=[1.0, 1.0, 1.0])]))
+    record.append(step_of(300, [metrics("plain20", 0.60), metrics("plain56", 0.61, grad_norms=[0.001, 0.01, 0.063]),
+                                metrics("resnet56", 0.52, grad_norms=[0.2, 0.3, 0.25])], epoch=0.2, elapsed_s=35.4))
     assert gradient_caption(record, ["plain56", "resnet56"]) == (
         "At step 300: plain-56's first layer gets a gradient 63× smaller than its last; "
         "ResNet-56's first layer gets about the same gradient as its last.")
@@ -691,15 +693,14 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
     """A 35,000-step record logs 1,400 steps: its heatmap draws every k-th (at most 400, the
     last one kept), each cell the log10 of the record's norm there, layer 1 at the input; a
     non-finite norm (a skipped mixed-precision step) is drawn but leaves the colour scale alone."""
-    from explorer.present import figures
-    from explorer.store.runs import RunRecord
+    from dataclasses import replace
 
-    record = RunRecord("long", {"models": ["resnet20"], "seed": 0, "repeat": 1, "window": 1}, {},
-                       layer_names={"resnet20": ["conv1", "layer1.0.conv1", "fc"]})
+    from explorer.present import figures
+
+    record = new_run("long", ["resnet20"], window=1, layer_names={"resnet20": ["conv1", "layer1.0.conv1", "fc"]})
     for index in range(800):  # 800 = 2 × 400: a stride of 2 would end at step 799 and add the last, 401
-        record.steps.append({"step": 25 * index, "epoch": 0.0, "elapsed_s": 1.0, "images_per_s": 1.0, "models": [
-            {"name": "resnet20", "loss": 1.0, "train_error": 0.5, "val_error": None, "lr": 0.1, "stopped": None,
-             "seed": 0, "grad_norms": [10.0 ** -(index % 7), 1.0, 10.0 ** (index % 3)]}]})
+        record.append(step_of(25 * index, [metrics("resnet20", 0.5, grad_norms=[10.0 ** -(index % 7), 1.0,
+                                                                              10.0 ** (index % 3)])]))
     heatmap = figures.gradient_heatmap_figure(record, "resnet20").data[0]
     steps = list(heatmap.x)
     assert len(steps) <= 400 and steps[0] == 0 and steps[-1] == 25 * 799
@@ -709,7 +710,8 @@ def test_a_long_runs_gradient_heatmap_keeps_at_most_400_steps_and_the_last():
         assert heatmap.z[0][column] == pytest.approx(-(index % 7), abs=1e-6)
         assert heatmap.z[1][column] == 0.0 and heatmap.z[2][column] == pytest.approx(index % 3, abs=1e-6)
     assert heatmap.customdata[1][0] == "layer1.0.conv1" and len(heatmap.customdata[0]) == len(steps)
-    record.steps[0]["models"][0]["grad_norms"] = [float("inf"), float("nan"), 1.0]
+    first = record.steps[0]
+    record.steps[0] = replace(first, models=(replace(first.models[0], grad_norms=(float("inf"), float("nan"), 1.0)),))
     assert figures.gradient_heatmap_figures(record, ["resnet20"])[0].data[0].zmax == pytest.approx(
         max(step // 25 % 3 for step in steps))
 

@@ -14,10 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from apptest_helpers import open_page
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apptest_helpers import open_page
 from explorer.ui.common import ZERO_WIDTH_SPACE, escaped
 
 HOSTILE = [

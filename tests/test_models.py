@@ -6,11 +6,21 @@ import pytest
 import torch
 from torch import fx
 
-from explorer.paper.table1 import analyze
-from explorer.paper.diagrams import shortcut_kind
-from explorer.models import (UnknownModelError, blocks, build_model, conv_bn_pairs, counted_layers, get_model_spec,
-                             list_models, model_names, shortcut_modules, stage_ends)
+from explorer.models import (
+    UnknownModelError,
+    blocks,
+    build_model,
+    conv_bn_pairs,
+    counted_layers,
+    get_model_spec,
+    list_models,
+    model_names,
+    shortcut_modules,
+    stage_ends,
+)
 from explorer.models.cifar import PadShortcut
+from explorer.paper.diagrams import shortcut_kind
+from explorer.paper.table1 import analyze
 
 # torchvision's published parameter counts (also the paper's models: Table 1 / Table 3).
 TORCHVISION_PARAMS = {
@@ -57,7 +67,7 @@ def test_torchvision_v1_5_costs_more_than_the_paper_block():
     assert analyze("resnet50").macs > analyze("resnet50_v1").macs * 1.05
 
 
-@pytest.mark.parametrize("name", [n for n in model_names("imagenet") if get_model_spec(n).has_shortcuts])
+@pytest.mark.parametrize("name", [n for n in model_names("imagenet") if get_model_spec(n).residual])
 def test_table_1_output_sizes(name):
     sizes = [row.output_size for row in analyze(name).stages]
     assert sizes == ["112×112", "56×56", "28×28", "14×14", "7×7", "1×1"]
@@ -195,3 +205,33 @@ def test_variants_rebuild_a_registered_model_with_its_parameters():
     assert variants == {"resnet50_v1": "resnet50", "resnet101_v1": "resnet101", "resnet152_v1": "resnet152"}
     for name, original in variants.items():
         assert analyze(name).params == analyze(original).params
+
+
+def test_the_cifar_builders_are_public_and_registered_under_their_names():
+    """resnet20() … plain110(), as torchvision's resnet18(): the registry's builder for each name."""
+    import explorer.models as models
+
+    names = [f"{kind}{depth}" for depth in (20, 32, 44, 56, 110) for kind in ("plain", "resnet")]
+    assert model_names("cifar") == names  # registration (display) order unchanged
+    for name in names:
+        builder = getattr(models, name)
+        assert get_model_spec(name).builder is builder and name in models.__all__
+    torch.manual_seed(0)
+    direct = models.resnet20(width=4, shortcut="B", num_classes=3)
+    torch.manual_seed(0)
+    built = build_model("resnet20", width=4, shortcut="B", num_classes=3)
+    assert [(k, v.shape) for k, v in direct.state_dict().items()] == [(k, v.shape) for k, v in built.state_dict().items()]
+    assert all(torch.equal(a, b) for a, b in zip(direct.state_dict().values(), built.state_dict().values()))
+    assert direct.fc.out_features == 3 and models.plain56(width=2).layer1[0].shortcut is None
+    with pytest.raises(TypeError):
+        models.resnet20(16)  # keyword options only, as build_model passes them
+
+
+def test_weighted_layers_are_the_counted_layers_weights():
+    from explorer.models import weighted_layers
+
+    model = build_model("resnet20", device="meta", shortcut="B")
+    layers = weighted_layers(model)
+    assert [name for name, _ in layers] == [f"{name}.weight" for name, _ in counted_layers(model)]
+    assert len(layers) == 20 and layers[0][0] == "conv1.weight" and layers[-1][0] == "fc.weight"
+    assert all(weight is model.get_parameter(name) for name, weight in layers)

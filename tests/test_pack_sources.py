@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from apptest_helpers import open_page
 
 from explorer import settings
@@ -162,10 +161,10 @@ def test_the_class_demo_trains_on_the_demo_pack_end_to_end(shipped, no_cifar, mo
         assert not at.exception, [e.message for e in at.exception]
     [saved] = Path(os.environ["EXPLORER_RUNS_DIR"]).glob("*.json")
     record = load_run(saved)
-    assert record.config["data"] == "pack:cifar10-demo" and record.classes == ["automobile", "frog", "ship"]
+    assert record.config.data == "pack:cifar10-demo" and record.classes == ["automobile", "frog", "ship"]
     last = record.steps[-1]
-    assert last["step"] == 12 and {m["name"] for m in last["models"]} == set(degradation.CLASS_DEMO_MODELS)
-    assert all(0 <= m["val_error"] <= 1 for m in last["models"])  # measured on the pack's 300 held-out images
+    assert last.step == 12 and {m.name for m in last.models} == set(degradation.CLASS_DEMO_MODELS)
+    assert all(0 <= m.val_error <= 1 for m in last.models)  # measured on the pack's 300 held-out images
 
 
 def _radio(at, label: str):

@@ -16,10 +16,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from explorer import settings
-from explorer.server import links
 from explorer.cli.parsing import finite, print_json, ranged, ranged_list
 from explorer.data import DataError, check_source
 from explorer.data.synthetic import parse_synthetic_count
+from explorer.server import links
 from explorer.settings import LimitError, Range
 
 ROOT = Path(__file__).resolve().parents[1]

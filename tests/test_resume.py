@@ -74,8 +74,8 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
     # Without --out the resumed run writes its record beside its state, never where the state says.
     assert not (tmp_path / "killed.json").exists()
     record = load_run(tmp_path / "killed" / "run.json")
-    assert record.finished and record.steps[-1]["step"] == 400
-    assert [s["step"] for s in record.steps] == [s["step"] for s in load_run(tmp_path / "whole.json").steps]
+    assert record.finished and record.steps[-1].step == 400
+    assert [s.step for s in record.steps] == [s.step for s in load_run(tmp_path / "whole.json").steps]
 
 
 def test_resume_in_process_equals_one_run_and_extends_with_steps(tmp_path):
@@ -114,8 +114,8 @@ def test_cli_resume_extends_a_finished_run_and_refuses_to_overwrite_a_state(tmp_
     extended = load_state(state)
     assert extended.step == 9 and extended.config.steps == 9 and extended.config.schedule_steps == 6
     assert "began with --out" in capsys.readouterr().err  # the state's --out is shown as a hint ...
-    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 6  # ... and never written to
-    assert load_run(state / "run.json").steps[-1]["step"] == 9  # the record goes beside the state
+    assert load_run(tmp_path / "run.json").steps[-1].step == 6  # ... and never written to
+    assert load_run(state / "run.json").steps[-1].step == 9  # the record goes beside the state
     assert main(["train", "--resume", str(state), "--steps", "3"]) == 2
     assert "already at step 9" in capsys.readouterr().err
 
@@ -128,9 +128,9 @@ def test_resume_may_switch_compile_on_and_nothing_else_of_the_config(tmp_path):
     state = tmp_path / "state"
     assert main(["train", *TINY, "--steps", "3", "--state", str(state), "--out", str(tmp_path / "run.json")]) == 0
     saved = load_state(state).config
-    assert not saved.compile
+    assert not saved.engine.compile
     config, _ = _resumed_config(argparse.Namespace(resume=state, steps=None, compile=True))
-    assert config.compile and replace(config, compile=False) == saved
+    assert config.engine.compile and config.with_engine(compile=False) == saved
     config, _ = _resumed_config(argparse.Namespace(resume=state, steps=None, compile=False))
     assert config == saved
 
@@ -141,7 +141,7 @@ def test_a_long_cpu_run_at_paper_width_is_told_about_compile_and_a_short_one_is_
     paper = preset("paper", models=("resnet20",))
     assert _compile_would_pay(paper, "cpu", 64_000)
     assert not _compile_would_pay(paper, "cpu", 1_000)  # would not pay back its ~30 s
-    assert not _compile_would_pay(replace(paper, compile=True), "cpu", 64_000)
+    assert not _compile_would_pay(paper.with_engine(compile=True), "cpu", 64_000)
     assert not _compile_would_pay(preset("demo"), "cpu", 64_000)  # small nets: no gain
     assert not _compile_would_pay(paper, "meta", 64_000)  # only measured on CPU
 
@@ -196,7 +196,7 @@ def test_a_damaged_or_foreign_state_is_refused_in_one_line_and_left_alone(tmp_pa
                 "format": "format '99'", "config": "unknown fields: momentum_schedule; missing fields: nesterov"}
     assert expected[damage] in error
     assert (path.read_bytes() if path.exists() else None) == before  # nothing overwritten
-    assert load_run(tmp_path / "run.json").steps[-1]["step"] == 3
+    assert load_run(tmp_path / "run.json").steps[-1].step == 3
 
 
 def test_a_state_of_other_models_is_refused(tmp_path):
@@ -216,7 +216,7 @@ def test_repeat_trains_every_seed_in_lock_step_and_the_figure_draws_bands(tmp_pa
     assert main(["train", *TINY, "--steps", "6", "--seed", "3", "--repeat", "3", "--out", str(tmp_path / "run.json")]) == 0
     record = load_run(tmp_path / "run.json")
     assert record.seeds == [3, 4, 5]
-    assert [(m["name"], m["seed"]) for m in record.steps[-1]["models"]] == [
+    assert [(m.name, m.seed) for m in record.steps[-1].models] == [
         (name, seed) for seed in (3, 4, 5) for name in ("plain20", "resnet20")]
     xs, mean, low, high = record.seed_band("resnet20", "train_error")
     assert xs == list(range(1, 7))
@@ -233,14 +233,14 @@ def test_repeat_trains_every_seed_in_lock_step_and_the_figure_draws_bands(tmp_pa
     alone = load_data("synthetic:256", image_size=8)
     single = list(train(_tiny(steps=6, seed=4), alone))
     assert [m.loss for m in single[-1].models] == pytest.approx(
-        [m["loss"] for m in record.steps[-1]["models"] if m["seed"] == 4], abs=1e-6)
+        [m.loss for m in record.steps[-1].models if m.seed == 4], abs=1e-6)
 
 
 def test_channels_last_and_contiguous_give_equal_losses():
     config = _tiny(steps=5, lr=0.01, width=4)
     data = load_data(config.data, image_size=config.image_size)
     nhwc = [m.loss for r in train(config, data) for m in r.models]
-    nchw = [m.loss for r in train(replace(config, channels_last=False), data) for m in r.models]
+    nchw = [m.loss for r in train(config.with_engine(channels_last=False), data) for m in r.models]
     assert len(nhwc) == 10 and nhwc == pytest.approx(nchw, abs=1e-4)
     assert not math.isclose(nhwc[0], nhwc[-2])  # it trained
 
@@ -251,9 +251,9 @@ def test_bf16_autocast_on_cpu_follows_the_fp32_losses_and_keeps_fp32_weights():
     the weights and batch norm's statistics in fp32."""
     config = _tiny(steps=5, lr=0.01, width=4)
     data = load_data(config.data, image_size=config.image_size)
-    run = Training(replace(config, amp="bf16"), data)
+    run = Training(config.with_engine(amp="bf16"), data)
     bf16 = [m.loss for r in run.steps() for m in r.models]
-    fp32 = [m.loss for r in train(replace(config, amp="off"), data) for m in r.models]
+    fp32 = [m.loss for r in train(config.with_engine(amp="off"), data) for m in r.models]
     assert len(bf16) == 10 and bf16 != fp32  # it did compute in another precision
     assert bf16 == pytest.approx(fp32, rel=0.05)  # the tiny nets differ by up to 2.4% after 4 steps
     assert {p.dtype for model in run.models.values() for p in model.state_dict().values()
@@ -267,12 +267,12 @@ def test_amp_auto_computes_in_bf16_only_where_the_cpu_has_it(monkeypatch, native
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
     config = _tiny(steps=2)
-    assert preset("demo").amp == "auto" and preset("paper").amp == "off"
-    run = Training(replace(config, amp="auto"), load_data(config.data, image_size=config.image_size))
+    assert preset("demo").engine.amp == "auto" and preset("paper").engine.amp == "off"
+    run = Training(config.with_engine(amp="auto"), load_data(config.data, image_size=config.image_size))
     assert run.amp == ("bf16" if native else "off")
     assert {t.autocast_dtype for t in run.trainees} == {torch.bfloat16 if native else None}
-    assert new_record("r", replace(config, amp="auto"), "cpu", {}).environment["amp"] == run.amp
-    assert Training(replace(config, amp="off"), run.data).amp == "off"  # an explicit mode stays
+    assert new_record("r", config.with_engine(amp="auto"), "cpu", {}).environment["amp"] == run.amp
+    assert Training(config.with_engine(amp="off"), run.data).amp == "off"  # an explicit mode stays
 
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -283,7 +283,7 @@ def test_torch_compile_follows_the_eager_losses():
     config = _tiny(steps=4, width=2, amp="off", val_every=64_000)  # validates at the end only
     data = load_data(config.data, image_size=config.image_size)
     eager = [m.loss for r in train(config, data) for m in r.models]
-    compiled = [m.loss for r in train(replace(config, compile=True), data) for m in r.models]
+    compiled = [m.loss for r in train(config.with_engine(compile=True), data) for m in r.models]
     assert len(eager) == 8 and compiled == pytest.approx(eager, abs=1e-4)
     assert not math.isclose(eager[0], eager[-2])  # it trained
 
@@ -292,7 +292,7 @@ def test_one_sync_and_one_sync_per_model_give_the_same_run():
     config = _tiny(steps=6)
     data = load_data(config.data, image_size=config.image_size)
     a = [m for r in train(config, data) for m in r.models]
-    b = [m for r in train(replace(config, one_sync=False), data) for m in r.models]
+    b = [m for r in train(config.with_engine(one_sync=False), data) for m in r.models]
     assert [m.loss for m in a] == pytest.approx([m.loss for m in b], abs=1e-6)
     assert [m.val_error for m in a] == [m.val_error for m in b] and a[-1].val_error is not None
     grads_a = [g for m in a if m.grad_norms for g in m.grad_norms]
@@ -332,6 +332,22 @@ def test_config_round_trips_through_its_dict():
     assert config_from_dict(json.loads(json.dumps(asdict(config)))) == config
 
 
+def test_a_config_saved_with_the_engine_switches_among_the_recipe_still_reads():
+    """Records, states and manifests written before issue 39 hold the speed switches beside the
+    recipe's fields (the shipped run records do): read back, they land in ``engine``."""
+    from dataclasses import asdict
+
+    config = _tiny(schedule="cosine").with_engine(one_sync=False, compile=True, model_threads=3)
+    saved = asdict(config)
+    flat = {**{k: v for k, v in saved.items() if k != "engine"}, **saved["engine"]}
+    assert config_from_dict(json.loads(json.dumps(flat))) == config
+    shipped = json.loads((ROOT / "pretrained" / "runs" / "fig6-width4-cifar10-2000-steps.json").read_text())
+    assert "engine" not in shipped["config"]  # written flat, and left so
+    assert config_from_dict(shipped["config"]).engine == preset("fig6").engine
+    with pytest.raises(ValueError, match="unknown fields: amp"):  # both shapes at once: refused
+        config_from_dict({**saved, "amp": "off"})
+
+
 def test_models_trained_in_threads_give_the_same_run():
     # The threads take the deepest net first and validate their own models; the record keeps
     # the config's order and the same numbers.
@@ -340,9 +356,9 @@ def test_models_trained_in_threads_give_the_same_run():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the CLI sets for model threads on 2 cores: each op on one thread
     try:
-        alone = [(m.name, m.loss, m.val_error) for r in train(replace(config, model_threads=1), data)
+        alone = [(m.name, m.loss, m.val_error) for r in train(config.with_engine(model_threads=1), data)
                  for m in r.models]
-        threaded = Training(replace(config, model_threads=2), data)
+        threaded = Training(config.with_engine(model_threads=2), data)
         threaded.threads = 2  # two lanes of one thread each
         together = [(m.name, m.loss, m.val_error) for r in threaded.steps() for m in r.models]
         assert [name for name, _, _ in together] == [name for name, _, _ in alone] == list(config.models) * 5

@@ -82,7 +82,10 @@ CRAFTED = [  # (the change, what the one-line error must say)
     ("config.steps", True, "config field 'steps' must be a whole number, got True"),
     ("config.width", 1_000_000, "config field 'width'"),
     ("config.image_size", 100_000, "config field 'image_size'"),
-    ("config.model_threads", 100_000, "config field 'model_threads'"),
+    ("config.engine.model_threads", 100_000, "config field 'engine.model_threads'"),
+    ("config.engine.amp", "fp8", "config field 'engine.amp': Unknown AMP mode 'fp8'"),
+    ("config.engine.compile", "yes", "config field 'engine.compile' must be true or false, got 'yes'"),
+    ("config.engine", {"amp": "off"}, "config field 'engine' must have the keys"),
     ("config.milestones", ["a"], "config field 'milestones' must be a whole number"),
     ("config.augmentation.pad", 10**9, "config field 'augmentation'"),
     ("config.augmentation", "none", "config field 'augmentation' must be an object"),
@@ -135,7 +138,7 @@ def test_the_output_path_never_comes_from_the_state(tmp_path, capsys, base_state
     assert victim.read_text() == "root:x:0:0\n"
     assert "began with --out" in capsys.readouterr().err  # shown as a hint only
     record = load_run(folder / "run.json")  # the documented place: beside the state
-    assert record.finished and record.steps[-1]["step"] == 2
+    assert record.finished and record.steps[-1].step == 2
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
@@ -144,3 +147,17 @@ def test_a_state_from_a_real_run_still_resumes(tmp_path, base_state):
     _write(folder, base_state, lambda parsed: None)
     saved = load_state(folder)
     assert saved.step == 1 and saved.config.val_every == 1 and saved.out == "run.json"
+
+
+def test_a_state_written_before_the_engine_switches_had_their_own_dataclass_still_resumes(tmp_path, capsys,
+                                                                                           base_state):
+    """States from before issue 39 hold the speed switches among the recipe's fields."""
+    def flatten(parsed):
+        config = parsed["config"]
+        config.update(config.pop("engine"))
+    folder = tmp_path / "state"
+    _write(folder, base_state, flatten)
+    saved = load_state(folder)
+    assert saved.config.engine.model_threads == 1 and saved.config.engine.amp == "off"
+    assert main(["train", "--resume", str(folder)]) == 0
+    assert load_run(folder / "run.json").finished

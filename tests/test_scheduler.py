@@ -302,7 +302,7 @@ def test_a_queued_job_starts_when_the_slot_frees():
 
 def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
     from explorer.server.jobs import QueuePlace
-    from explorer.server.scheduler import spoken_duration
+    from explorer.words import spoken_duration
 
     assert [spoken_duration(s) for s in (0, 40.4, 89, 90, 725, 4226, 5369, 5460, 7170)] == [
         "0 s", "40 s", "89 s", "2 min", "12 min", "70 min", "89 min", "1 h 31 min", "2 h"]
@@ -312,11 +312,13 @@ def test_waits_and_times_left_read_in_seconds_minutes_or_hours():
 
 def test_the_progress_line_shows_a_training_step_rate_not_the_validation_pass():
     from explorer.server.jobs import JobSnapshot
-    from explorer.store.runs import RunRecord
+    from explorer.store.runs import new_record
+    from explorer.training.lockstep import ModelMetrics, StepRecord
+    from explorer.training.recipe import preset
 
-    record = RunRecord("r", {"models": ["plain20"], "data": "synthetic"}, {})
+    record = new_record("r", preset("demo", models=("plain20",), data="synthetic", steps=300), "cpu", {})
     for step, rate, val in ((299, 743.0, None), (300, 123.0, 0.4)):  # the last step validates
-        record.steps.append({"step": step, "epoch": 1.0, "elapsed_s": 60.0, "images_per_s": rate,
-                             "models": [{"name": "plain20", "train_error": 0.5, "val_error": val}]})
+        metrics = ModelMetrics(name="plain20", loss=1.0, train_error=0.5, val_error=val, lr=0.1, grad_norms=None)
+        record.append(StepRecord(step=step, epoch=1.0, elapsed_s=60.0, images_per_s=rate, models=(metrics,)))
     text = JobSnapshot("finished", None, record=record, saved_to=None, total_steps=300).progress_text()
     assert text == "finished: step 300 of 300 · 743 images/s"

@@ -38,3 +38,51 @@ def test_the_machine_is_named_with_its_cores():
 
     description = machine_description("cpu")
     assert description.endswith(f", {os.cpu_count()} cores") and len(description) > len(" cores") + 3
+
+
+def _as_format1(payload: dict) -> dict:
+    """A format-2 run record's JSON as format 1 wrote it: the config one flat object (the
+    augmentation its only nested one), made before repeats and the later recipe fields (they
+    are left out, as such records lack them), and no seed in the metrics."""
+    flat = {}
+    for key, value in payload["config"].items():
+        if isinstance(value, dict) and key != "augmentation":
+            flat.update(value)  # a nested group of the config (the engine's switches): flat in format 1
+        else:
+            flat[key] = value
+    later = ("repeat", "label_smoothing", "nesterov", "schedule", "schedule_steps", "amp", "compile", "val_limit")
+    config = {key: value for key, value in flat.items() if key not in later}
+    steps = [{**step, "models": [{k: v for k, v in m.items() if k != "seed"} for m in step["models"]]}
+             for step in payload["steps"]]
+    return {**payload, "format": 1, "config": config, "steps": steps}
+
+
+def test_a_format_1_run_file_loads_to_the_values_of_format_2_and_migrates_in_place(tmp_path):
+    """Run records written before issue 39 (format 1: the shipped runs until migrated, users'
+    ~/.cache records) read as the same typed record a format-2 file holds; migrate_run_file
+    rewrites one as format 2, once."""
+    import json
+
+    from explorer.store.runs import RUN_FORMAT, load_run, migrate_run_file, save_run
+    from explorer.training.lockstep import ModelMetrics, StepRecord
+
+    shipped = load_run(ROOT / "pretrained" / "runs" / "fig6-width4-cifar10-2000-steps.json")
+    shipped.steps = shipped.steps[:3] + shipped.steps[-1:]  # a small file: the first steps and the validated last
+    assert shipped.config.seed == 1 and shipped.config.val_limit == 2000  # a seed and a later field to fill in
+    current = save_run(shipped, tmp_path / "current.json")
+    payload = json.loads(current.read_text())
+    assert payload["format"] == RUN_FORMAT == 2
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(_as_format1(payload)))
+    assert "seed" not in json.loads(old.read_text())["steps"][0]["models"][0]
+
+    from_old, from_current = load_run(old), load_run(current)
+    assert isinstance(from_old.config, TrainConfig) and isinstance(from_old.steps[-1], StepRecord)
+    assert all(isinstance(m, ModelMetrics) and m.seed == 1 for m in from_old.steps[-1].models)  # the config's seed
+    assert from_old.config.val_limit is None  # a field the old record lacked: what runs did before it existed
+    assert replace(from_old, config=replace(from_old.config, val_limit=2000)) == from_current == shipped
+    assert from_old.series("resnet56", "val_error") == from_current.series("resnet56", "val_error")
+
+    assert migrate_run_file(old) and json.loads(old.read_text())["format"] == RUN_FORMAT
+    assert load_run(old) == from_old  # the same values, now in format 2
+    assert not migrate_run_file(old) and not migrate_run_file(current)  # already format 2: left alone

@@ -1,8 +1,8 @@
 """Display tables: no literal None, one metric per column, thousands separators."""
 
-from explorer.present import tables
-from explorer.paper.table1 import analyze, zoo_row
 from explorer.paper.speed import SpeedRow
+from explorer.paper.table1 import analyze, zoo_row
+from explorer.present import tables
 
 
 def _cells(records):

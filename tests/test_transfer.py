@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from apptest_helpers import best_shipped_checkpoint, open_page
 from PIL import Image
 
-from apptest_helpers import best_shipped_checkpoint, open_page
-from explorer.data.archives import ArchiveError, unpack_class_zip
-from explorer.store.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest
-from explorer.store.classifiers import classifier_names, load_classifier
 from explorer.cli import main
 from explorer.data import CIFAR10_MEAN, Augmentation, load_data, normalize, upsample
+from explorer.data.archives import ArchiveError, unpack_class_zip
 from explorer.data.images import sample_images
+from explorer.store.checkpoints import CheckpointError, finetuned_dir, load_checkpoint, read_manifest
+from explorer.store.classifiers import classifier_names, load_classifier
 from explorer.transfer.finetune import (
     FinetuneConfig,
     backbone_names,
@@ -168,6 +168,35 @@ def test_caching_is_explained_and_off_when_it_cannot_apply():
     assert "cannot be cached" in cache_explanation(_config(train="all"))
     erasing = _config(augmentation=Augmentation(pad=0, flip=False, erasing_p=0.5))
     assert not erasing.uses_cached_features and "Augmentation" in cache_explanation(erasing)
+
+
+def test_what_learns_is_a_train_part_read_from_its_saved_spelling(pretrained, synthetic):
+    from explorer.cli import build_parser
+    from explorer.transfer.finetune import TRAIN_CHOICES, TrainPart
+    from explorer.ui.transfer import TRAIN_LABELS
+
+    assert TRAIN_CHOICES == ("head", "last stage", "all") == tuple(TrainPart)
+    for spelling in TRAIN_CHOICES:  # a config saved in a checkpoint holds the plain string
+        assert _config(train=spelling).train is TrainPart(spelling)
+    assert _config().train is TrainPart.HEAD and _config(train="some").train == "some"  # refused by the check
+    [finetune_parser] = [parser for name, parser in _subcommands(build_parser()) if name == "finetune"]
+    [train_flag] = [action for action in finetune_parser._actions if "--train" in action.option_strings]
+    assert tuple(train_flag.choices) == TRAIN_CHOICES and train_flag.default == TrainPart.HEAD
+    assert set(TRAIN_LABELS) == set(TrainPart) and all(isinstance(label, str) for label in TRAIN_LABELS.values())
+    result = finetune(_config(epochs=1, train="last stage", train_limit=128), synthetic)
+    entry = save_finetuned(result, _config(train=TrainPart.LAST_STAGE), "last-stage")
+    saved = json.loads((finetuned_dir() / "manifest.json").read_text())["checkpoints"]["last-stage"]["config"]
+    assert saved["train"] == "last stage" and entry.config["train"] == "last stage"
+    assert FinetuneConfig(**{k: v for k, v in saved.items() if k in ("backbone", "data", "train")}).train \
+        is TrainPart.LAST_STAGE
+
+
+def _subcommands(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
 
 
 # --- random erasing -----------------------------------------------------------------------------

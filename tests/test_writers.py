@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from apptest_helpers import open_page
 from torch import nn
 
-from apptest_helpers import open_page
-from explorer.store import checkpoints, runs
 from explorer import files
+from explorer.store import checkpoints, runs
 from explorer.store.checkpoints import (
     CheckpointError,
     NameTakenError,
@@ -28,6 +28,7 @@ from explorer.store.checkpoints import (
 )
 from explorer.store.runs import RunRecord, load_run, prune_runs, save_new_run, save_run
 from explorer.training.engine import preset
+from explorer.training.lockstep import StepRecord
 
 BUILD = {"width": 2, "shortcut": "A", "num_classes": 3}
 
@@ -85,13 +86,16 @@ def test_every_file_the_project_writes_is_0644_whatever_the_umask(tmp_path, monk
     ``NamedTemporaryFile`` are 0600 under any umask. Every writer gives 0644."""
     from explorer.data.cache import write_cache
     from explorer.paper.inside.landscape import Surface
+    from explorer.paper.inside.precomputed import save_result
+    from explorer.paper.inside.responses import LayerResponse, Responses
     from explorer.paper.inside.surfaces import save_surface
     from explorer.store.state import save_state
 
-    record = RunRecord(name="r", config={"steps": 1}, environment={})
+    record = runs.new_record("r", preset("demo", steps=1), "cpu", {})
     training = SimpleNamespace(config=preset("demo"), state_dict=lambda: ({"w": torch.zeros(2)}, {"step": 0}))
     surface = Surface(model="m", alphas=(-1.0, 0.0, 1.0), betas=(-1.0, 0.0, 1.0), seed=0, images=1, source="x",
                       seconds=0.0, loss=((1.0,) * 3,) * 3)
+    responses = Responses(model="m", layers=(LayerResponse("conv1", 1.0),), images=1, source="x")
     previous = os.umask(0o077)
     try:
         entry = _save(tmp_path / "pretrained", "resnet20-toy")
@@ -99,6 +103,8 @@ def test_every_file_the_project_writes_is_0644_whatever_the_umask(tmp_path, monk
                    save_run(record, tmp_path / "runs" / "chosen.json"), save_new_run(record, tmp_path / "runs"),
                    save_state(tmp_path / "state", training, record), save_surface(surface, "test", tmp_path / "land"),
                    tmp_path / "land" / "manifest.json", files.atomic_write(tmp_path / "plain.txt", "x"),
+                   save_result("responses", responses, command="c", seconds=0.0, machine="m", folder=tmp_path / "in"),
+                   tmp_path / "in" / "manifest.json",
                    files.create_new(tmp_path / "new.txt", b"x")]
         write_cache(tmp_path / "cache" / "slot.safetensors", "key", torch.zeros(1, 3, 2, 2, dtype=torch.uint8),
                     torch.zeros(1, dtype=torch.int64), ("a",), tmp_path)
@@ -132,9 +138,9 @@ def test_a_taken_name_is_refused_never_replaced_and_a_free_one_is_offered(tmp_pa
 
 
 def test_a_taken_finetune_name_is_refused_and_the_model_can_still_be_saved(tmp_path, monkeypatch):
+    from explorer.models import build_model
     from explorer.transfer import finetune
     from explorer.transfer.recipe import FinetuneConfig
-    from explorer.models import build_model
 
     result = SimpleNamespace(epochs_done=1, model=build_model("resnet20", **BUILD), model_name="resnet20",
                              backbone_build=BUILD, classes=["a", "b", "c"], val_accuracy=0.5, preprocessing={},
@@ -157,7 +163,9 @@ def test_a_taken_finetune_name_is_refused_and_the_model_can_still_be_saved(tmp_p
 
 
 def _record(name: str = "demo-synthetic") -> RunRecord:
-    return RunRecord(name=name, config={"steps": 1}, environment={}, steps=[{"step": 1, "models": []}])
+    record = runs.new_record(name, preset("demo", steps=1), "cpu", {})
+    record.append(StepRecord(step=1, epoch=0.0, elapsed_s=0.0, images_per_s=0.0, models=()))
+    return record
 
 
 def test_runs_ending_in_the_same_second_get_names_of_their_own(tmp_path, monkeypatch):
@@ -269,8 +277,8 @@ def _save_section_page():
 
     import torch
 
-    from explorer.transfer.recipe import FinetuneConfig
     from explorer.models import build_model
+    from explorer.transfer.recipe import FinetuneConfig
     from explorer.ui.transfer import save_section
 
     torch.manual_seed(0)

@@ -9,7 +9,8 @@ One module a group of commands:
 * :mod:`~explorer.cli.zoo`: ``models``, ``arch``, ``weights list|download``;
 * :mod:`~explorer.cli.classify`: ``classify``, ``cam`` (Grad-CAM);
 * :mod:`~explorer.cli.finetune`: ``finetune`` (transfer learning);
-* :mod:`~explorer.cli.train`: ``train`` (its flags and config), run by :mod:`~explorer.cli.training_run`.
+* :mod:`~explorer.cli.train`: ``train`` (its flags and config), run by :mod:`~explorer.cli.training_run`;
+* :mod:`~explorer.cli.inside`: ``responses``, ``branches``, ``lesion``, ``landscape`` (why shortcuts work).
 
 Adding commands (the convention every module here follows):
 
@@ -26,8 +27,9 @@ Adding commands (the convention every module here follows):
    ``error: <message>`` on one line of stderr and returns 2, as it does for argparse's own
    usage errors (:class:`~explorer.cli.parsing.Parser`). Ctrl-C returns 130; success 0; no
    command at all prints the help and returns 2.
-3. Heavy imports (torch, the core) go inside the handlers, so ``--help`` stays instant
-   and the CLI never imports Streamlit.
+3. Heavy imports (torch, the core) go inside the handlers, each under a comment saying so
+   (``# deferred: torch, so --help stays instant``; tests/test_layout.py checks), so ``--help``
+   stays instant and the CLI never imports Streamlit.
 4. The module's ``add_commands`` is appended to :data:`COMMAND_GROUPS`, whose order is
    the order of the commands in ``--help``.
 """
@@ -39,21 +41,13 @@ import sys
 from collections.abc import Sequence
 
 from explorer import __version__
-from explorer.cli import classify, finetune, train, zoo
+from explorer.cli import classify, finetune, inside, train, zoo
 from explorer.cli.parsing import CommandError, Parser, one_line, table
-from explorer.cli import inside as inside_commands  # "Why shortcuts work" (issue 15)
 
 __all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main", "table"]
 
-
-def _inside_commands(commands) -> None:
-    # Looked up when the parser is built: explorer.cli.inside imports explorer.cli.parsing,
-    # so either package may be imported first.
-    inside_commands.add_commands(commands)
-
-
 COMMAND_GROUPS = (zoo.add_commands, classify.add_commands, finetune.add_commands, train.add_commands,
-                  _inside_commands)
+                  inside.add_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         print("error: name a command (see the list above)", file=sys.stderr)
         return 2
+    # deferred: torch, so --help and a usage error stay instant
     from explorer.models import UnknownModelError
     from explorer.store.weights import WeightsError
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from explorer import settings
 from explorer.cli.parsing import CommandError, print_json, ranged, table
+from explorer.files import atomic_write
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -33,13 +34,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _classifier(args: argparse.Namespace):
     """``--model`` (default: the best one here) on ``--device``; CommandError if none can load."""
+    # deferred: torch, so --help stays instant
+    from explorer.devices import pick_device
     from explorer.store.classifiers import (
         ClassifierError,
         default_classifier_name,
         load_classifier,
         missing_classifier_message,
     )
-    from explorer.devices import pick_device
 
     name = args.model or default_classifier_name()
     if name is None:
@@ -51,7 +53,7 @@ def _classifier(args: argparse.Namespace):
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
-    from explorer.data.images import ImageError, read_image_file
+    from explorer.data.images import ImageError, read_image_file  # deferred: torch, so --help stays instant
 
     classifier = _classifier(args)
     results = []
@@ -80,9 +82,11 @@ def _cmd_classify(args: argparse.Namespace) -> None:
 
 
 def _cmd_cam(args: argparse.Namespace) -> None:
-    from explorer.paper.gradcam import explain, overlay, overlay_strip
-    from explorer.store.classifiers import ClassifierError
+    # deferred: torch, so --help stays instant
     from explorer.data.images import ImageError, read_image_file
+    from explorer.paper.gradcam import explain
+    from explorer.present.overlays import overlay, overlay_strip
+    from explorer.store.classifiers import ClassifierError
 
     if args.out.suffix.lower() != ".png":
         raise CommandError(f"--out must name a .png file, got {args.out}.")
@@ -99,8 +103,6 @@ def _cmd_cam(args: argparse.Namespace) -> None:
         panels = [(args.layer, _layer_overlay(classifier, explanation, args.layer))]
     top = explanation.predictions[0]
     panels.insert(0, (f"{top.label} {100 * top.probability:.0f}%", seen.cpu()))
-    from explorer.files import atomic_write
-
     strip = overlay_strip(panels)
     try:
         atomic_write(args.out, lambda temporary: strip.save(temporary, format="PNG"))  # whole or not at all, 0644
@@ -112,9 +114,11 @@ def _cmd_cam(args: argparse.Namespace) -> None:
 
 def _layer_overlay(classifier, explanation, layer: str):
     """Grad-CAM of ``explanation.target`` at any one module ``layer``, over the image the model saw."""
+    # deferred: torch, captum and plotly, so --help stays instant
     import torch
 
-    from explorer.paper.gradcam import layer_grad_cam, overlay, upsample
+    from explorer.paper.gradcam import layer_grad_cam, upsample
+    from explorer.present.overlays import overlay
 
     seen = explanation.model_input
     modules = dict(classifier.model.named_modules())

@@ -24,6 +24,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--out", type=Path, default=None,
                           help="folder for the safetensors file and its manifest (default: pretrained/finetuned)")
     finetune.add_argument("--name", default=None, help="the saved model's name (default: backbone-head-data)")
+    # TrainPart's values (explorer.transfer.recipe, not imported here: it loads torch, and --help
+    # stays instant); tests/test_transfer.py keeps the two equal.
     finetune.add_argument("--train", choices=("head", "last stage", "all"), default="head",
                           help='what learns: "head" (backbone frozen, features cached), "last stage", "all"')
     finetune.add_argument("--head", choices=("linear", "seed"), default="linear",
@@ -46,9 +48,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
+    from explorer.data import DataError
     from explorer.store.checkpoints import finetuned_dir
     from explorer.store.classifiers import ClassifierError
-    from explorer.data import DataError
     from explorer.transfer.finetune import default_backbone_name, default_upsample
 
     backbone = args.backbone or default_backbone_name()
@@ -71,11 +74,11 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 def _finetune_and_save(args: argparse.Namespace, backbone: str):
     """Check the settings before minutes of loading, train with progress on stderr, save."""
-    from explorer.store.classifiers import load_classifier
+    # deferred: torch, so --help stays instant
     from explorer.data import Augmentation, check_source, load_data
     from explorer.devices import pick_device
-    from explorer.transfer.recipe import seen_images_note
     from explorer.paper.degradation import data_label, default_training_source
+    from explorer.store.classifiers import load_classifier
     from explorer.transfer.finetune import (
         FinetuneConfig,
         Finetuning,
@@ -86,6 +89,7 @@ def _finetune_and_save(args: argparse.Namespace, backbone: str):
         save_finetuned,
         suggested_key,
     )
+    from explorer.transfer.recipe import seen_images_note
 
     config = FinetuneConfig(
         backbone=backbone, data=args.data or default_training_source(), upsample=args.upsample, train=args.train, head=args.head,

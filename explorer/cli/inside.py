@@ -5,7 +5,8 @@ parsed arguments and prints, as JSON with ``--json`` (the schema of issue 15) or
 readable table. Mistakes raise :class:`~explorer.paper.inside.probes.InsideError` (a ValueError),
 which the CLI prints as one line with exit status 2. Progress goes to stderr. The core is
 imported inside the handlers, so ``--help`` stays instant (the convention of
-:mod:`explorer.cli`).
+:mod:`explorer.cli`); the views' defaults come from :mod:`explorer.paper.inside.defaults`, which
+imports nothing (the package's ``__init__`` loads its views on first use).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def _progress_printer(label: str, quiet: bool):
 
 def _check_data(data: str | None) -> None:
     """Refuse a bad ``--data`` (an unknown source, ``synthetic:1000000000000``) before any model loads."""
-    from explorer.data import DataError, check_source
-    from explorer.data.packs import PACK_PREFIX
+    # deferred: torch, so --help stays instant
+    from explorer.data import DataError, SourceKind, check_source, source_kind
     from explorer.paper.inside.probes import SAMPLES, InsideError
 
-    if data not in (None, "default", SAMPLES) and not data.startswith(PACK_PREFIX):
+    if data not in (None, "default", SAMPLES) and source_kind(data) is not SourceKind.PACK:
         try:
             check_source(data)
         except DataError as error:
@@ -44,7 +45,7 @@ def _check_data(data: str | None) -> None:
 
 
 def _subject_and_probe(name: str, args: argparse.Namespace):
-    from explorer.paper.inside.probes import load_probe, load_subject
+    from explorer.paper.inside.probes import load_probe, load_subject  # deferred: torch, so --help stays instant
 
     _check_data(args.data)
     subject = load_subject(name)
@@ -58,9 +59,10 @@ def _saver(args: argparse.Namespace, view: str):
     folder_option(args.save_dir, "--save-dir")  # a file there fails now, not after minutes of computing
 
     def save(subject, result, seconds: float) -> None:
+        # deferred: torch, so --help stays instant
         from explorer.devices import machine_description
-        from explorer.paper.inside.probes import model_device
         from explorer.paper.inside.precomputed import save_result
+        from explorer.paper.inside.probes import model_device
 
         machine = machine_description(model_device(subject.model))
         save_result(view, result, command="python -m explorer " + shlex.join(sys.argv[1:]), seconds=seconds,
@@ -75,6 +77,7 @@ def _timed(compute, *arguments, **options):
 
 
 def run_responses(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
     from explorer.paper.inside.probes import InsideError
     from explorer.paper.inside.responses import layer_responses, mean_std
 
@@ -101,7 +104,7 @@ def run_responses(args: argparse.Namespace) -> None:
 
 
 def run_branches(args: argparse.Namespace) -> None:
-    from explorer.paper.inside.branches import branch_ratios
+    from explorer.paper.inside.branches import branch_ratios  # deferred: torch, so --help stays instant
 
     save = _saver(args, "branches")
     subject, probe = _subject_and_probe(args.name, args)
@@ -117,6 +120,7 @@ def run_branches(args: argparse.Namespace) -> None:
 
 
 def run_lesion(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
     from explorer.paper.inside.lesion import lesion_study, path_length_counts
 
     save = _saver(args, "lesion")
@@ -142,6 +146,7 @@ def run_lesion(args: argparse.Namespace) -> None:
 
 
 def run_landscape(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
     from explorer.paper.inside.landscape import grid_axis, loss_surface
     from explorer.paper.inside.surfaces import save_surface
 

@@ -33,7 +33,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_recipe_arguments(training: argparse.ArgumentParser) -> None:
-    """What is trained, on what, and how: these become the TrainConfig."""
+    """What is trained, on what, and how: these become the TrainConfig (the last four flags
+    its engine switches, which change the speed, not the recipe)."""
     training.add_argument("--models", default=None,
                           help="comma-separated CIFAR nets (default: the preset's; plain20,plain56,resnet20,"
                                "resnet56 for demo and paper, the eight of Fig. 6 for fig6)")
@@ -109,6 +110,7 @@ def _add_run_arguments(training: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.devices import pick_device
     from explorer.training.distributed import launch_from_environment
     from explorer.training.distributed import start as start_distributed
@@ -144,6 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _data_label(source: str) -> str:
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.paper.degradation import data_label
 
     try:
@@ -153,6 +156,7 @@ def _data_label(source: str) -> str:
 
 
 def _config_from_args(args: argparse.Namespace):
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.paper.degradation import default_training_source
     from explorer.training.engine import preset
 
@@ -160,23 +164,31 @@ def _config_from_args(args: argparse.Namespace):
     overrides = {"data": data, "shortcut": args.shortcut, "repeat": args.repeat}
     if args.models is not None:
         overrides["models"] = tuple(n.strip() for n in args.models.split(",") if n.strip())
-    for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr", "amp",
-                   "weight_decay", "warmup_steps", "val_every", "train_limit", "model_threads", "seed"):
+    for option in ("steps", "batch_size", "width", "image_size", "schedule", "label_smoothing", "lr",
+                   "weight_decay", "warmup_steps", "val_every", "train_limit", "seed"):
         if getattr(args, option) is not None:
             overrides[option] = getattr(args, option)
-    for switch in ("nesterov", "compile"):
-        if getattr(args, switch):
-            overrides[switch] = True
+    if args.nesterov:
+        overrides["nesterov"] = True
     if args.milestones:  # parsed and checked by ranged_list; empty: the preset's
         overrides["milestones"] = args.milestones
     if args.classes:
         overrides["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
-    if args.no_channels_last:
-        overrides["channels_last"] = False
     config = preset(args.preset, **overrides)
     if args.erasing:  # added to the preset's crop and flip
         config = replace(config, augmentation=replace(config.augmentation, erasing_p=args.erasing))
-    return config
+    return config.with_engine(**_engine_switches(args))
+
+
+def _engine_switches(args: argparse.Namespace) -> dict:
+    """The speed flags that were given (the preset's switches otherwise): how the recipe runs."""
+    switches = {option: getattr(args, option) for option in ("amp", "model_threads")
+                if getattr(args, option) is not None}
+    if args.compile:
+        switches["compile"] = True
+    if args.no_channels_last:
+        switches["channels_last"] = False
+    return switches
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -195,8 +207,7 @@ def _resumed_config(args: argparse.Namespace):
     """The config saved in ``--resume DIR``, with ``--steps`` extending the run: the schedule
     keeps its length (and the rate its last value after it), nothing done is moved.
     ``--compile`` may be switched on for the rest of the run."""
-    from dataclasses import replace
-
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.store.state import load_state
 
     saved = load_state(args.resume)  # every field checked (types, ranges, keys) before anything loads
@@ -210,5 +221,5 @@ def _resumed_config(args: argparse.Namespace):
             raise CommandError(f"{args.resume} is already at step {saved.step:,}; --steps must be at least that.")
         config = replace(config, steps=args.steps, schedule_steps=config.schedule_length)
     if args.compile:  # a speed switch, not part of the recipe: a long run may take it up when resumed
-        config = replace(config, compile=True)
+        config = config.with_engine(compile=True)
     return config, saved

@@ -7,6 +7,7 @@ Under torchrun every process trains; only the main one (rank 0) prints and write
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from explorer.cli.parsing import CommandError
 
 if TYPE_CHECKING:  # the heavy modules load only when a run starts, not for --help
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.data import InMemoryData
     from explorer.store.runs import RunRecord
     from explorer.training.engine import TrainConfig, Training
@@ -29,8 +31,6 @@ class _GracefulStop:
     written then is a whole step; a second one interrupts at once."""
 
     def __init__(self):
-        import signal
-
         self.event = threading.Event()
         self._signal = signal
         self._previous = {}
@@ -68,6 +68,7 @@ class _Session:
         return due and step < self.config.steps
 
     def keep_state(self) -> None:
+        # deferred: torch and the engine, so `train --help` stays instant
         from explorer.store.state import save_state
 
         if self.main and self.state_dir is not None:
@@ -86,11 +87,11 @@ def train_and_save(args: argparse.Namespace, config, device, main: bool = True, 
     if args.save_dir is not None and record.finished:
         _save_trained(args, config, session.data, session.training.models, record, device,
                       time.perf_counter() - started)
-    last = record.steps[-1]["models"] if record.steps else []
+    last = record.steps[-1].models if record.steps else []
     for metrics in last:
-        val = "" if metrics["val_error"] is None else f", validation error {100 * metrics['val_error']:.1f}%"
-        seed = f" (seed {metrics.get('seed', 0)})" if config.repeat > 1 else ""
-        print(f"{metrics['name']}{seed}: training error {100 * metrics['train_error']:.1f}%{val}")
+        val = "" if metrics.val_error is None else f", validation error {100 * metrics.val_error:.1f}%"
+        seed = f" (seed {metrics.seed})" if config.repeat > 1 else ""
+        print(f"{metrics.name}{seed}: training error {100 * metrics.train_error:.1f}%{val}")
     # A loss that became NaN or infinite stopped its model (explorer.training.lockstep): the run is
     # recorded up to there, but it did not do what was asked, so it must not exit 0.
     diverged = list(dict.fromkeys(t.stopped for t in session.training.trainees if t.stopped))
@@ -100,6 +101,7 @@ def train_and_save(args: argparse.Namespace, config, device, main: bool = True, 
 
 def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Session:
     """Load the data and build the training: fresh, or restored from ``saved`` (``--resume``)."""
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.data import DataError
     from explorer.store.runs import new_record
     from explorer.store.state import restore, state_path
@@ -123,7 +125,7 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
     if saved is not None:
         restore(saved, training)
         record = saved.record
-        record.config, record.finished = asdict(config), False
+        record.config, record.finished = config, False
         _note_machine(record, device)
         if main:
             print(f"resuming {state_dir} at step {training.step:,} of {config.steps:,}", file=sys.stderr)
@@ -136,6 +138,7 @@ def _start(args: argparse.Namespace, config, device, main: bool, saved) -> _Sess
 def _run_steps(session: _Session) -> float:
     """Every step until the end, Stop (first Ctrl-C) or an interrupt; whatever happens, the
     record and the state hold the last whole step. Returns when the clock started."""
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.store.runs import save_run
     from explorer.store.state import state_path
 
@@ -179,15 +182,17 @@ COMPILE_PAYS_FROM_WIDTH = 16
 
 def _compile_would_pay(config, device, steps_left: int) -> bool:
     """Whether to suggest --compile: a long CPU run at the paper's width without it."""
+    # deferred: torch and the engine, so `train --help` stays instant
     import torch
 
-    return (torch.device(device).type == "cpu" and not config.compile and steps_left >= COMPILE_PAYS_AFTER_STEPS
+    return (torch.device(device).type == "cpu" and not config.engine.compile and steps_left >= COMPILE_PAYS_AFTER_STEPS
             and config.width >= COMPILE_PAYS_FROM_WIDTH)
 
 
 def _note_machine(record, device) -> None:
     """A run resumed on another machine lists every machine it ran on, in order, so the
     manifest's "machine" says what its wall time was measured on."""
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.devices import machine_description
 
     environment = record.environment
@@ -197,22 +202,23 @@ def _note_machine(record, device) -> None:
 
 
 def _save_trained(args, config, data, trained, record, device, wall_time_s: float) -> None:
-    from explorer.store.checkpoints import dataset_tag, save_checkpoint
+    # deferred: torch and the engine, so `train --help` stays instant
     from explorer.devices import machine_description
+    from explorer.store.checkpoints import dataset_tag, save_checkpoint
     from explorer.training.engine import evaluate
 
-    stopped = {m["name"] for m in record.steps[-1]["models"] if m.get("stopped")}
+    stopped = {m.name for m in record.steps[-1].models if m.stopped}
     for name, model in trained.items():
         if name in stopped:
             print(f"{name}: not saved ({name} stopped early)", file=sys.stderr)
             continue
-        val_error = evaluate(model, data.val_images, data.val_labels) if len(data.val_labels) else None
+        val_error = evaluate(model, data.val_images, data.val_labels).error if len(data.val_labels) else None
         entry = save_checkpoint(
             model, key=f"{name}-{dataset_tag(config.data)}", model_name=name,
             build={"width": config.width, "shortcut": config.shortcut, "num_classes": data.num_classes},
             classes=list(data.classes), val_error=val_error, config=asdict(config),
-            steps=record.steps[-1]["step"], wall_time_s=wall_time_s, device=str(device), folder=args.save_dir,
-            epochs=record.steps[-1]["epoch"],
+            steps=record.steps[-1].step, wall_time_s=wall_time_s, device=str(device), folder=args.save_dir,
+            epochs=record.steps[-1].epoch,
             machine=", then ".join(record.environment.get("machines", [machine_description(device)])))
         print(f"{name}: saved {args.save_dir / entry.file} (validation error "
               f"{100 * val_error:.2f}% on {len(data.val_labels)} images)", file=sys.stderr)

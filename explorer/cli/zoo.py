@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from explorer.cli.parsing import CommandError, folder_option, print_json, table
+from explorer.settings import pretrained_dir
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -35,9 +36,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _zoo_entries() -> list[dict]:
+    # deferred: torch, so --help stays instant
+    from explorer.models import list_models
     from explorer.paper.table1 import zoo_row
     from explorer.store.checkpoints import best_checkpoints, trained_label
-    from explorer.models import list_models
     from explorer.store.weights import weights_status
 
     trained = best_checkpoints()
@@ -60,8 +62,7 @@ def _zoo_entries() -> list[dict]:
 
 def _cmd_models(args: argparse.Namespace) -> None:
     if args.shipped:
-        from explorer.store.shipped import BEGIN, END, shipped_tables
-        from explorer.settings import pretrained_dir
+        from explorer.store.shipped import BEGIN, END, shipped_tables  # deferred: torch, so --help stays instant
 
         print(f"{BEGIN}\n{shipped_tables(pretrained_dir())}\n{END}")
         return
@@ -79,7 +80,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_arch(args: argparse.Namespace) -> None:
-    from explorer.paper.table1 import analyze
+    from explorer.paper.table1 import analyze  # deferred: torch, so --help stays instant
 
     analysis = analyze(args.name)
     if args.json:
@@ -101,6 +102,7 @@ def _cmd_arch(args: argparse.Namespace) -> None:
 
 
 def _cmd_weights_list(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
     from explorer.models import list_models
     from explorer.store.weights import search_dirs, weights_status
 
@@ -117,6 +119,7 @@ def _cmd_weights_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_weights_download(args: argparse.Namespace) -> None:
+    # deferred: torch, so --help stays instant
     from explorer.models import get_model_spec
     from explorer.store.weights import WeightsError, download_weights
 

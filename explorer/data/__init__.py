@@ -14,7 +14,9 @@ in two halves joined by one object:
    trying the app without any data), ``"cifar10"`` (:mod:`.cifar10`: torchvision's copy of the
    real data set) and ``"folder:PATH"`` (:mod:`.folder`: any ImageFolder tree, listed by the
    scanner :mod:`.scanner`, decoded by the thread pool in :mod:`.decoder` and kept in the
-   disk cache :mod:`.cache`, so the second load takes well under a second).
+   disk cache :mod:`.cache`, so the second load takes well under a second). A source's text is
+   parsed in one place, :class:`DataSource` (:mod:`.sources`): its kind (:class:`SourceKind`)
+   and its folder, count or pack as typed fields; ``str()`` gives the text back.
 2. **Keep them on the device.** The result is an :class:`InMemoryData` (:mod:`.dataset`);
    :meth:`InMemoryData.to` moves all four tensors at once, and the training loop then draws
    batches by indexing, with no ``DataLoader`` and no worker processes.
@@ -38,11 +40,12 @@ from explorer.data.augmentation import (
     random_erase,
     upsample,
 )
-from explorer.data.dataset import DataError, InMemoryData, ProgressCallback
+from explorer.data.dataset import DataError, InMemoryData, ProgressCallback, SourceKind
 from explorer.data.decoder import folder_pixels
 from explorer.data.loading import check_source, check_training_source, default_cache_dir, describe_source, load_data
 from explorer.data.packs import PACK_SPECS, available_packs, pack_source
 from explorer.data.scanner import IMAGE_EXTENSIONS, ImageFile, scan_folder
+from explorer.data.sources import DataSource, source_kind
 from explorer.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_DEFAULT_SIZE, make_synthetic
 
 __all__ = [
@@ -53,10 +56,12 @@ __all__ = [
     "SYNTHETIC_DEFAULT_SIZE",
     "Augmentation",
     "DataError",
+    "DataSource",
     "ImageFile",
     "InMemoryData",
     "PACK_SPECS",
     "ProgressCallback",
+    "SourceKind",
     "augment",
     "available_packs",
     "check_source",
@@ -71,5 +76,6 @@ __all__ = [
     "pack_source",
     "random_erase",
     "scan_folder",
+    "source_kind",
     "upsample",
 ]

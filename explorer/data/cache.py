@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from explorer.data.scanner import ImageFile
 from explorer.files import atomic_write
@@ -51,8 +53,6 @@ def read_cache(path: Path, key: str, count: int, image_size: int) -> Decoded | N
     if not path.is_file():
         return None
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             if metadata.get("key") != key:
@@ -78,8 +78,6 @@ def write_cache(
     path: Path, key: str, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], root: Path
 ) -> None:
     """Save the decoded folder; atomically, so a crash or a second process never leaves half a file."""
-    from safetensors.torch import save_file
-
     metadata = {"format": CACHE_FORMAT, "key": key, "classes": json.dumps(list(classes)), "root": str(root)}
     tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
     try:

@@ -7,6 +7,7 @@ size was asked for, and hands them to :func:`~explorer.data.loading.load_data` t
 
 from __future__ import annotations
 
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,6 @@ def load_cifar10(
 
 def _reason(error: Exception) -> str:
     """Why the download failed, in words: "no internet connection", not a raw ``URLError``."""
-    import urllib.error
-
     reason = getattr(error, "reason", None)
     if isinstance(error, urllib.error.URLError) or isinstance(reason, OSError):
         return "no internet connection"

@@ -8,13 +8,16 @@ once (:meth:`InMemoryData.to`) and batches drawn from it go through
 :mod:`~explorer.data.augmentation` there.
 
 Also here, because every part of the package uses them: :class:`DataError` (a source that
-cannot be loaded, with a message that says what to do) and the progress callback type.
+cannot be loaded, with a message that says what to do), the progress callback type, and
+:class:`SourceKind` (what comes before the colon of a source's text; the packs name their own
+sources with it, and :mod:`~explorer.data.sources` parses the rest).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 import torch
 
@@ -23,6 +26,15 @@ ProgressCallback = Callable[[int, int], None]  # progress(done, total), in image
 
 class DataError(ValueError):
     """A data source that cannot be loaded; the message says what is wrong and what to do."""
+
+
+class SourceKind(StrEnum):
+    """The kinds of data source, spelt as a source's text spells them before its colon."""
+
+    PACK = "pack"  # "pack:NAME": real CIFAR-10 images shipped with the app (explorer.data.packs)
+    SYNTHETIC = "synthetic"  # "synthetic" or "synthetic:N": generated patterns (explorer.data.synthetic)
+    CIFAR10 = "cifar10"  # torchvision's CIFAR-10 training set (explorer.data.cifar10)
+    FOLDER = "folder"  # "folder:PATH": an ImageFolder tree PATH/<class>/<image> (explorer.data.folder)
 
 
 def report_progress(progress: ProgressCallback | None, done: int, total: int) -> None:

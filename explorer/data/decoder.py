@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from explorer.data.dataset import DataError, ProgressCallback, report_progress
 from explorer.data.images import ImageError, ImageLimits, decode_frame, open_image
@@ -26,8 +27,6 @@ def folder_pixels(image, image_size: int) -> np.ndarray:
     """An upright RGB PIL image -> uint8 ``(image_size, image_size, 3)``, resized as every
     folder data set is (bilinear, aspect ratio not kept): a photo classified by a model
     fine-tuned on a folder goes through exactly this step too."""
-    from PIL import Image
-
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image)

@@ -32,13 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save
 
-from explorer.data.dataset import DataError, InMemoryData, ProgressCallback, report_progress
+from explorer.data.dataset import DataError, InMemoryData, ProgressCallback, SourceKind, report_progress
 from explorer.data.decoder import folder_pixels
+from explorer.data.images import ImageError, read_image
 from explorer.data.scanner import scan_folder
+from explorer.files import atomic_write, locked
 from explorer.settings import pretrained_dir
 
-PACK_PREFIX = "pack:"
 MANIFEST = "manifest.json"
 SPLIT_SEED = 0  # the seed every shipped checkpoint's 45k/5k split used (pretrained/manifest.json)
 SPLIT_VAL = 5000  # §4.2: "45k/5k train/val split"
@@ -91,7 +94,8 @@ class PackEntry:
 
 
 def pack_source(name: str) -> str:
-    return f"{PACK_PREFIX}{name}"
+    """The source text of the pack ``name``, e.g. ``"pack:cifar10-eval"``."""
+    return f"{SourceKind.PACK}:{name}"
 
 
 def read_manifest(folder: Path | None = None) -> dict[str, PackEntry]:
@@ -169,10 +173,6 @@ def _pack_tensors(blobs: list[bytes], chosen: list[tuple[int, int, bool]]) -> di
 def build_pack(root: Path, spec: PackSpec, out_dir: Path) -> PackEntry:
     """Build ``spec`` from the CIFAR-10 training folder ``root`` (50,000 files, ImageFolder
     layout) into ``out_dir/<name>.safetensors`` and add it to ``out_dir/manifest.json``."""
-    from safetensors.torch import save
-
-    from explorer.files import atomic_write, locked
-
     classes, files = scan_folder(root)
     if len(files) != 50_000:
         raise DataError(f"{root} holds {len(files):,} images; the packs are cut from CIFAR-10's 50,000 "
@@ -208,10 +208,6 @@ def load_pack(name: str, image_size: int = 32, progress: ProgressCallback | None
               folder: Path | None = None) -> InMemoryData:
     """The pack ``name`` as an :class:`InMemoryData`: its training part and its held-out part
     (for ``cifar10-eval`` everything is held out and the training part is empty)."""
-    from safetensors.torch import load as load_safetensors
-
-    from explorer.data.images import ImageError, read_image
-
     folder = folder or packs_dir()
     entries = read_manifest(folder)
     if name not in entries:

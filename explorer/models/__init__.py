@@ -1,5 +1,6 @@
 """Model registry: ``list_models()``, ``get_model_spec(name)``, ``build_model(name)``,
-and each model's anatomy (``blocks``, ``counted_layers``, ``stage_ends``, ...).
+each model's anatomy (``blocks``, ``counted_layers``, ``weighted_layers``, ``stage_ends``, ...)
+and the CIFAR builders of §4.2 (``resnet20()`` … ``plain110()``).
 
 Importing this package registers every model the app knows.
 """
@@ -14,9 +15,12 @@ from explorer.models.registry import (
     model_names,
     register_model,
 )
+
 # Registration order is display order: the ImageNet zoo first, then the CIFAR nets.
+# isort: off
 from explorer.models import imagenet  # noqa: E402,F401,I001
 from explorer.models import cifar  # noqa: E402,F401
+# isort: on
 from explorer.models.anatomy import (  # noqa: E402
     Block,
     blocks,
@@ -28,6 +32,19 @@ from explorer.models.anatomy import (  # noqa: E402
     shortcut_modules,
     stage_ends,
     stem_stage,
+    weighted_layers,
+)
+from explorer.models.cifar import (  # noqa: E402
+    plain20,
+    plain32,
+    plain44,
+    plain56,
+    plain110,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
+    resnet110,
 )
 
 __all__ = [
@@ -44,9 +61,20 @@ __all__ = [
     "head_stage",
     "list_models",
     "model_names",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "plain110",
     "register_model",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
     "shortcut_attributes",
     "shortcut_modules",
     "stage_ends",
     "stem_stage",
+    "weighted_layers",
 ]

@@ -118,6 +118,13 @@ def counted_layers(model: nn.Module, spec: ModelSpec | None = None) -> list[tupl
             if isinstance(module, (nn.Conv2d, nn.Linear)) and not f"{name}.".startswith(shortcuts)]
 
 
+def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weights of :func:`counted_layers`, input to output, named as in the model's
+    ``state_dict`` ("layer1.0.conv1.weight"): the conv and fc layers the paper counts in a
+    depth, whose gradient norms the lab draws."""
+    return [(f"{name}.weight", module.weight) for name, module in counted_layers(model)]
+
+
 def conv_bn_pairs(model: nn.Module, spec: ModelSpec) -> list[tuple[str, str]]:
     """(conv, BatchNorm) of the stem and of every conv in every block, input to output:
     the layers whose responses the paper's Fig. 7 plots (the BN output, before ReLU/addition)."""

@@ -3,7 +3,9 @@
 The first layer is a 3×3 conv with 16 filters; then three stages of 2n 3×3 layers on
 32×32, 16×16 and 8×8 maps with 16, 32 and 64 filters; global average pooling and a
 10-way fc: 6n + 2 weighted layers. Plain and residual nets are the same block with one
-``residual`` switch, so the comparison changes nothing but the shortcut.
+``residual`` switch, so the comparison changes nothing but the shortcut. ``resnet20()`` …
+``resnet110()`` and ``plain20()`` … ``plain110()`` build them (as torchvision's ``resnet18()``
+does); each is registered under its own name, so ``build_model("resnet20", width=4)`` is the same.
 
 Shortcuts where the shape changes (§4.2 uses option A): "A" subsamples x and pads the
 new channels with zeros (no parameters, :class:`PadShortcut`); "B" is a 1×1 projection
@@ -131,25 +133,77 @@ def cifar_stages(model: nn.Module) -> tuple[Stage, ...]:
     return CIFAR_STAGES
 
 
-def _cifar_net(depth: int, residual: bool):
-    def builder(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
-        return CifarNet((depth - 2) // 6, residual=residual, shortcut=shortcut, width=width,
-                        num_classes=num_classes)
+def _cifar_net(depth: int, *, residual: bool, width: int, shortcut: str, num_classes: int) -> CifarNet:
+    """The 6n + 2-layer net of §4.2: n = (depth − 2) / 6 blocks in each of the three stages."""
+    return CifarNet((depth - 2) // 6, residual=residual, shortcut=shortcut, width=width, num_classes=num_classes)
 
-    return builder
+
+# The public builders, one per net of §4.2, in the style of torchvision's ``resnet18()``.
+# ``width`` is the first stage's filters (16 in the paper), ``shortcut`` option A or B (§3.3).
+
+def plain20(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """Plain-20: ResNet-20 without its shortcuts (Fig. 6, left)."""
+    return _cifar_net(20, residual=False, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def plain32(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """Plain-32 (Fig. 6, left)."""
+    return _cifar_net(32, residual=False, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def plain44(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """Plain-44 (Fig. 6, left)."""
+    return _cifar_net(44, residual=False, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def plain56(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """Plain-56: deeper than plain-20 and worse, on training error too (Fig. 1, Fig. 6 left)."""
+    return _cifar_net(56, residual=False, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def plain110(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """Plain-110: ResNet-110 without its shortcuts (not plotted in Fig. 6; here for the comparison)."""
+    return _cifar_net(110, residual=False, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def resnet20(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """ResNet-20 (Table 6: 0.27M parameters, 8.75% test error)."""
+    return _cifar_net(20, residual=True, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def resnet32(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """ResNet-32 (Table 6: 0.46M parameters, 7.51% test error)."""
+    return _cifar_net(32, residual=True, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def resnet44(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """ResNet-44 (Table 6: 0.66M parameters, 7.17% test error)."""
+    return _cifar_net(44, residual=True, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def resnet56(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """ResNet-56 (Table 6: 0.85M parameters, 6.97% test error)."""
+    return _cifar_net(56, residual=True, width=width, shortcut=shortcut, num_classes=num_classes)
+
+
+def resnet110(*, width: int = 16, shortcut: str = "A", num_classes: int = CIFAR_CLASSES) -> CifarNet:
+    """ResNet-110 (Table 6: 1.7M parameters, 6.43% test error; §4.2's warm-up at 0.01)."""
+    return _cifar_net(110, residual=True, width=width, shortcut=shortcut, num_classes=num_classes)
 
 
 # Table 6: parameters (millions, option A) and CIFAR-10 test error (%) of the ResNets.
 # The plain nets' errors are only plotted (Fig. 6, left), so none are given for them.
 _TABLE_6 = {20: (0.27, 8.75), 32: (0.46, 7.51), 44: (0.66, 7.17), 56: (0.85, 6.97), 110: (1.7, 6.43)}
+_BUILDERS = {20: (plain20, resnet20), 32: (plain32, resnet32), 44: (plain44, resnet44), 56: (plain56, resnet56),
+             110: (plain110, resnet110)}
 
 for _depth, (_params_m, _error) in _TABLE_6.items():
-    for _residual in (False, True):
-        _name = f"{'resnet' if _residual else 'plain'}{_depth}"
+    for _residual, _builder in zip((False, True), _BUILDERS[_depth]):
+        _name = _builder.__name__
         register_model(ModelSpec(
             name=_name,
             family="cifar",
-            builder=_cifar_net(_depth, _residual),
+            builder=_builder,
             depth=_depth,
             block="basic" if _residual else "plain",
             input_size=CIFAR_INPUT,

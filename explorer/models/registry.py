@@ -73,10 +73,6 @@ class ModelSpec:
         return self.block in RESIDUAL_BLOCKS
 
     @property
-    def has_shortcuts(self) -> bool:
-        return self.residual
-
-    @property
     def imagenet_top1(self) -> float | None:
         """torchvision's measured top-1 accuracy (%) of the published weights."""
         if self.weights is None:

@@ -6,12 +6,21 @@ No Streamlit here: the page asks these functions and draws what they return.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from explorer.data import available_packs, default_cache_dir, describe_source, pack_source
+from explorer.data import (
+    DataSource,
+    SourceKind,
+    available_packs,
+    default_cache_dir,
+    describe_source,
+    pack_source,
+    source_kind,
+)
 from explorer.models import get_model_spec
+from explorer.paper.fig6 import paper_label
 from explorer.settings import cifar10_dirs
-from explorer.training.recipe import PRESETS
+from explorer.store.runs import RunRecord
+from explorer.training.recipe import TrainConfig, preset
 
 DEMO_PACK = "cifar10-demo"  # explorer.data.packs: the demo classes' real images, shipped with the app
 
@@ -22,7 +31,7 @@ def cifar10_source() -> str | None:
     cache; None when there is none (the lab then defaults to the shipped demo pack)."""
     for folder in cifar10_dirs():
         if folder.is_dir():
-            return f"folder:{folder.resolve()}"
+            return str(DataSource.of_folder(folder.resolve()))
     if (default_cache_dir() / "cifar10" / "cifar-10-batches-py").is_dir():
         return "cifar10"
     return None
@@ -44,11 +53,11 @@ def default_training_source() -> str:
 def data_label(source: str) -> str:
     """What ``source`` is, as a page or a command says it before using it, e.g. "CIFAR-10:
     6,000 training images of 3 classes (+300 held out), shipped with the app"."""
-    about = describe_source(source)
-    if source.startswith("pack:") and "CIFAR-10 " in about:  # a pack's manifest words, CIFAR-10 said first
+    about, parsed = describe_source(source), DataSource.parse(source)
+    if parsed.kind is SourceKind.PACK and "CIFAR-10 " in about:  # a pack's manifest words, CIFAR-10 said first
         return "CIFAR-10: " + about.replace("CIFAR-10 ", "", 1)
-    if source.startswith("folder:") and source == cifar10_source():
-        return f"CIFAR-10 from the folder {source.removeprefix('folder:')}"
+    if parsed.kind is SourceKind.FOLDER and source == cifar10_source():
+        return f"CIFAR-10 from the folder {parsed.path}"
     return about
 
 
@@ -73,44 +82,40 @@ SYNTHETIC_DEMO_CLASSES = tuple(f"pattern{i}" for i in range(5))
 SYNTHETIC_DEMO_OVERRIDES = {"lr": 0.1, "warmup_steps": 150, "batch_size": 32, "steps": 800, "milestones": (700,)}
 
 
-def class_demo_config(source: str | None = None):
+def class_demo_config(source: str | None = None) -> TrainConfig:
     """The one-click class demo: the demo preset's four nets (Fig. 1 and Fig. 6) on real
     CIFAR-10's three demo classes (``source``, default :func:`default_training_source`: the full
     folder when it is here, else the demo pack shipped with the app, which holds exactly
     those classes), or on five patterns of the synthetic set (:data:`SYNTHETIC_DEMO_OVERRIDES`)."""
-    from explorer.training.engine import preset
-
     source = source or default_training_source()
-    if source.startswith("synthetic"):
+    if source_kind(source) is SourceKind.SYNTHETIC:
         return preset("demo", models=CLASS_DEMO_MODELS, data=source, classes=SYNTHETIC_DEMO_CLASSES,
                       **SYNTHETIC_DEMO_OVERRIDES)
     return preset("demo", models=CLASS_DEMO_MODELS, data=source, classes=CLASS_DEMO_CLASSES)
 
 
-def gap_caption(record) -> str | None:
+def gap_caption(record: RunRecord) -> str | None:
     """The degradation in one sentence, from a run's latest training errors: the deepest
     plain net against the shallowest (Fig. 1), and the residual net of that depth against
     it (Fig. 6). None until the training error has been averaged over a full window of
     steps (before that, the curves' differences are mostly the first batches' luck)."""
-    if not record.steps or record.steps[-1]["step"] < record.config.get("window", 1):
+    if not record.steps or record.steps[-1].step < record.config.window:
         return None
-    latest = {}
-    for entry in record.steps[-1]["models"] if record.steps else []:
-        if entry.get("seed", record.seeds[0]) == record.seeds[0] and not math.isnan(entry["train_error"]):  # a stopped model
-            latest[entry["name"]] = entry["train_error"]
-    plain = sorted((get_model_spec(n).depth, n) for n in latest if not get_model_spec(n).has_shortcuts)
+    latest = {entry.name: entry.train_error for entry in record.steps[-1].models
+              if entry.seed == record.seeds[0] and not math.isnan(entry.train_error)}  # NaN: a stopped model
+    plain = sorted((get_model_spec(n).depth, n) for n in latest if not get_model_spec(n).residual)
     if len(plain) < 2:
         return None
     (_, shallow), (_, deep) = plain[0], plain[-1]
-    seconds = record.steps[-1]["elapsed_s"]
+    seconds = record.steps[-1].elapsed_s
     gap = 100 * (latest[deep] - latest[shallow])
-    sentence = (f"{_label(deep)} is {_points(gap)} {'worse' if gap >= 0 else 'better'} than "
-                f"{_label(shallow)} on training error after {seconds:.0f} s")
+    sentence = (f"{paper_label(deep)} is {_points(gap)} {'worse' if gap >= 0 else 'better'} than "
+                f"{paper_label(shallow)} on training error after {seconds:.0f} s")
     twin = get_model_spec(deep).twin  # the residual net of the same depth (§4.2's pairs)
     if twin in latest:
         rescue = 100 * (latest[deep] - latest[twin])
-        sentence += (f"; with shortcuts, {_label(twin)} is {_points(rescue)} "
-                     f"{'better' if rescue >= 0 else 'worse'} than {_label(deep)}")
+        sentence += (f"; with shortcuts, {paper_label(twin)} is {_points(rescue)} "
+                     f"{'better' if rescue >= 0 else 'worse'} than {paper_label(deep)}")
     return sentence + "."
 
 
@@ -119,7 +124,7 @@ def _points(difference: float) -> str:
     return f"{rounded} point" if rounded == 1 else f"{rounded} points"
 
 
-def gradient_caption(record, models) -> str | None:
+def gradient_caption(record: RunRecord, models: list[str]) -> str | None:
     """How each model's gradient changes from its output side to its input side, read from
     its latest recorded per-layer norms (first seed), e.g. "At step 300: plain-56's first layer
     gets a gradient 63× smaller than its last; ResNet-56's first layer gets about the same
@@ -138,107 +143,5 @@ def gradient_caption(record, models) -> str | None:
             size = "about the same gradient as"
         else:
             size = f"a gradient {1 / shrink:.1f}× larger than" if shrink > 0.1 else f"a gradient {1 / shrink:.0f}× larger than"
-        parts.append(f"{_label(model)}'s first layer gets {size} its last")
+        parts.append(f"{paper_label(model)}'s first layer gets {size} its last")
     return f"At step {step:,}: " + "; ".join(parts) + "." if parts else None
-
-
-def _label(name: str) -> str:
-    """"plain56" -> "plain-56", "resnet56" -> "ResNet-56", as the paper writes them."""
-    spec = get_model_spec(name)
-    return f"{'ResNet' if spec.has_shortcuts else 'plain'}-{spec.depth}"
-
-
-# Fig. 6 in full: plain and residual nets of the same four depths, in lock-step (the fig6 preset's).
-FIG6_MODELS = PRESETS["fig6"].models
-
-
-@dataclass(frozen=True)
-class DepthOrdering:
-    """One panel of Fig. 6 at a step: each net's error, shallowest first, and whether depth
-    orders them as the paper found (§4.2: deeper plain nets have higher training error,
-    deeper ResNets lower)."""
-
-    shortcuts: bool
-    errors: tuple[tuple[str, float], ...]  # (model, error), by depth
-
-    @property
-    def as_in_the_paper(self) -> bool:
-        values = [error for _, error in self.errors]
-        pairs = list(zip(values, values[1:]))
-        return len(values) >= 2 and all(deeper < shallower if self.shortcuts else deeper > shallower
-                                        for shallower, deeper in pairs)
-
-    def describe(self) -> str:
-        order = (" > " if self.shortcuts else " < ") if self.as_in_the_paper else ", "
-        shown = order.join(f"{_label(name)} {100 * error:.1f}%" for name, error in self.errors)
-        return f"{'ResNets' if self.shortcuts else 'plain nets'}: {shown} " + (
-            "(as in Fig. 6)" if self.as_in_the_paper else "(not yet ordered by depth)")
-
-
-def depth_orderings(record, key: str = "train_error", step: int | None = None) -> list[DepthOrdering]:
-    """Fig. 6's two panels, plain first, from one step of a run (default: its last) and its
-    first seed: ``key`` is "train_error" (a window average) or "val_error"."""
-    entries = [s for s in record.steps if step is None or s["step"] <= step]
-    if key == "val_error":
-        entries = [s for s in entries if any(m.get("val_error") is not None for m in s["models"])]
-    if not entries:
-        return []
-    errors = {m["name"]: m[key] for m in entries[-1]["models"]
-              if m.get("seed", record.seeds[0]) == record.seeds[0] and m.get(key) is not None
-              and not math.isnan(m[key])}
-    panels = []
-    for shortcuts in (False, True):
-        names = sorted((n for n in errors if get_model_spec(n).has_shortcuts == shortcuts),
-                       key=lambda n: get_model_spec(n).depth)
-        if len(names) >= 2:
-            panels.append(DepthOrdering(shortcuts, tuple((n, errors[n]) for n in names)))
-    return panels
-
-
-def fig6_orderings_in_words(record, records: list) -> list[str]:
-    """The two panels' orderings as sentences, at the run's last step: by training error, as
-    Fig. 6's thin curves, except in a panel whose nets were trained with different random
-    erasing (picked from different runs). Erasing raises the training error it is measured
-    on (the model trains on damaged images), so such a panel is compared by validation error,
-    and the sentence says why."""
-    erasing = {name: (r.config.get("augmentation") or {}).get("erasing_p", 0.0)
-               for r in records for name in r.model_names}
-    validated = {panel.shortcuts: panel for panel in depth_orderings(record, "val_error")}
-    sentences = []
-    for panel in depth_orderings(record):
-        names = [name for name, _ in panel.errors]
-        if len({erasing.get(name, 0.0) for name in names}) > 1 and panel.shortcuts in validated:
-            erased = ", ".join(_label(name) for name in names if erasing.get(name))
-            sentences.append(f"{validated[panel.shortcuts].describe()}, by validation error: {erased} trained "
-                             "with random erasing, which raises its training error")
-        else:
-            sentences.append(f"{panel.describe()}, by training error")
-    return sentences
-
-
-# Fig. 6 at the paper's width, on one 35,000-step recipe (README, "Shipped models and runs"):
-# the shipped runs that together hold its four nets, which the lab offers as one pick.
-PAPER_WIDTH_FIG6_RUNS = ("plain-cifar10-35000-steps", "resnet20-cifar10-35000-steps",
-                         "resnet56-cifar10-35000-steps")
-
-
-def fig6_record(records: list) -> tuple[object | None, str | None]:
-    """The record to draw as Fig. 6's two panels from the runs picked in the lab, and why
-    there is none when the picked runs hold both panels' nets but cannot be drawn as one.
-
-    One run with two or more depths with and without shortcuts is drawn as it is; several
-    runs are combined (:func:`explorer.store.runs.combine_runs`) when they share one schedule: at
-    the paper's width a 2-core CPU trains plain-20/56, ResNet-20 and ResNet-56 in separate
-    runs of the same 35,000 steps, which together are Fig. 6's comparison."""
-    from explorer.present.figures import fills_fig6
-    from explorer.store.runs import RunError, combine_runs
-
-    if not fills_fig6([name for record in records for name in record.model_names]):
-        return None, None
-    if len(records) == 1:
-        return records[0], None
-    try:
-        combined = combine_runs(records)
-    except RunError as error:
-        return None, f"Not drawn as Fig. 6's two panels: {error}"
-    return combined, None

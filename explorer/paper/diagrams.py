@@ -6,7 +6,7 @@ the main path at the addition, and a plain block really has no addition at all.
 
 Tracing patches ``torch.nn.Module.__call__`` for the whole process while it runs, so a
 server with other threads must call :func:`block_diagrams` through
-:func:`explorer.server.isolation.run_isolated` (the architecture page does).
+:meth:`explorer.server.isolation.IsolationWorker.run` (the architecture page does).
 """
 
 from __future__ import annotations

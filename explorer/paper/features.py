@@ -1,7 +1,7 @@
 """Feature maps: what each stage and block of a network outputs for an image.
 
 The output of a block is caught by a forward hook on that block, registered for one
-forward pass and removed when it returns (or raises). torchvision's
+forward pass and removed when it returns or raises (:func:`explorer.models.hooks.captured_outputs`). torchvision's
 ``create_feature_extractor`` computes the same tensors (a test checks they are equal), but
 it traces the model with ``torch.fx``, which patches ``torch.nn.Module.__call__`` for the
 whole process while it traces: on a server, another session's training or Grad-CAM would
@@ -11,16 +11,16 @@ sessions' forward passes out of it while it is registered.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from explorer.store.classifiers import Classifier
 from explorer.models import ModelSpec, blocks, body_stages, stem_stage
+from explorer.models.hooks import captured_outputs
+from explorer.store.classifiers import Classifier
 
 
 @dataclass(frozen=True)
@@ -44,24 +44,6 @@ def feature_points(model: nn.Module, spec: ModelSpec) -> list[FeaturePoint]:
         if not in_stage:  # VGG: a stage is a run of layers ending in a max pool
             points.append(FeaturePoint(modules[-1], f"{stage} ({modules[-1]}), end of stage", stage_end=True))
     return points
-
-
-@contextlib.contextmanager
-def captured_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-    """Inside the ``with``, each forward pass of ``model`` stores the output of every module
-    named in ``names`` (detached) in the yielded dict. The hooks are removed on leaving,
-    whatever happens; callers sharing ``model`` hold its lock for the whole ``with``."""
-    outputs: dict[str, Tensor] = {}
-    handles = []
-    try:
-        for name in names:
-            def keep(_module, _inputs, output, name=name):
-                outputs[name] = output.detach()
-            handles.append(model.get_submodule(name).register_forward_hook(keep))
-        yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()

@@ -14,6 +14,9 @@ nothing in this module changes one: captum's hooks are removed when a call retur
 weight gradients are taken through :func:`torch.func.functional_call` on detached copies of
 the parameters' views, never on the cached parameters themselves. Callers serialise captum
 calls on one model with the classifier's lock (hooks of two threads would mix).
+
+The maps are data (non-negative, upsampled ones in [0, 1]); how they are coloured and drawn
+is :mod:`explorer.present.overlays` (the CLI's PNG) and :mod:`explorer.present.figures` (the page).
 """
 
 from __future__ import annotations
@@ -26,16 +29,12 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 from PIL import Image
-from plotly.colors import sample_colorscale
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from explorer.models import get_model_spec, stage_ends, weighted_layers
 from explorer.store.classifiers import Classifier, ClassifierError, Prediction
 from explorer.store.recent import input_key
-from explorer.present.figures import CAM_COLOURSCALE
-# stage_ends is re-exported: Grad-CAM's layers are the anatomy's stage ends.
-from explorer.models import get_model_spec, stage_ends  # noqa: F401
-from explorer.training.engine import weighted_layers
 
 
 def grad_cams(model: nn.Module, batch: Tensor, layers: Sequence[str], target: Tensor) -> dict[str, Tensor]:
@@ -171,32 +170,3 @@ def compare_gradient_norms(classifiers: Sequence[Classifier], image: Image.Image
               for c in classifiers]
     return sorted(series, key=lambda s: s.residual)
 
-
-def overlay(image: Tensor, cam: Tensor, opacity: float = 0.5) -> Tensor:
-    """uint8 (3, H, W): ``cam`` (H, W, in [0, 1]) coloured with the Grad-CAM palette over ``image``."""
-    palette = torch.tensor([[int(v) for v in colour[4:-1].split(",")]
-                            for colour in sample_colorscale(CAM_COLOURSCALE, [i / 255 for i in range(256)])],
-                           dtype=torch.float32)  # 256 × RGB
-    colours = palette[(cam.clamp(0, 1) * 255).round().long()].permute(2, 0, 1)
-    return ((1 - opacity) * image.float() + opacity * colours).round().clamp(0, 255).to(torch.uint8)
-
-
-def overlay_strip(panels: Sequence[tuple[str, Tensor]], min_height: int = 224) -> Image.Image:
-    """Panels (title, uint8 (3, H, W)) side by side under their titles, as one RGB image.
-
-    A 32×32 CIFAR input is scaled up by whole pixels (nearest) so that it stays readable
-    and every pixel the network saw is still visible as a square.
-    """
-    from PIL import ImageDraw
-
-    height, width = panels[0][1].shape[-2:]
-    scale = max(1, -(-min_height // height))
-    title_height, gap = 18, 6
-    strip = Image.new("RGB", (len(panels) * (width * scale + gap) - gap, height * scale + title_height), "white")
-    draw = ImageDraw.Draw(strip)
-    for index, (title, pixels) in enumerate(panels):
-        left = index * (width * scale + gap)
-        panel = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
-        strip.paste(panel.resize((width * scale, height * scale), Image.Resampling.NEAREST), (left, title_height))
-        draw.text((left + 2, 3), title, fill="black")
-    return strip

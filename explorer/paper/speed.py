@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from explorer.devices import synchronize
+from explorer.devices import OtherLoad, synchronize
 from explorer.models import build_model, get_model_spec
 from explorer.store.weights import WeightsError, find_weights, load_weights_file
 
@@ -162,8 +162,6 @@ def measure_speed(names: Iterable[str], device: torch.device, *, batch_size: int
     ``progress(done, total)`` is called after each timed pass. The image size defaults to each
     model's own input size (224 for ImageNet models).
     """
-    from explorer.devices import OtherLoad
-
     names = list(names)
     if batch_size < 1 or rounds < 1:
         raise ValueError("batch_size and rounds must be at least 1.")

@@ -10,7 +10,7 @@ additions are not counted, in the paper or here.
 
 ``FlopCounterMode`` installs process-wide module hooks while it counts, so a server with
 other threads calls :func:`analyze`, :func:`zoo_rows` and :func:`paper_table` through
-:func:`explorer.server.isolation.run_isolated` (the architecture page does); the CLI and the tests
+:meth:`explorer.server.isolation.IsolationWorker.run` (the architecture page does); the CLI and the tests
 call them directly.
 """
 
@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from explorer.models import ModelSpec, build_model, get_model_spec, list_models, shortcut_attributes
+from explorer.models.hooks import hooked
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,15 @@ class Analysis:
 def record_output_shapes(model: nn.Module) -> Iterator[dict[str, tuple[int, ...]]]:
     """Record the last output shape of every submodule during the forward passes inside."""
     shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
 
-        def hook(_module, _inputs, output, name=name):
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
             if isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
+        return hook
 
-        handles.append(module.register_forward_hook(hook))
-    try:
+    with hooked(model, after=[(module, recorder(name)) for name, module in model.named_modules() if name]):
         yield shapes
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def count_parameters(module: nn.Module) -> int:

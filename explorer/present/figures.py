@@ -7,10 +7,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
 
+from explorer.models import get_model_spec, model_names
+from explorer.paper.speed import SpeedRow
 from explorer.paper.table1 import ZooRow
 from explorer.present.axes import log_ticks, power_label
-from explorer.paper.speed import SpeedRow
+from explorer.present.overlays import CAM_COLOURSCALE  # the Grad-CAM palette, one for the PNG and the page
 
 _BLOCK_COLOURS = {"basic": "#1f77b4", "bottleneck": "#2ca02c", "plain": "#ff7f0e", "vgg": "#7f7f7f"}
 _BLOCK_LABELS = {"basic": "basic blocks", "bottleneck": "bottleneck blocks", "plain": "plain (no shortcuts)",
@@ -73,15 +77,11 @@ def _for_projector(figure: go.Figure) -> go.Figure:
 def model_colour(name: str) -> str:
     """A fixed colour per model, the same on every chart: plain nets warm, residual nets
     cool, deeper nets darker (as in the paper's figures, where plain and ResNet panels pair)."""
-    from plotly.colors import sample_colorscale
-
-    from explorer.models import get_model_spec, model_names
-
     spec = get_model_spec(name)
-    kin = [n for n in model_names(spec.family) if get_model_spec(n).has_shortcuts == spec.has_shortcuts]
+    kin = [n for n in model_names(spec.family) if get_model_spec(n).residual == spec.residual]
     depths = sorted({get_model_spec(n).depth for n in kin})
     shade = 0.45 + 0.5 * (depths.index(spec.depth) / max(1, len(depths) - 1))
-    return _as_hex(sample_colorscale("Blues" if spec.has_shortcuts else "Reds", [shade])[0])
+    return _as_hex(sample_colorscale("Blues" if spec.residual else "Reds", [shade])[0])
 
 
 def _as_hex(colour: str) -> str:
@@ -138,14 +138,10 @@ def training_curves_figure(runs: Sequence, max_points: int = 1500) -> go.Figure:
 def fig6_figure(run) -> go.Figure:
     """One run drawn as the paper's Fig. 6: plain nets on the left, ResNets on the right,
     thin curves training error, bold curves validation error (the paper's testing error)."""
-    from plotly.subplots import make_subplots
-
-    from explorer.models import get_model_spec
-
     figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                            subplot_titles=("plain (no shortcuts)", "ResNet (identity shortcuts)"))
     for model in run.model_names:
-        column = 2 if get_model_spec(model).has_shortcuts else 1
+        column = 2 if get_model_spec(model).residual else 1
         colour = model_colour(model)
         for key, kind, width in (("train_error", "train", 1.5), ("val_error", "validation", 4)):
             xs, ys = run.series(model, key, max_points=1500)
@@ -157,20 +153,6 @@ def fig6_figure(run) -> go.Figure:
                          legend=dict(x=1.02, y=1, xanchor="left", font=dict(size=_PROJECTOR_FONT - 2)))
     figure.update_annotations(font_size=_PROJECTOR_FONT + 2)
     return _for_projector(figure)
-
-
-def shows_fig6(run) -> bool:
-    """Whether a run has two or more depths both with and without shortcuts (Fig. 6's panels)."""
-    return fills_fig6(run.model_names)
-
-
-def fills_fig6(model_names) -> bool:
-    """Whether these models fill both of Fig. 6's panels: two or more with shortcuts and two
-    or more without."""
-    from explorer.models import get_model_spec
-
-    kinds = [get_model_spec(m).has_shortcuts for m in model_names]
-    return kinds.count(True) >= 2 and kinds.count(False) >= 2
 
 
 # A heatmap needs no more columns than a chart has pixels: a 35,000-step record logs 1,400
@@ -221,8 +203,6 @@ def _gradient_heatmap(run, model: str, steps: list[int], z: np.ndarray,
 
 # --- the inspect page -------------------------------------------------------------------
 
-CAM_COLOURSCALE = "Jet"  # the usual Grad-CAM palette: red = most important
-
 
 def topk_figure(labels: Sequence[str], probabilities: Sequence[float], title: str = "", *,
                 trained: bool = True) -> go.Figure:
@@ -239,8 +219,6 @@ def topk_figure(labels: Sequence[str], probabilities: Sequence[float], title: st
 
 def feature_maps_figure(maps, channels: Sequence[int], means: Sequence[float], columns: int = 8) -> go.Figure:
     """A grid of one image's most active channels, each a heatmap with its own scale."""
-    from plotly.subplots import make_subplots
-
     rows = max(1, -(-len(channels) // columns))
     figure = make_subplots(rows=rows, cols=columns, horizontal_spacing=0.01, vertical_spacing=0.06,
                            subplot_titles=[f"ch {c} · mean {m:.2f}" for c, m in zip(channels, means)])
@@ -260,8 +238,6 @@ def cam_overlays_figure(image, cams: Sequence[tuple[str, object]], opacity: floa
 
     ``image`` is uint8 (3, H, W); each cam is (H, W) in [0, 1], already upsampled.
     """
-    from plotly.subplots import make_subplots
-
     # Arrays, not lists: plotly checks a list element by element and writes it as JSON text
     # (2.8 s for a 224×224 overlay), an array in one go as base64 (20 ms; 95 -> 14 ms at 32×32).
     pixels = image.permute(1, 2, 0).cpu().numpy()

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.present.axes import log_ticks, tick_label
-from explorer.present.figures import model_colour
 from explorer.paper.inside.branches import Branches
 from explorer.paper.inside.landscape import Surface
 from explorer.paper.inside.lesion import LesionStudy, path_length_counts
 from explorer.paper.inside.responses import Responses
+from explorer.present.axes import log_ticks, tick_label
+from explorer.present.figures import model_colour
 
 
 def _block_order(*block_lists: Sequence[str]) -> list[str]:

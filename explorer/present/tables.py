@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
-from explorer.store import weights
-from explorer.paper.table1 import Analysis, ZooRow
-from explorer.store.checkpoints import CheckpointError, best_checkpoints, trained_label
 from explorer.models import get_model_spec
 from explorer.paper.speed import SpeedRow
+from explorer.paper.table1 import Analysis, ZooRow
+from explorer.store import weights
+from explorer.store.checkpoints import CheckpointError, best_checkpoints, trained_label
 
 MISSING = "—"
 
@@ -81,7 +81,7 @@ def cifar_zoo_table(rows: list[ZooRow]) -> list[dict]:
     return [{
         "model": row.name,
         "depth": row.depth,
-        "shortcuts": "identity / zero-padding (A)" if get_model_spec(row.name).has_shortcuts else "none (plain)",
+        "shortcuts": "identity / zero-padding (A)" if get_model_spec(row.name).residual else "none (plain)",
         "params (M)": round(row.params / 1e6, 3),
         "params (M, Table 6)": shown(row.paper_params_m),
         "MMACs (32×32)": round(row.gmacs * 1e3, 1),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Sequence
 
+from explorer.paper.inside.probes import progress_line
 from explorer.server.jobs import BackgroundJob
+from explorer.server.snapshots import ComputeSnapshot, JobState
 from explorer.training.evaluate import eta_s
-from explorer.server.snapshots import ComputeSnapshot
 
 Progress = Callable[[float], None]  # progress(fraction done of one computation), 0.0 … 1.0
 Compute = Callable[[Progress], object]  # compute(progress) -> its result
@@ -37,7 +38,7 @@ class ComputeJob(BackgroundJob):
         self.kind = kind or f"the {what} computation"
         self._tasks = list(tasks)
         self._names = tuple(name for name, _ in self._tasks)
-        self._state = self._first_state = "computing"
+        self._state = self._first_state = JobState.COMPUTING
         self._results: dict[str, object] = {}
         self._errors: dict[str, str] = {}
         self._current = 0.0
@@ -53,7 +54,6 @@ class ComputeJob(BackgroundJob):
         return self.snapshot().progress_text()
 
     def _work(self) -> None:
-        from explorer.paper.inside.probes import progress_line
 
         started = time.perf_counter()
         for index, (name, compute) in enumerate(self._tasks):
@@ -87,7 +87,8 @@ class ComputeJob(BackgroundJob):
             with self._lock:
                 self._current = index + 1.0
         with self._lock:
-            self._state = "finished" if len(self._results) + len(self._errors) == len(self._tasks) else "stopped"
+            done = len(self._results) + len(self._errors) == len(self._tasks)
+            self._state = JobState.FINISHED if done else JobState.STOPPED
             self._line = None
 
     def _release(self) -> None:

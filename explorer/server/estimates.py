@@ -7,10 +7,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from explorer.models import get_model_spec
 from explorer.settings import JOB_SECONDS
-from explorer.server.scheduler import spoken_duration
 from explorer.training.recipe import TrainConfig
-
+from explorer.words import spoken_duration
 
 # What a lab step costs before the run, for the page's estimate (issue 37: the paper preset
 # held the only slot for hours). Fitted to the 2-core class laptop's recorded runs in
@@ -25,8 +25,6 @@ SECONDS_PER_GMAC = 0.0269  # about 37 GMAC/s
 
 def step_cost(config: TrainConfig) -> tuple[int, float]:
     """(weighted layers, GMACs) of one training step of ``config``: every net of every seed."""
-    from explorer.models import get_model_spec
-
     layers = sum(get_model_spec(name).depth - 2 for name in config.models) * config.repeat
     return layers, 27 * config.batch_size * layers * config.width ** 2 * config.image_size ** 2 / 1e9
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from explorer.settings import JOB_SECONDS, JOBS_PER_CLIENT, JOBS_PER_SESSION, QUEUE_LENGTH, LimitError
-from explorer.server.waits import spoken_duration
+from explorer.words import spoken_duration
 
 
 class QueueRefused(LimitError):

@@ -20,7 +20,8 @@ session's training and predictions for the length of each measurement (3.3 s for
 and any forward that forgot the lock would still break.
 
 The worker is started on first use and shut down after :data:`IDLE_SHUTDOWN_S` idle
-seconds, so an idle server does not keep a second copy of PyTorch in memory.
+seconds, so an idle server does not keep a second copy of PyTorch in memory. The app holds one
+:class:`IsolationWorker` for the whole server (explorer.ui.common); a test builds its own.
 """
 
 from __future__ import annotations
@@ -39,44 +40,86 @@ T = TypeVar("T")
 
 IDLE_SHUTDOWN_S = 300.0  # seconds without a call before the worker process exits
 
-_lock = threading.Lock()
-_executor: ProcessPoolExecutor | None = None
-_calls_in_flight = 0
-_idle_timer: threading.Timer | None = None
 
+class IsolationWorker:
+    """One spawned worker process that runs the measurements, started on first use and shut
+    down after ``idle_shutdown_s`` seconds without a call."""
 
-def run_isolated(function: Callable[..., T], *args) -> T:
-    """``function(*args)`` in the worker process; its exceptions are raised here.
+    def __init__(self, idle_shutdown_s: float = IDLE_SHUTDOWN_S):
+        self.idle_shutdown_s = idle_shutdown_s
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._calls_in_flight = 0
+        self._idle_timer: threading.Timer | None = None
 
-    ``function`` must be importable by name (a module-level function) and its arguments and
-    result picklable. Calls from several threads are served one after another by the
-    single worker (they are short, and the measurements share its caches). A worker that
-    died (killed, out of memory) is replaced once.
-    """
-    for attempt in range(2):
-        future = _submit(function, args)
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            _discard_broken_worker()
-            if attempt:
-                raise
-        finally:
-            _call_finished()
-    raise AssertionError("unreachable")
+    def run(self, function: Callable[..., T], *args) -> T:
+        """``function(*args)`` in the worker process; its exceptions are raised here.
 
+        ``function`` must be importable by name (a module-level function) and its arguments and
+        result picklable. Calls from several threads are served one after another by the
+        single worker (they are short, and the measurements share its caches). A worker that
+        died (killed, out of memory) is replaced once.
+        """
+        for attempt in range(2):
+            future = self._submit(function, args)
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                self._discard_broken_worker()
+                if attempt:
+                    raise
+            finally:
+                self._call_finished()
+        raise AssertionError("unreachable")
 
-def _submit(function, args):
-    global _executor, _calls_in_flight
-    with _lock:
-        if _idle_timer is not None:
-            _idle_timer.cancel()
-        if _executor is None:
-            # spawn, never fork: forking a process with live OpenMP and server threads can deadlock.
-            _executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        _calls_in_flight += 1
-        with _bare_main():  # the first submit starts the worker process
-            return _executor.submit(function, *args)
+    @property
+    def running(self) -> bool:
+        """Whether the worker process is up."""
+        with self._lock:
+            return self._executor is not None
+
+    def shutdown_if_idle(self) -> bool:
+        """Stop the worker process if no call is running; True if it was stopped."""
+        with self._lock:
+            if self._executor is None or self._calls_in_flight:
+                return False
+            executor, self._executor = self._executor, None
+        executor.shutdown(wait=True)
+        return True
+
+    def close(self) -> None:
+        """Stop the worker process now, without waiting for it (the app's resources cleared)."""
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, function, args):
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            if self._executor is None:
+                # spawn, never fork: forking a process with live OpenMP and server threads can deadlock.
+                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._calls_in_flight += 1
+            with _bare_main():  # the first submit starts the worker process
+                return self._executor.submit(function, *args)
+
+    def _call_finished(self) -> None:
+        with self._lock:
+            self._calls_in_flight -= 1
+            if self._calls_in_flight == 0 and self._executor is not None:
+                self._idle_timer = threading.Timer(self.idle_shutdown_s, self.shutdown_if_idle)
+                self._idle_timer.daemon = True
+                self._idle_timer.start()
+
+    def _discard_broken_worker(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
 
 
 @contextlib.contextmanager
@@ -93,37 +136,3 @@ def _bare_main():
     finally:
         if main is not None:
             sys.modules["__main__"] = main
-
-
-def _call_finished() -> None:
-    global _calls_in_flight, _idle_timer
-    with _lock:
-        _calls_in_flight -= 1
-        if _calls_in_flight == 0 and _executor is not None:
-            _idle_timer = threading.Timer(IDLE_SHUTDOWN_S, shutdown_if_idle)
-            _idle_timer.daemon = True
-            _idle_timer.start()
-
-
-def _discard_broken_worker() -> None:
-    global _executor
-    with _lock:
-        if _executor is not None:
-            _executor.shutdown(wait=False, cancel_futures=True)
-            _executor = None
-
-
-def shutdown_if_idle() -> bool:
-    """Stop the worker process if no call is running; True if it was stopped."""
-    global _executor
-    with _lock:
-        if _executor is None or _calls_in_flight:
-            return False
-        executor, _executor = _executor, None
-    executor.shutdown(wait=True)
-    return True
-
-
-def worker_running() -> bool:
-    with _lock:
-        return _executor is not None

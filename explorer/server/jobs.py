@@ -27,11 +27,11 @@ import torch
 
 from explorer.data import load_data
 from explorer.server.estimates import STEP_TIMES
-from explorer.training.evaluate import eta_s
-from explorer.store.runs import new_record, save_new_run, save_run
 from explorer.server.scheduler import Scheduler, Ticket
-from explorer.server.snapshots import FinetuneSnapshot, JobSnapshot, QueuePlace, Snapshot, TimeLimit
+from explorer.server.snapshots import FinetuneSnapshot, JobSnapshot, JobState, QueuePlace, Snapshot, TimeLimit
+from explorer.store.runs import new_record, save_new_run, save_run
 from explorer.training.engine import TrainConfig, Training, check_config, layer_names, load_training_data
+from explorer.training.evaluate import eta_s
 from explorer.transfer.finetune import (
     FinetuneConfig,
     FinetuneResult,
@@ -47,7 +47,8 @@ class BackgroundJob:
 
     Started with a :class:`~explorer.server.scheduler.Scheduler` (the app's, issue 16), the work
     waits for one of the server's training slots first: the job is "queued" meanwhile, its
-    snapshot says its place, and Stop takes it out of the queue. Without one (the CLI, the
+    snapshot says its place, and Stop takes it out of the queue. Its state is a
+    :class:`~explorer.server.snapshots.JobState`. Without one (the CLI, the
     tests) it starts at once."""
 
     kind = "a job"  # what another page calls it: "a lab run (Degradation lab)", ...
@@ -58,7 +59,7 @@ class BackgroundJob:
         self._loader = loader
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._state = "loading data"
+        self._state = JobState.LOADING
         self._error: str | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._scheduler: Scheduler | None = None
@@ -78,7 +79,7 @@ class BackgroundJob:
         self._scheduler, self._session = scheduler, session
         if scheduler is not None:
             self._place = scheduler.enqueue(self._thread.name, session=session, client=client)
-            self._first_state, self._state = self._state, "queued"
+            self._first_state, self._state = self._state, JobState.QUEUED
         try:
             self._thread.start()
         except BaseException:
@@ -106,7 +107,7 @@ class BackgroundJob:
     def waiting(self) -> bool:
         """Started, and still waiting in the server's queue for a training slot."""
         with self._lock:
-            return self._state == "queued" and self.running
+            return self._state == JobState.QUEUED and self.running
 
     def snapshot(self) -> Snapshot:
         raise NotImplementedError
@@ -116,15 +117,15 @@ class BackgroundJob:
             with self._slot() as ticket:
                 if ticket is None:  # stopped, or its tab closed, while it waited
                     with self._lock:
-                        self._state, self._queue = "stopped", None
+                        self._state, self._queue = JobState.STOPPED, None
                     return
                 with self._lock:
                     self._ticket, self._queue = (ticket if isinstance(ticket, Ticket) else None), None
-                    if self._state == "queued":
+                    if self._state == JobState.QUEUED:
                         self._state = self._first_state
                 self._work()
                 if self._ticket is not None:
-                    self._ticket.completed = self._state == "finished"
+                    self._ticket.completed = self._state == JobState.FINISHED
         except Exception as error:  # noqa: BLE001 - shown to the user
             self._fail(error)
         finally:
@@ -173,13 +174,13 @@ class BackgroundJob:
         lab run held its 88 MB data set until the tab closed)."""
 
     def _set_end_state(self) -> None:
-        """Under the lock, once the work is done: "stopped" if asked to stop, else "finished"."""
-        self._state = "stopped" if self._stop.is_set() else "finished"
+        """Under the lock, once the work is done: stopped if asked to stop, else finished."""
+        self._state = JobState.STOPPED if self._stop.is_set() else JobState.FINISHED
 
     def _fail(self, error: Exception) -> None:
         """Record an error for the UI: the thread must never die silently."""
         with self._lock:
-            self._state = "failed"
+            self._state = JobState.FAILED
             self._error = str(error) or type(error).__name__
 
 
@@ -217,7 +218,7 @@ class TrainingJob(BackgroundJob):
     @property
     def can_resume(self) -> bool:
         with self._lock:
-            return (not self.running and self._state == "stopped" and self._training is not None
+            return (not self.running and self._state == JobState.STOPPED and self._training is not None
                     and self._training.step < self.config.steps)
 
     def resumed(self) -> TrainingJob:
@@ -228,7 +229,7 @@ class TrainingJob(BackgroundJob):
                           loader=self._loader)
         job._record, job._saved_to, job._training = self._record, self._saved_to, self._training
         job._record.finished = False
-        job._state = "training"
+        job._state = JobState.TRAINING
         return job
 
     def _loaded(self, done: int, total: int) -> None:
@@ -240,7 +241,7 @@ class TrainingJob(BackgroundJob):
             data = load_training_data(self.config, self._loader, progress=self._loaded)
             training = Training(self.config, data, device=self.device)
             with self._lock:
-                self._training, self._state = training, "training"
+                self._training, self._state = training, JobState.TRAINING
                 self._record.classes = list(training.data.classes)
         self._training.threads = self._pace(None)  # the model threads (if any) share the slot's threads
         for record in self._training.steps(self._stop):
@@ -249,16 +250,16 @@ class TrainingJob(BackgroundJob):
             self._training.threads = self._pace(eta_s(record.elapsed_s, record.step, self.config.steps))
         with self._lock:
             self._set_end_state()
-            self._record.finished = self._state == "finished"
+            self._record.finished = self._state == JobState.FINISHED
 
     def _release(self) -> None:
         with self._lock:
             training, steps = self._training, self._record.steps
             if training is not None and len(steps) >= STEP_TIMES.MIN_STEPS:
-                STEP_TIMES.observe(self.config, steps[-1]["elapsed_s"] / max(1, steps[-1]["step"]))
+                STEP_TIMES.observe(self.config, steps[-1].elapsed_s / max(1, steps[-1].step))
             # A stopped run with steps left keeps its models, optimisers and data for Resume;
             # a finished or failed one keeps only its record.
-            if not (self._state == "stopped" and training is not None and training.step < self.config.steps):
+            if not (self._state == JobState.STOPPED and training is not None and training.step < self.config.steps):
                 self._training = None
 
     def _after(self) -> None:
@@ -300,7 +301,7 @@ class FinetuneJob(BackgroundJob):
         run = Finetuning(self.config, data, self.device)
         for step in run.steps(self._stop):
             with self._lock:
-                self._state, self._last = step.phase, step
+                self._state, self._last = JobState(step.phase), step
                 if step.val_accuracy is not None:
                     self._history.append(step.history_row())
             self._pace(step.eta_s)

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from explorer import settings
+from explorer.models import model_names
 from explorer.paper.degradation import CLASS_DEMO_MODELS, DEMO_PACK, cifar10_source, demo_pack_source
 from explorer.settings import LimitError, Range
-from explorer.models import model_names
 from explorer.training.engine import PRESETS, preset
 
 MAX_VALUE_CHARS = 200  # longer than any model, sample, class or stage name

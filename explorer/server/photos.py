@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from explorer.data import images
 from explorer import settings
+from explorer.data import images
 from explorer.data.images import ImageError, ImageLimits, OverBudget, decoded_bytes
 
 

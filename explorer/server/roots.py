@@ -20,9 +20,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 
+from explorer.data import DataSource, SourceKind, source_kind
 from explorer.settings import DATA_ROOTS_ENV, SHARED_DATA
 
-FOLDER_PREFIX = "folder:"
 # What Linux and macOS allow (limits.h NAME_MAX and PATH_MAX); longer fails in os.stat.
 NAME_MAX, PATH_MAX = 255, 4096
 
@@ -124,10 +124,9 @@ def check_folder_source(source: str, roots: Sequence[Path], uploads: Iterable[Pa
 
     A relative path is taken from the server's working folder. Whether a folder outside the
     roots exists is never said, so the check cannot be used to probe the server's disk."""
-    kind, colon, text = source.partition(":")
-    if kind.strip().lower() != "folder" or not colon:  # spelled as explorer.data's loader reads it
+    if source_kind(source) is not SourceKind.FOLDER:  # read as explorer.data's loader reads it
         raise RootsError(f"{source[:60]!r} is not a folder source ('folder:PATH').")
-    text = text.strip()
+    text = DataSource.parse(source).path
     named = _named(roots, uploads)
     if not text:
         raise RootsError(f"'folder:' needs a path; {_allowed(named)}.")
@@ -154,6 +153,6 @@ def check_app_source(source: str, roots: Sequence[Path], uploads: Iterable[Path 
     """A data source typed into the app, ready for :func:`explorer.data.load_data`: a folder
     source checked by :func:`check_folder_source` and rewritten to its resolved path; every
     other source (``synthetic``, ``cifar10``, a typo) unchanged, for the loader to judge."""
-    if source.partition(":")[0].strip().lower() == "folder":
-        return f"{FOLDER_PREFIX}{check_folder_source(source, roots, uploads)}"
+    if source_kind(source) is SourceKind.FOLDER:
+        return str(DataSource.of_folder(check_folder_source(source, roots, uploads)))
     return source

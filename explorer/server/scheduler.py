@@ -48,6 +48,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 
 import torch
 
@@ -69,17 +70,26 @@ from explorer.server.slots import (
     threads_per_job,
     usable_cores,
 )
-from explorer.server.waits import announced, remaining_s, spoken_duration, start_estimates
+from explorer.server.waits import announced, remaining_s, start_estimates
 
 __all__ = ["MAX_JOBS_ENV", "ClientBusy", "QueueFull", "QueueRefused", "Scheduler", "SessionBusy", "Ticket",
-           "default_max_jobs", "max_jobs_from_env", "server_scheduler", "spoken_duration", "start_estimates",
-           "threads_per_job", "usable_cores"]
+           "TicketState", "default_max_jobs", "max_jobs_from_env", "start_estimates", "threads_per_job",
+           "usable_cores"]
 
 TRAINING_NICE = 10  # added to a job thread's nice value: the CFS weight of nice 10 is ~1/10 of nice 0
 _RUN_HISTORY = 20  # past run lengths kept for the wait estimate
 QUIET_BELOW, BUSY_ABOVE = 0.3, 0.6  # cores other processes use: a lone job takes all cores / its share
 
 PositionCallback = Callable[[int, "float | None"], None]  # (position, estimated wait in s or None)
+
+
+class TicketState(StrEnum):
+    """Where a ticket is: waiting, then running and done; or cancelled while it waited."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
 
 
 class Ticket:
@@ -90,32 +100,32 @@ class Ticket:
         self.job_id, self.session = job_id, session
         self.client = client  # whose turn it is: round-robin over these
         self.seq, self.round = seq, round_  # arrival order; the round-robin's round it starts in
-        self.state = "waiting"  # then "running" and "done", or "cancelled"
+        self.state = TicketState.WAITING
         self.enqueued_at = time.monotonic()
         self.started_at: float | None = None
         self.eta_s: float | None = None  # the running job's own estimate of its time left
         self.completed = False  # set by a job that ran to its end: only those teach the wait estimate
         self._scheduler = scheduler
-        self._threads_applied: int | None = None
+        self.threads_applied: int | None = None  # the share pace() last set; None: never paced
         self._nice_before: int | None = None
         self._all_cores = False  # a lone job on a quiet machine
 
     @property
     def position(self) -> int | None:
         """1 for the next job to start, 2 after it, ...; 0 while running; None once over."""
-        return self._scheduler._position(self)
+        return self._scheduler.position(self)
 
     @property
     def wait_estimate_s(self) -> float | None:
         """Estimated seconds until this waiting job starts (None when unknown or not waiting)."""
-        return self._scheduler._estimate(self)
+        return self._scheduler.wait_estimate_s(self)
 
     @property
     def time_left_s(self) -> float | None:
         """Seconds until this running job reaches the server's time limit (negative past it);
         None while not running or without a limit."""
         limit = self._scheduler.time_limit_s
-        if self.state != "running" or self.started_at is None or limit is None:
+        if self.state != TicketState.RUNNING or self.started_at is None or limit is None:
             return None
         return limit - (time.monotonic() - self.started_at)
 
@@ -141,26 +151,11 @@ class Ticket:
         """Block until this job may run (True) or is cancelled (False): by :meth:`cancel`, its
         session's release, or ``cancelled()`` turning true (checked every ``poll_s``).
         ``on_position(position, estimate)`` is called whenever either changes, outside the lock."""
-        shown = None
-        while True:
-            with self._scheduler._changed:
-                if self.state == "waiting" and cancelled():
-                    self._scheduler._cancel(self)
-                if self.state != "waiting":
-                    return self.state == "running"
-                now = (self._scheduler._position(self), self._scheduler._estimate(self))
-            if on_position is not None and (shown is None or now[0] != shown[0]
-                                            or announced(now[1]) != announced(shown[1])):
-                on_position(*now)
-                shown = now
-            with self._scheduler._changed:
-                if self.state == "waiting":
-                    self._scheduler._changed.wait(poll_s)
+        return self._scheduler.wait_for_slot(self, cancelled, on_position=on_position, poll_s=poll_s)
 
     def cancel(self) -> None:
         """Leave the queue (a running job stops through its own stop flag, not here)."""
-        with self._scheduler._changed:
-            self._scheduler._cancel(self)
+        self._scheduler.cancel(self)
 
     def report(self, *, eta_s: float | None) -> None:
         """A running job's estimate of its time left, for the queue's wait estimates."""
@@ -170,23 +165,24 @@ class Ticket:
         """Call in the job's own thread between steps: follows its share of the threads
         (it changes as other jobs start and end). Returns the share."""
         threads = self.threads
-        if threads != self._threads_applied:
+        if threads != self.threads_applied:
             torch.set_num_threads(threads)
-            self._threads_applied = threads
+            self.threads_applied = threads
         return threads
 
     def done(self) -> None:
         """The job's work is over: its slot goes to the next waiting job."""
-        with self._scheduler._changed:
-            self._scheduler._finish(self)
+        self._scheduler.finish(self)
 
-    def _lower_priority(self, nice: int) -> None:
+    def lower_priority(self, nice: int) -> None:
+        """In the job's own thread: add ``nice`` to its OS priority (Linux only; see the module doc)."""
         if nice and sys.platform.startswith("linux"):
             tid = threading.get_native_id()
             self._nice_before = os.getpriority(os.PRIO_PROCESS, tid)
             os.setpriority(os.PRIO_PROCESS, tid, min(19, self._nice_before + nice))
 
-    def _restore_priority(self) -> None:
+    def restore_priority(self) -> None:
+        """In the job's own thread, once its slot is given back: the priority it had before."""
         if self._nice_before is not None:
             with contextlib.suppress(PermissionError):  # raising priority back needs CAP_SYS_NICE
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice_before)
@@ -248,13 +244,13 @@ class Scheduler:
             if not ticket.wait(cancelled, on_position=on_position):
                 yield None
                 return
-            ticket._lower_priority(self.nice)
+            ticket.lower_priority(self.nice)
             ticket.pace()
             yield ticket
         finally:
             ticket.done()
-            ticket._restore_priority()
-            if ticket._threads_applied is not None and not self.running_jobs():
+            ticket.restore_priority()
+            if ticket.threads_applied is not None and not self.running_jobs():
                 torch.set_num_threads(threads_per_job(1, self.cores))  # the idle default: cores - 1
 
     def release_session(self, session: str) -> int:
@@ -265,6 +261,50 @@ class Scheduler:
             for ticket in mine:
                 self._cancel(ticket)
         return len(mine)
+
+    def wait_for_slot(self, ticket: Ticket, cancelled: Callable[[], bool], *,
+                      on_position: PositionCallback | None = None, poll_s: float = 0.2) -> bool:
+        """:meth:`Ticket.wait`: block until ``ticket`` runs (True) or is cancelled (False)."""
+        shown = None
+        while True:
+            with self._changed:
+                if ticket.state == TicketState.WAITING and cancelled():
+                    self._cancel(ticket)
+                if ticket.state != TicketState.WAITING:
+                    return ticket.state == TicketState.RUNNING
+                now = (self.position(ticket), self.wait_estimate_s(ticket))
+            if on_position is not None and (shown is None or now[0] != shown[0]
+                                            or announced(now[1]) != announced(shown[1])):
+                on_position(*now)
+                shown = now
+            with self._changed:
+                if ticket.state == TicketState.WAITING:
+                    self._changed.wait(poll_s)
+
+    def cancel(self, ticket: Ticket) -> None:
+        """``ticket`` leaves the queue if it still waits."""
+        with self._changed:
+            self._cancel(ticket)
+
+    def finish(self, ticket: Ticket) -> None:
+        """``ticket``'s work is over: its slot goes to the next waiting job (a waiting one leaves)."""
+        with self._changed:
+            self._finish(ticket)
+
+    def position(self, ticket: Ticket) -> int | None:
+        """:attr:`Ticket.position`: 1 for the next to start, ...; 0 while running; None once over."""
+        with self._changed:
+            if ticket.state == TicketState.RUNNING:
+                return 0
+            return self._order().index(ticket) + 1 if ticket.state == TicketState.WAITING else None
+
+    def wait_estimate_s(self, ticket: Ticket) -> float | None:
+        """:attr:`Ticket.wait_estimate_s`: seconds until the waiting ``ticket`` starts, if known."""
+        with self._changed:
+            if ticket.state != TicketState.WAITING:
+                return None
+            remaining = self._remaining() + [0.0] * (self.max_jobs - len(self._running))  # a free slot: now
+            return start_estimates(remaining, self.position(ticket), self._mean_run_s())[-1]
 
     def running_jobs(self) -> list[str]:
         with self._changed:
@@ -307,54 +347,24 @@ class Scheduler:
             ticket = self._order()[0]
             self._waiting.remove(ticket)
             self._round = max(self._round, ticket.round)
-            ticket.state, ticket.started_at = "running", time.monotonic()
+            ticket.state, ticket.started_at = TicketState.RUNNING, time.monotonic()
             self._running.append(ticket)
             self._order_cache = None
         self._changed.notify_all()
 
     def _cancel(self, ticket: Ticket) -> None:
-        if ticket.state == "waiting":
+        if ticket.state == TicketState.WAITING:
             self._waiting.remove(ticket)
             self._order_cache = None
-            ticket.state = "cancelled"
+            ticket.state = TicketState.CANCELLED
             self._changed.notify_all()
 
     def _finish(self, ticket: Ticket) -> None:
-        if ticket.state == "running":
+        if ticket.state == TicketState.RUNNING:
             self._running.remove(ticket)
             if ticket.completed:  # a run stopped after 5 s says nothing about how long runs take
                 self._run_lengths.append(time.monotonic() - ticket.started_at)
-            ticket.state = "done"
+            ticket.state = TicketState.DONE
             self._grant()
         else:
             self._cancel(ticket)
-
-    def _position(self, ticket: Ticket) -> int | None:
-        with self._changed:
-            if ticket.state == "running":
-                return 0
-            return self._order().index(ticket) + 1 if ticket.state == "waiting" else None
-
-    def _estimate(self, ticket: Ticket) -> float | None:
-        with self._changed:
-            if ticket.state != "waiting":
-                return None
-            mean = self._mean_run_s()
-            remaining = self._remaining()
-            free_slots = self.max_jobs - len(self._running)
-            remaining += [0.0] * free_slots
-            position = self._order().index(ticket) + 1
-            return start_estimates(remaining, position, mean)[-1]
-
-
-_server_scheduler: Scheduler | None = None
-_server_lock = threading.Lock()
-
-
-def server_scheduler() -> Scheduler:
-    """The one scheduler of this server process (``$EXPLORER_MAX_JOBS`` read on first use)."""
-    global _server_scheduler
-    with _server_lock:
-        if _server_scheduler is None:
-            _server_scheduler = Scheduler()
-        return _server_scheduler

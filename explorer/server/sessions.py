@@ -41,8 +41,10 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from safetensors import safe_open
+
 from explorer.data import default_cache_dir
-from explorer.server.scheduler import Scheduler, server_scheduler
+from explorer.server.scheduler import Scheduler
 
 UPLOAD_PREFIX = "resnet-explorer-uploads-"
 JOIN_S = 30.0  # how long a released session's jobs get to finish their current step
@@ -84,8 +86,6 @@ def new_upload_dir(parent: Path | None = None) -> Path:
 def forget_cached_folders(folder: Path, cache_dir: Path | None = None) -> list[Path]:
     """Delete the data cache's decoded copies of every data set inside ``folder`` (each
     cache file records its data set's root); returns the files deleted."""
-    from safetensors import safe_open
-
     folder = Path(folder).resolve()
     deleted = []
     for cached in sorted(((cache_dir or default_cache_dir()) / "folders").glob("*.safetensors")):
@@ -107,7 +107,8 @@ def remove_uploads(folder: Path, cache_dir: Path | None = None) -> None:
 
 
 class SessionResources:
-    """One session's jobs (by slot name: "lab", "finetune") and its upload folder."""
+    """One session's jobs (by slot name: "lab", "finetune") and its upload folder; ``scheduler``
+    is the server's queue its waiting jobs leave on release (None: jobs started without one)."""
 
     def __init__(self, *, session_id: str | None = None, scheduler: Scheduler | None = None,
                  upload_parent: Path | None = None, cache_dir: Path | None = None):
@@ -172,7 +173,8 @@ class SessionResources:
             jobs, uploads = list(self._jobs.values()), self._uploads
         for job in jobs:
             job.stop()
-        (self._scheduler or server_scheduler()).release_session(self.id)
+        if self._scheduler is not None:
+            self._scheduler.release_session(self.id)
         if not background:  # nothing to wait for: collect at once
             self._clean_up(jobs, uploads, collect_after_s=0.0)
             return None
@@ -194,10 +196,10 @@ class SessionResources:
 
 class SessionRegistry:
     """The server's sessions by id; a dropped session is released after a grace period
-    unless it comes back (see the module's docstring)."""
+    unless it comes back (see the module's docstring). Their waiting jobs are in ``scheduler``."""
 
-    def __init__(self, make: type[SessionResources] = SessionResources):
-        self._make = make
+    def __init__(self, scheduler: Scheduler | None = None, make: type[SessionResources] = SessionResources):
+        self.scheduler, self._make = scheduler, make
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionResources] = {}
         self._leaving: dict[str, threading.Timer] = {}
@@ -209,7 +211,7 @@ class SessionRegistry:
             if timer is not None:
                 timer.cancel()
             if session_id not in self._sessions:
-                self._sessions[session_id] = self._make(session_id=session_id)
+                self._sessions[session_id] = self._make(session_id=session_id, scheduler=self.scheduler)
             return self._sessions[session_id]
 
     def dropped(self, session_id: str, grace_s: float) -> None:
@@ -221,6 +223,11 @@ class SessionRegistry:
             timer.daemon = True
             self._leaving[session_id] = timer
             timer.start()
+
+    def active(self) -> list[SessionResources]:
+        """The sessions the registry holds now (a dropped one until its grace period ends)."""
+        with self._lock:
+            return list(self._sessions.values())
 
     def release_all(self) -> None:
         """Release every session now (a server shutting down; the tests between cases)."""
@@ -237,14 +244,6 @@ class SessionRegistry:
                 return
             resources = self._sessions.pop(session_id)
         resources.release()
-
-
-_server_sessions = SessionRegistry()
-
-
-def server_sessions() -> SessionRegistry:
-    """The one registry of this server process."""
-    return _server_sessions
 
 
 class _ClosedTabTraceback(logging.Filter):

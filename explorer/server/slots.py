@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from explorer.settings import MAX_JOBS_ENV
 
 
-
 def usable_cores() -> int:
     """The CPU cores this process may run on (a container's or taskset's limit included)."""
     if hasattr(os, "sched_getaffinity"):
@@ -20,7 +19,7 @@ def usable_cores() -> int:
 def default_max_jobs(cores: int | None = None) -> int:
     """``(cores - 1) // 2``, at least 1: one core stays for the interactive pages, and each job
     gets two (a small net cannot keep more than about two cores busy in one convolution,
-    train_config.py's ``model_threads``). 2 cores: 1 job; 8 cores: 3; 16 cores: 7."""
+    explorer.training.recipe's ``EngineSwitches.model_threads``). 2 cores: 1 job; 8 cores: 3; 16 cores: 7."""
     cores = cores or usable_cores()
     return max(1, (cores - 1) // 2)
 

@@ -5,13 +5,31 @@ and, when the server's time limit stopped it (settings.JOB_SECONDS, issue 37), w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+from explorer.data import SourceKind, source_kind
 from explorer.settings import JOB_SECONDS
-from explorer.training.evaluate import eta_s
 from explorer.store.runs import RunRecord
-from explorer.server.scheduler import spoken_duration
+from explorer.training.evaluate import eta_s
 from explorer.transfer.finetune import FinetuneResult, FinetuneStep
+from explorer.words import spoken_duration
+
+
+class JobState(StrEnum):
+    """Where a background job is. Its value is what a page shows ("training: step 30 of 300")."""
+
+    QUEUED = "queued"  # waiting for one of the server's training slots
+    LOADING = "loading data"
+    TRAINING = "training"  # a lab run's steps; a fine-tune's training phase
+    FEATURES = "features"  # a fine-tune computing its backbone's features once (explorer.transfer)
+    COMPUTING = "computing"  # a "Why shortcuts work" computation
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+ENDED = frozenset({JobState.FINISHED, JobState.STOPPED, JobState.FAILED})  # a job in these is over
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,7 @@ class TimeLimit:
 class Snapshot:
     """What a reader sees of a job at one instant; subclasses add what their run reports."""
 
-    state: str  # "queued", "loading data", then the run's phases, then "finished", "stopped" or "failed"
+    state: JobState  # queued, loading data, then the run's phases, then finished, stopped or failed
     error: str | None
     queue: QueuePlace | None = field(default=None, kw_only=True)  # while "queued"
     limit: TimeLimit | None = field(default=None, kw_only=True)  # under a scheduler with a time limit
@@ -76,7 +94,7 @@ class Snapshot:
         place, a moment after Start), else None."""
         if self.queue is not None:
             return self.queue.text()
-        return "waiting for a free training slot…" if self.state == "queued" else None
+        return "waiting for a free training slot…" if self.state == JobState.QUEUED else None
 
 
 def _time_left(eta_s: float | None) -> str:
@@ -92,18 +110,18 @@ class JobSnapshot(Snapshot):
 
     @property
     def done_steps(self) -> int:
-        return self.record.steps[-1]["step"] if self.record.steps else 0
+        return self.record.steps[-1].step if self.record.steps else 0
 
     @property
     def eta_s(self) -> float | None:
-        if not self.record.steps or self.state != "training":
+        if not self.record.steps or self.state != JobState.TRAINING:
             return None
         last = self.record.steps[-1]
-        return eta_s(last["elapsed_s"], last["step"], self.total_steps)
+        return eta_s(last.elapsed_s, last.step, self.total_steps)
 
     @property
     def fraction(self) -> float:
-        if self.state == "loading data":
+        if self.state == JobState.LOADING:
             decoded, of = self.loading or (0, 0)
             return decoded / of if of else 0.0
         return self.done_steps / self.total_steps if self.total_steps else 0.0
@@ -113,17 +131,17 @@ class JobSnapshot(Snapshot):
         (while the data set loads: the images decoded so far; while queued: its place)."""
         if queued := self.queued_text():
             return queued
-        if self.state == "loading data":
+        if self.state == JobState.LOADING:
             decoded, of = self.loading or (0, 0)
             once = (" (a folder is decoded once, then read from the disk cache)"
-                    if str(self.record.config.get("data", "")).startswith("folder:") else "")
+                    if source_kind(self.record.config.data) is SourceKind.FOLDER else "")
             return f"loading data: {decoded:,} of {of:,} images{once}" if of else "loading data…"
         text = f"{self.state}: step {self.done_steps:,} of {self.total_steps:,}"
         if self.record.steps:
             # A validation step's rate (every run's last step is one) counts the validation pass.
             recent = self.record.steps[-5:]
-            training_only = [s for s in recent if all(m.get("val_error") is None for m in s["models"])]
-            text += f" · {(training_only or recent)[-1]['images_per_s']:,.0f} images/s"
+            training_only = [s for s in recent if all(m.val_error is None for m in s.models)]
+            text += f" · {(training_only or recent)[-1].images_per_s:,.0f} images/s"
         return text + _time_left(self.eta_s) + (self.limit.ahead(self.eta_s) if self.limit else "")
 
     def limit_notice(self) -> str | None:
@@ -136,7 +154,7 @@ class JobSnapshot(Snapshot):
 
 
 @dataclass(frozen=True)
-class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "training", then the end states
+class FinetuneSnapshot(Snapshot):  # state: loading data, features, training, then the end states
     last: FinetuneStep | None
     history: list[dict]  # per finished epoch: train and validation accuracy
     result: FinetuneResult | None
@@ -160,11 +178,12 @@ class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "trainin
             return queued
         if last is None:
             return "loading the data set…"
-        what = "computing the backbone's features" if last.phase == "features" else "training"
-        unit = "images" if last.phase == "features" else "steps"
-        state = self.state if self.state in ("finished", "stopped", "failed") else what
+        features = last.phase == JobState.FEATURES
+        what = "computing the backbone's features" if features else "training"
+        unit = "images" if features else "steps"
+        state = self.state if self.state in ENDED else what
         text = f"{state}: {last.done:,} of {last.total:,} {unit}"
-        if last.phase == "training":
+        if last.phase == JobState.TRAINING:
             text += f" · epoch {last.epoch:.1f} of {epochs}"
         if not running:
             return text
@@ -173,7 +192,7 @@ class FinetuneSnapshot(Snapshot):  # state: "loading data", "features", "trainin
 
 
 @dataclass(frozen=True)
-class ComputeSnapshot(Snapshot):  # state: "queued", "computing", then "finished", "stopped" or "failed"
+class ComputeSnapshot(Snapshot):  # state: queued, computing, then finished, stopped or failed
     what: str  # the view computed, e.g. "lesion"
     names: tuple[str, ...]  # one computation each (the nets), in order
     results: dict[str, object]  # name -> result, for those done
@@ -189,7 +208,7 @@ class ComputeSnapshot(Snapshot):  # state: "queued", "computing", then "finished
         """"lesion: resnet56 (2 of 4), 34% · about 40 s left for it" (explorer.paper.inside.progress_line)."""
         if queued := self.queued_text():
             return queued
-        if self.state == "computing":
+        if self.state == JobState.COMPUTING:
             return self.line or f"{self.what}: starting…"
         return f"{self.what}: {self.state}, {len(self.results)} of {len(self.names)} computed"
 

@@ -1,4 +1,4 @@
-"""How long a queued job waits (explorer.server.scheduler), in seconds and in words for a projector."""
+"""How long a queued job waits (explorer.server.scheduler), in seconds (explorer.words says them)."""
 
 from __future__ import annotations
 
@@ -34,19 +34,6 @@ def remaining_s(running: list, mean_run_s: float | None, now: float) -> list[flo
         known = [s for s in (own, ticket.time_left_s) if s is not None]
         remaining.append(min(known) if known else None)
     return remaining
-
-
-def spoken_duration(seconds: float) -> str:
-    """A wait or a time left as a class reads it off a projector: "40 s", "12 min", "1 h 31 min"
-    (a queue on a busy server can be an hour long: "4,226 s" is not read at a glance,
-    "70 min" is)."""
-    if seconds < 90:
-        return f"{max(seconds, 0):.0f} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def announced(seconds: float | None) -> int | None:

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from explorer.data import DataSource, SourceKind
 from explorer.files import atomic_write, free_name, locked
 from explorer.models import build_model, get_model_spec
 from explorer.models.heads import replace_head
@@ -95,11 +96,12 @@ def build_entry_model(entry: CheckpointEntry) -> nn.Module:
 def dataset_tag(source: str) -> str:
     """A short data-set name for keys and captions: cifar10, synthetic, a shipped pack's name
     ("pack:cifar10-demo" -> cifar10-demo), or the folder's name ("folder:…/cifar10/train" -> cifar10)."""
-    if source.startswith("pack:"):
-        return source.removeprefix("pack:")
-    if not source.startswith("folder:"):
+    parsed = DataSource.read(source)  # None for text that names no source, e.g. an old entry's "?"
+    if parsed is not None and parsed.kind is SourceKind.PACK:
+        return parsed.pack
+    if parsed is None or parsed.kind is not SourceKind.FOLDER:
         return source.split(":")[0]
-    path = Path(source.removeprefix("folder:").rstrip("/"))
+    path = Path(parsed.path.rstrip("/"))
     return path.parent.name if path.name in ("train", "training") else path.name
 
 
@@ -111,42 +113,63 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-# manifest path -> ((mtime_ns, size) when it was read, its entries)
-_MANIFESTS: dict[Path, tuple[tuple[int, int], dict[str, CheckpointEntry]]] = {}
-# manifest path -> one sentence per entry the last read skipped (see :func:`skipped_entries`)
-_SKIPPED: dict[Path, list[str]] = {}
+class ManifestReader:
+    """Reads manifests, each from disk once and again only when its file changes, and keeps
+    why the last read of each skipped entries. One reader serves a whole process
+    (:data:`MANIFESTS`, behind :func:`read_manifest` and :func:`skipped_entries`), so every
+    session of the app shares what it has read; a test may hold its own."""
+
+    def __init__(self):
+        # manifest path -> ((mtime_ns, size) when it was read, its entries)
+        self._entries: dict[Path, tuple[tuple[int, int], dict[str, CheckpointEntry]]] = {}
+        # manifest path -> one sentence per entry the last read skipped
+        self._skipped: dict[Path, list[str]] = {}
+
+    def read(self, folder: Path | None = None) -> dict[str, CheckpointEntry]:
+        """The entries of ``folder``'s manifest (default: pretrained/), by key; {} if it has none.
+
+        Read from disk again only when the file's (mtime_ns, size) changes, or while the file is
+        too new for its mtime to be trusted (see SETTLED_NS). An entry that cannot be used (a
+        missing field, a wrong type, a file outside the folder) is left out, and
+        :meth:`skipped` says why: one bad entry never hides the others. A file that is
+        not a manifest at all raises :class:`CheckpointError`."""
+        path = (folder or pretrained_dir()) / MANIFEST
+        try:
+            status = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            status = None
+        if status is None or not stat.S_ISREG(status.st_mode):
+            self._skipped.pop(path, None)
+            return {}
+        stamp = (status.st_mtime_ns, status.st_size)
+        cached = self._entries.get(path)
+        if cached is None or cached[0] != stamp:
+            entries, self._skipped[path] = _read_manifest_file(path)
+            cached = (stamp, entries)
+            if time.time_ns() - status.st_mtime_ns > SETTLED_NS:
+                self._entries[path] = cached
+        return dict(cached[1])  # a copy: a caller's edits never reach the cache
+
+    def skipped(self, folder: Path | None = None) -> list[str]:
+        """Why entries of ``folder``'s manifest were left out by :meth:`read`, one sentence
+        each naming the entry (empty when all are sound, or there is no manifest)."""
+        self.read(folder)
+        return list(self._skipped.get((folder or pretrained_dir()) / MANIFEST, []))
+
+
+MANIFESTS = ManifestReader()  # this process's reader
 
 
 def read_manifest(folder: Path | None = None) -> dict[str, CheckpointEntry]:
-    """The entries of ``folder``'s manifest (default: pretrained/), by key; {} if it has none.
-
-    Read from disk again only when the file's (mtime_ns, size) changes, or while the file is
-    too new for its mtime to be trusted (see SETTLED_NS). An entry that cannot be used (a
-    missing field, a wrong type, a file outside the folder) is left out, and
-    :func:`skipped_entries` says why: one bad entry never hides the others. A file that is
-    not a manifest at all raises :class:`CheckpointError`."""
-    path = (folder or pretrained_dir()) / MANIFEST
-    try:
-        status = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        status = None
-    if status is None or not stat.S_ISREG(status.st_mode):
-        _SKIPPED.pop(path, None)
-        return {}
-    stamp = (status.st_mtime_ns, status.st_size)
-    cached = _MANIFESTS.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, _read_manifest_file(path))
-        if time.time_ns() - status.st_mtime_ns > SETTLED_NS:
-            _MANIFESTS[path] = cached
-    return dict(cached[1])  # a copy: a caller's edits never reach the cache
+    """The entries of ``folder``'s manifest (default: pretrained/), by key, through this
+    process's :class:`ManifestReader` (read from disk only when the file changed)."""
+    return MANIFESTS.read(folder)
 
 
 def skipped_entries(folder: Path | None = None) -> list[str]:
     """Why entries of ``folder``'s manifest were left out by :func:`read_manifest`, one
     sentence each naming the entry (empty when all are sound, or there is no manifest)."""
-    read_manifest(folder)
-    return list(_SKIPPED.get((folder or pretrained_dir()) / MANIFEST, []))
+    return MANIFESTS.skipped(folder)
 
 
 def _raw_manifest(path: Path) -> dict:
@@ -160,9 +183,9 @@ def _raw_manifest(path: Path) -> dict:
     return raw
 
 
-def _read_manifest_file(path: Path) -> dict[str, CheckpointEntry]:
-    """Parse one manifest file; the only place a manifest is read from disk. Unusable
-    entries are skipped and recorded in ``_SKIPPED``."""
+def _read_manifest_file(path: Path) -> tuple[dict[str, CheckpointEntry], list[str]]:
+    """Parse one manifest file; the only place a manifest is read from disk. Returns its
+    usable entries, and why each unusable one was skipped."""
     entries, skipped = {}, []
     for key, values in _raw_manifest(path)["checkpoints"].items():
         try:
@@ -171,8 +194,7 @@ def _read_manifest_file(path: Path) -> dict[str, CheckpointEntry]:
             skipped.append(str(error))
     if skipped:
         _LOG.warning("%s: %s", path, " ".join(skipped))
-    _SKIPPED[path] = skipped
-    return entries
+    return entries, skipped
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(CheckpointEntry)}

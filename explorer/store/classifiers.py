@@ -29,6 +29,10 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
+from explorer.data.images import to_uint8_tensor
+from explorer.models import ModelSpec, get_model_spec, list_models, model_names
+from explorer.settings import pretrained_dir
 from explorer.store.checkpoints import (
     CheckpointEntry,
     CheckpointError,
@@ -39,11 +43,7 @@ from explorer.store.checkpoints import (
     load_entry,
     read_manifest,
 )
-from explorer.data import CIFAR10_MEAN, CIFAR10_STD, folder_pixels, normalize, upsample
-from explorer.data.images import to_uint8_tensor
 from explorer.store.recent import RecentResults, input_key
-from explorer.models import ModelSpec, get_model_spec, list_models, model_names
-from explorer.settings import pretrained_dir
 from explorer.store.weights import (
     WeightsError,
     find_weights,
@@ -63,6 +63,41 @@ class Prediction:
     probability: float
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes a model's input, exactly as in the model's training: the uint8
+    picture the net sees, then a per-channel normalisation. Resolved in one place, from the
+    checkpoint's manifest entry (:func:`entry_preprocessing`) or from torchvision's weights
+    (:func:`weights_preprocessing`), for the classifiers and the "Why shortcuts work" views alike."""
+
+    input_size: int  # pixels of the square the model sees
+    mean: tuple[float, float, float]  # the normalisation after ``model_input``, per channel in [0, 1]
+    std: tuple[float, float, float]
+    model_input: Callable[[Image.Image], torch.Tensor]  # RGB image -> uint8 (3, H, W), what the net sees
+
+
+def entry_preprocessing(entry: CheckpointEntry) -> Preprocessing:
+    """A manifest entry's preprocessing, as its training config records it; CheckpointError
+    when the entry lacks it."""
+    try:
+        if entry.kind == "finetuned":  # the folder data set's resize, then the upsampling (explorer.transfer.finetune)
+            recorded = entry.config["preprocessing"]
+            size = recorded["input_size"]
+            return Preprocessing(size, tuple(recorded["mean"]), tuple(recorded["std"]),
+                                 finetuned_model_input(recorded["data_size"], size))
+        size = entry.config["image_size"]  # trained from scratch with CIFAR-10's normalisation (§4.2)
+        return Preprocessing(size, CIFAR10_MEAN, CIFAR10_STD, checkpoint_model_input(size))
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"The manifest entry of {entry.key!r} lacks its preprocessing ({error}).") from error
+
+
+def weights_preprocessing(spec: ModelSpec) -> Preprocessing:
+    """torchvision's own resize, centre crop and normalisation for ``spec``'s ImageNet weights."""
+    transforms = spec.weights.transforms()
+    return Preprocessing(transforms.crop_size[0], tuple(transforms.mean), tuple(transforms.std),
+                         functools.partial(imagenet_model_input, transforms))
+
+
 # Where a classifier's weights come from: the project's manifest (pretrained/), the user's
 # fine-tuned models (pretrained/finetuned/), torchvision's ImageNet file, or nowhere.
 SOURCE_KINDS = ("checkpoint", "finetuned", "imagenet", "untrained")
@@ -75,10 +110,7 @@ class ClassifierSource:
     kind: str  # one of SOURCE_KINDS
     model_name: str  # the architecture in the registry
     classes: tuple[str, ...]
-    input_size: int  # pixels of the square the model sees
-    model_input: Callable[[Image.Image], torch.Tensor]  # RGB image -> uint8 (3, H, W), what the net sees
-    mean: tuple[float, float, float]  # the normalisation after ``model_input``, per channel in [0, 1]
-    std: tuple[float, float, float]
+    preprocessing: Preprocessing  # how a photo becomes what the model sees, as in its training
     about: str  # one line for captions: what was trained on what, and how well it did
     fingerprint: str  # changes when the files behind the name change, so a cache reloads a retrained model
     entry: CheckpointEntry | None = None  # checkpoint, finetuned: the manifest entry
@@ -88,6 +120,22 @@ class ClassifierSource:
     @property
     def trained(self) -> bool:
         return self.kind != "untrained"
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
+
+    @property
+    def model_input(self) -> Callable[[Image.Image], torch.Tensor]:
+        return self.preprocessing.model_input
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocessing.std
 
     def photo_caveat(self) -> str | None:
         """What a student should know before trusting this model on their own photo, or None.
@@ -131,7 +179,7 @@ class Classifier:
     model: nn.Module
     lock: threading.Lock = field(default_factory=threading.Lock)
     probabilities_of: RecentResults = field(default_factory=lambda: RecentResults(512))  # input_key -> row
-    explanations: RecentResults = field(default_factory=lambda: RecentResults(32))  # attribution.explain's
+    explanations: RecentResults = field(default_factory=lambda: RecentResults(32))  # gradcam.explain's
 
     name = _from_source("name")
     model_name = _from_source("model_name")
@@ -221,21 +269,15 @@ def load_classifier(name: str, device: torch.device | str = "cpu", *, allow_untr
 
 def _entry_source(entry: CheckpointEntry, folder: Path) -> ClassifierSource:
     """A manifest entry's classifier, with the preprocessing its training config records."""
+    preprocessing = entry_preprocessing(entry)
     try:
-        if entry.kind == "finetuned":  # the folder data set's resize, then the upsampling (explorer.transfer.finetune)
-            preprocessing = entry.config["preprocessing"]
-            size, mean, std = preprocessing["input_size"], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
-            model_input = finetuned_model_input(preprocessing["data_size"], size)
-        else:  # trained from scratch at image_size with CIFAR-10's normalisation (§4.2)
-            size, mean, std = entry.config["image_size"], CIFAR10_MEAN, CIFAR10_STD
-            model_input = checkpoint_model_input(size)
         about = describe_entry(entry)
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"The manifest entry of {entry.key!r} lacks its preprocessing ({error}).") from error
     return ClassifierSource(
         name=entry.key, kind="finetuned" if entry.kind == "finetuned" else "checkpoint", model_name=entry.model,
-        classes=tuple(entry.classes), input_size=size, model_input=model_input, mean=mean, std=std,
-        about=about, fingerprint=entry.sha256, entry=entry, folder=folder)
+        classes=tuple(entry.classes), preprocessing=preprocessing, about=about, fingerprint=entry.sha256,
+        entry=entry, folder=folder)
 
 
 def _weights_source(spec: ModelSpec, *, allow_untrained: bool) -> ClassifierSource:
@@ -253,12 +295,9 @@ def _weights_source(spec: ModelSpec, *, allow_untrained: bool) -> ClassifierSour
     else:
         about = (f"{spec.name} UNTRAINED: random weights, so its predictions mean nothing "
                  f"(ImageNet weights are not on this machine: {get_instructions(spec)})")
-    preprocess = spec.weights.transforms()
     return ClassifierSource(
         name=spec.name, kind="untrained" if path is None else "imagenet", model_name=spec.name,
-        classes=tuple(spec.weights.meta["categories"]), input_size=preprocess.crop_size[0],
-        model_input=functools.partial(imagenet_model_input, preprocess),
-        mean=tuple(preprocess.mean), std=tuple(preprocess.std), about=about,
+        classes=tuple(spec.weights.meta["categories"]), preprocessing=weights_preprocessing(spec), about=about,
         fingerprint="random weights" if path is None else str(path), weights=path)
 
 

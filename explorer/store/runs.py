@@ -6,6 +6,13 @@ can replay the shipped runs in ``pretrained/runs/`` instantly and overlay severa
 The lab saves each run it trains under a name of its own (:func:`save_new_run`: the time, the
 run's name, and a number when that is taken, created exclusively so two runs ending in the
 same second both stay) and keeps the newest ``settings.RUNS_KEPT`` of them.
+
+A record is parsed once, when it is read (:func:`load_run`, :func:`record_from_dict`): its config
+is a :class:`~explorer.training.recipe.TrainConfig` and its steps the training engine's own
+:class:`~explorer.training.lockstep.StepRecord` values, so a reader writes ``record.config.seed``
+and ``metrics.train_error``, and a file of another shape fails at the door. Format 1 (before issue
+39) stored the same values as plain dicts, some without the fields added since; it is read and
+migrated in memory, and :func:`migrate_run_file` rewrites such a file as format 2.
 """
 
 from __future__ import annotations
@@ -20,18 +27,23 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from explorer import __version__
+from explorer.data import Augmentation
 from explorer.devices import machine_description, resolve_amp
 from explorer.files import atomic_write, create_new
-from explorer.settings import RUNS_KEPT, runs_dir
+from explorer.settings import RUNS_KEPT, pretrained_dir, runs_dir
 from explorer.training.evaluate import safe_name
-from explorer.training.engine import StepRecord, TrainConfig
-from explorer.settings import pretrained_dir
+from explorer.training.lockstep import ModelMetrics, StepRecord
+from explorer.training.recipe import TrainConfig, config_from_dict
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: read back as typed values (issue 39); 1: the same JSON, read as dicts, fields missing
+
+# The per-model metrics a curve can be drawn of (ModelMetrics' fields).
+Metric = Literal["loss", "train_error", "val_error", "lr", "grad_norms"]
 
 
 class RunError(ValueError):
@@ -43,10 +55,10 @@ class RunRecord:
     """Mutable while a run is being recorded; saved and loaded as JSON."""
 
     name: str
-    config: dict
-    environment: dict
+    config: TrainConfig
+    environment: dict  # where it ran: device, versions, threads (free-form, shown as it is)
     layer_names: dict[str, list[str]] = field(default_factory=dict)  # model -> weighted layers
-    steps: list[dict] = field(default_factory=list)  # asdict(StepRecord) per step
+    steps: list[StepRecord] = field(default_factory=list)  # the recorded steps, as the engine yielded them
     finished: bool = False
     messages: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # the classes trained on, label i = classes[i]
@@ -54,26 +66,24 @@ class RunRecord:
     def append(self, record: StepRecord) -> None:
         """Keep the step if it is due (every ``record_every``-th), validated, the last, or the
         one a model stopped at."""
-        every = self.config.get("record_every", 1)
-        due = (record.step % every == 0 or record.step == self.config.get("steps")
+        due = (record.step % self.config.record_every == 0 or record.step == self.config.steps
                or any(m.val_error is not None or m.stopped for m in record.models))
         if due:
-            self.steps.append(asdict(record))
+            self.steps.append(record)
         for model in record.models:
             if model.stopped and model.stopped not in self.messages:
                 self.messages.append(model.stopped)
 
     @property
     def model_names(self) -> list[str]:
-        return list(self.config.get("models", []))
+        return list(self.config.models)
 
     @property
     def seeds(self) -> list[int]:
         """The seeds every model was trained with (one for records made before repeats)."""
-        first = self.config.get("seed", 0)
-        return list(range(first, first + self.config.get("repeat", 1)))
+        return list(self.config.seeds)
 
-    def series(self, model: str, key: str, max_points: int | None = None,
+    def series(self, model: str, key: Metric, max_points: int | None = None,
                seed: int | None = None) -> tuple[list[int], list[float]]:
         """(steps, values) of one metric of one model (of ``seed``; default the first),
         skipping steps without a value.
@@ -86,17 +96,17 @@ class RunRecord:
                  if model in names and seed in self.seeds else None)
         xs, ys = [], []
         for step in self.steps:
-            entries = step["models"]
+            entries = step.models
             metrics = entries[index] if index is not None and index < len(entries) else None
-            if metrics is None or metrics["name"] != model or metrics.get("seed", seed) != seed:
-                metrics = next((m for m in entries if m["name"] == model and m.get("seed", seed) == seed), None)
-            if metrics is not None and metrics.get(key) is not None:
-                xs.append(step["step"])
-                ys.append(metrics[key])
+            if metrics is None or metrics.name != model or metrics.seed != seed:  # a combined record's order
+                metrics = next((m for m in entries if m.name == model and m.seed == seed), None)
+            if metrics is not None and (value := getattr(metrics, key)) is not None:
+                xs.append(step.step)
+                ys.append(value)
         xs, ys = _thinned(max_points, xs, ys)
         return xs, ys
 
-    def seed_band(self, model: str, key: str, max_points: int | None = None
+    def seed_band(self, model: str, key: Metric, max_points: int | None = None
                   ) -> tuple[list[int], list[float], list[float], list[float]]:
         """(steps, mean, min, max) of one metric of one model over the run's seeds, at the
         steps every seed has a value for (all of them: the seeds train in lock-step)."""
@@ -106,20 +116,22 @@ class RunRecord:
         return _thinned(max_points, steps, [sum(c) / len(c) for c in columns],
                         [min(c) for c in columns], [max(c) for c in columns])
 
+    def to_dict(self) -> dict:
+        """The record as its file's JSON object (format :data:`RUN_FORMAT`)."""
+        return {"format": RUN_FORMAT, **asdict(self)}
+
     def to_json(self) -> str:
-        return json.dumps({"format": RUN_FORMAT, **asdict(self)})
+        return json.dumps(self.to_dict())
 
     def to_csv(self) -> str:
         """One row per (step, model, seed): the metrics a spreadsheet can plot."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["step", "epoch", "elapsed_s", "model", "loss", "train_error", "val_error", "lr", "seed"])
-        first_seed = self.seeds[0]
         for step in self.steps:
-            for m in step["models"]:
-                writer.writerow([step["step"], f"{step['epoch']:.4f}", f"{step['elapsed_s']:.3f}", m["name"],
-                                 m["loss"], m["train_error"], "" if m["val_error"] is None else m["val_error"],
-                                 m["lr"], m.get("seed", first_seed)])
+            for m in step.models:
+                writer.writerow([step.step, f"{step.epoch:.4f}", f"{step.elapsed_s:.3f}", m.name, m.loss,
+                                 m.train_error, "" if m.val_error is None else m.val_error, m.lr, m.seed])
         return out.getvalue()
 
 
@@ -147,50 +159,9 @@ def new_record(name: str, config: TrainConfig, device: torch.device | str,
         "explorer": __version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "amp": resolve_amp(config.amp, device),  # what "auto" meant on this machine
+        "amp": resolve_amp(config.engine.amp, device),  # what "auto" meant on this machine
     }
-    return RunRecord(name=name, config=asdict(config), environment=environment, layer_names=layer_names)
-
-
-# What runs drawn as one Fig. 6 must share: the schedule's length and batch (so an iteration
-# means the same on every curve), the data and its classes, and the seeds. The rest of the
-# recipe (augmentation, optimiser details) may differ; the lab's caption names each run's.
-_COMBINE_KEYS = ("steps", "batch_size", "data", "seed", "repeat")
-
-
-def combine_runs(records: list[RunRecord]) -> RunRecord:
-    """Several runs of different models on one schedule, as one record: Fig. 6 compares
-    plain-20/56 with ResNet-20/56 at the same iterations (§4.2), and at the paper's width a
-    2-core CPU trains them in separate runs. Steps every run recorded are kept, each with
-    every run's models; the first run's config stands for the shared schedule. Raises
-    :class:`RunError` with a readable reason when the runs do not share one."""
-    if len(records) < 2:
-        raise RunError("Pick two or more runs to draw them as one.")
-    first = records[0]
-    seen: dict[str, str] = {}
-    for record in records:
-        for model in record.model_names:
-            if model in seen:
-                raise RunError(f"{model} is in both {seen[model]} and {record.name}: pick one of them.")
-            seen[model] = record.name
-        for key in _COMBINE_KEYS:
-            if record.config.get(key) != first.config.get(key):
-                raise RunError(f"{first.name} and {record.name} differ in {key.replace('_', ' ')} "
-                               f"({first.config.get(key)} against {record.config.get(key)}): "
-                               "only runs on one schedule can share a chart's iterations.")
-        if record.classes != first.classes:
-            raise RunError(f"{first.name} and {record.name} were trained on different classes.")
-    by_step = [{step["step"]: step for step in record.steps} for record in records]
-    shared = sorted(set.intersection(*(set(steps) for steps in by_step)))
-    steps = [{**by_step[0][number], "models": [m for steps in by_step for m in steps[number]["models"]]}
-             for number in shared]
-    config = {**first.config, "models": list(seen)}
-    return RunRecord(
-        name=" + ".join(record.name for record in records), config=config,
-        environment={"combined": [record.environment for record in records]},
-        layer_names={name: layers for record in records for name, layers in record.layer_names.items()},
-        steps=steps, finished=all(record.finished for record in records),
-        messages=[message for record in records for message in record.messages], classes=list(first.classes))
+    return RunRecord(name=name, config=config, environment=environment, layer_names=layer_names)
 
 
 def save_run(record: RunRecord, path: Path) -> Path:
@@ -244,15 +215,65 @@ def prune_runs(folder: Path, keep: int) -> list[Path]:
 
 
 def load_run(path: Path) -> RunRecord:
+    """The record in the file ``path``, of format 2 or (migrated in memory) 1; RunError naming
+    the file if it is not one."""
     try:
         payload = json.loads(Path(path).read_text())
-        if payload.pop("format", None) != RUN_FORMAT:
-            raise RunError(f"{path} is not a run record of format {RUN_FORMAT}.")
-        return RunRecord(**payload)
-    except RunError:
-        raise
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise RunError(f"Could not read the run {path}: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") not in (1, RUN_FORMAT):
+        raise RunError(f"{path} is not a run record of format {RUN_FORMAT} (or 1, which is migrated).")
+    try:
+        return record_from_dict(payload)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RunError(f"Could not read the run {path}: {error}") from error
+
+
+def migrate_run_file(path: Path) -> bool:
+    """Rewrite the run file ``path`` in the current format, atomically; False (untouched) when
+    it is in it already. The values are the same: only their shape in the file changes."""
+    if json.loads(Path(path).read_text()).get("format") == RUN_FORMAT:
+        return False
+    atomic_write(Path(path), load_run(path).to_json())
+    return True
+
+
+def record_from_dict(payload: dict) -> RunRecord:
+    """A record from its JSON object (a run file's, or the copy inside a training state), with
+    its ``format``: 2 as :meth:`RunRecord.to_dict` writes it, or 1, migrated. TypeError or
+    ValueError (from :func:`~explorer.training.recipe.config_from_dict`) if it is not one."""
+    values = dict(payload)
+    if values.pop("format", None) == 1:
+        values = _from_format1(values)
+    steps = [StepRecord(**{**step, "models": tuple(_metrics(**m) for m in step["models"])})
+             for step in values.get("steps", [])]
+    return RunRecord(**{**values, "config": config_from_dict(values["config"]), "steps": steps})
+
+
+def _metrics(grad_norms=None, **values) -> ModelMetrics:
+    return ModelMetrics(**values, grad_norms=None if grad_norms is None else tuple(grad_norms))
+
+
+# Format 1 kept whatever TrainConfig had when the run was made, and these fields came later:
+# each is filled in with what the runs made before it did (the switch off, every step kept, one
+# seed, all classes and images). The speed switches never change a curve; they get their defaults.
+_FORMAT1_LATER_FIELDS = {
+    "val_limit": None, "warmup_steps": 0, "classes": None, "train_limit": None, "repeat": 1,
+    "schedule": "steps", "schedule_steps": None, "label_smoothing": 0.0, "nesterov": False, "record_every": 1,
+    "channels_last": True, "one_sync": True, "inference_mode": True, "amp": "off", "cudnn_benchmark": True,
+    "compile": False, "model_threads": 1,
+}
+
+
+def _from_format1(values: dict) -> dict:
+    """A format-1 record's values in format 2's shape: the config's missing fields filled in
+    (:data:`_FORMAT1_LATER_FIELDS`, the augmentation's from its defaults), and each metrics
+    entry's seed, absent before repeats, from the config (those records have one seed)."""
+    config = {**_FORMAT1_LATER_FIELDS, **values["config"]}
+    config["augmentation"] = {**asdict(Augmentation()), **config.get("augmentation", {})}
+    steps = [{**step, "models": [{"seed": config["seed"], **m} for m in step["models"]]}
+             for step in values.get("steps", [])]
+    return {**values, "config": config, "steps": steps}
 
 
 def shipped_runs_dir() -> Path:

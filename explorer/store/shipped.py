@@ -9,10 +9,11 @@ records per checkpoint its validation error, recipe, steps, epochs, wall time an
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
-from explorer.store.checkpoints import CheckpointEntry, read_manifest
 from explorer.models import get_model_spec
+from explorer.store.checkpoints import CheckpointEntry, read_manifest
 from explorer.store.runs import RunError, load_run
 from explorer.training.recipe import recipe_summary
 
@@ -64,10 +65,10 @@ def run_table(paths: list[Path]) -> str:
 
         errors = ", ".join(f"{name} {last_value(name, 'train_error')} / {last_value(name, 'val_error')}%"
                            for name in record.model_names)
-        classes = record.config.get("classes")
-        rows.append(f"| `runs/{path.name}` | {', '.join(record.model_names)} | {recipe_summary(record.config)}"
-                    f"{'' if not classes else ' (' + ', '.join(classes) + ')'} | {last['epoch']:.1f} | {errors} "
-                    f"| {_duration(last['elapsed_s'])} |")
+        classes = record.config.classes
+        rows.append(f"| `runs/{path.name}` | {', '.join(record.model_names)} | {recipe_summary(asdict(record.config))}"
+                    f"{'' if not classes else ' (' + ', '.join(classes) + ')'} | {last.epoch:.1f} | {errors} "
+                    f"| {_duration(last.elapsed_s)} |")
     return "\n".join(rows)
 
 

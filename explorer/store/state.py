@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from explorer.files import atomic_write
-from explorer.store.runs import RUN_FORMAT, RunRecord
+from explorer.store.runs import RunRecord
 from explorer.store.state_schema import SchemaError, validated_fields
 from explorer.training.engine import TrainConfig, Training
 
@@ -56,7 +56,7 @@ def save_state(folder: Path, training: Training, record: RunRecord, out: str | N
         "format": str(STATE_FORMAT),
         "config": json.dumps(asdict(training.config)),
         "state": json.dumps(plain),
-        "record": json.dumps({"format": RUN_FORMAT, **asdict(record)}),
+        "record": record.to_json(),
         "out": json.dumps(out),
     }
     return atomic_write(state_path(folder), lambda temporary: save_file(tensors, temporary, metadata=metadata))
@@ -70,8 +70,6 @@ def load_state(folder: Path) -> SavedState:
         raise StateError(f"No training state in {folder} (expected {path.name}); start a run with --state {folder}.")
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:

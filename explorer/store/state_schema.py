@@ -4,13 +4,15 @@ A state file (:mod:`explorer.store.state`) is data a user may have been sent, or
 field it holds is checked here for its presence, its type and its range before anything is
 loaded or trained, and a bad one is named in one sentence (``state.step must be a whole
 number, got 'x'``), never met later as a ``KeyError`` or a ``ZeroDivisionError`` after
-minutes of training. The recipe's fields are checked by :func:`explorer.training.engine.config_from_dict`
-(types) and :func:`explorer.training.engine.check_config` (the ranges of :mod:`explorer.settings`, the same
+minutes of training. The recipe's fields are checked by :func:`explorer.training.recipe.config_from_dict`
+(types) and :func:`explorer.training.recipe.check_config` (the ranges of :mod:`explorer.settings`, the same
 as the lab's widgets and ``train``'s flags).
 
 The metadata holds four JSON texts and one hint:
 
-* ``config``: the :class:`~explorer.training.engine.TrainConfig` as ``asdict``;
+* ``config``: the :class:`~explorer.training.recipe.TrainConfig` as ``asdict``, its speed switches
+  under ``engine`` (a state written before issue 39 holds them among the recipe's fields, and
+  still resumes: config_from_dict gathers them);
 * ``state``: :meth:`Training.state_dict`'s plain half: the step, the wall time, one entry per
   model and seed (``trainees``, in the order Training builds them) and one per seed (``streams``);
 * ``record``: the run record so far;
@@ -24,7 +26,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 
-from explorer.store.runs import RunRecord
+from explorer.store.runs import RunRecord, record_from_dict
 from explorer.training.recipe import ConfigError, TrainConfig, check_config, config_from_dict
 
 MAX_TEXT = 4096  # characters of any text in a state (a folder path is the longest)
@@ -157,6 +159,7 @@ def _plain(plain, config: TrainConfig) -> dict:
 def _record(values) -> RunRecord:
     """The run record so far: the keys RunRecord has, and the parts the CLI reads back."""
     _kind(values, dict, "record")
+    version = values.get("format", 1)  # format 2 since issue 39; record_from_dict migrates 1
     values = {key: value for key, value in values.items() if key != "format"}
     known = {f.name for f in fields(RunRecord)}
     if unknown := sorted(set(values) - known):
@@ -193,7 +196,10 @@ def _record(values) -> RunRecord:
                 if key in model and model[key] is not None and not isinstance(model[key], (int, float)):
                     raise SchemaError(f"{where}.models[].{key} must be a number or null, got {_shown(model[key])}")
             _text(model.get("stopped"), f"{where}.models[].stopped", optional=True)
-    return RunRecord(**values)
+    try:
+        return record_from_dict({"format": version, **values})
+    except (TypeError, ValueError) as error:
+        raise SchemaError(f"record: {str(error).splitlines()[0]}") from error
 
 
 def validated_fields(metadata: dict) -> StateFields:

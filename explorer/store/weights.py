@@ -21,7 +21,6 @@ from explorer.models import ModelSpec, get_model_spec
 from explorer.settings import pretrained_dir
 
 
-
 class WeightsError(RuntimeError):
     """Weights that cannot be found, fetched or loaded; the message says what to do."""
 

@@ -10,6 +10,12 @@ per step and the caller (the degradation lab page, the CLI, a test) decides what
 Setting ``stop`` ends the run before the next step starts. :meth:`Training.state_dict`
 is everything needed to continue the run exactly (see :mod:`explorer.store.state`).
 
+One model's step is :func:`explorer.training.step.train_step`, plain PyTorch; this module
+composes it into a lock-step run. A step trains every model on its seed's batch (in lanes, one
+thread each, with ``model_threads`` > 1), then reads all their numbers from the device at once
+(``one_sync``; else once per model), then turns them into metrics. DDP, torch.compile and
+autocast wrap each model (:func:`explorer.training.lockstep.engine_forward`).
+
 The recipe (:class:`TrainConfig`, the presets, the checks) lives in :mod:`explorer.training.recipe`,
 each model's and each seed's part of a step in :mod:`explorer.training.lockstep`, the validation pass
 in :mod:`explorer.training.evaluate` (shared with fine-tuning); all of it is importable from here.
@@ -20,41 +26,43 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from explorer.data import InMemoryData, augment, load_data
 from explorer.devices import resolve_amp
-from explorer.training.distributed import rank_and_world_size, sum_over_ranks
-from explorer.training.lockstep import ModelMetrics, StepRecord, Stream, Trainee, seeded
+from explorer.models import build_model, get_model_spec, weighted_layers
+from explorer.training.distributed import rank_and_world_size
 from explorer.training.evaluate import evaluate
-from explorer.models import build_model, get_model_spec
+from explorer.training.lockstep import (
+    ModelMetrics,
+    StepRecord,
+    Stream,
+    Trained,
+    Trainee,
+    engine_forward,
+    read_on_host,
+    seeded,
+)
 from explorer.training.recipe import (
     AMP_MODES,
     DATA_SEED,
     PRESETS,
     SCHEDULES,
+    EngineSwitches,
     TrainConfig,
     check_config,
     config_from_dict,
     preset,
 )
 
-__all__ = ["AMP_MODES", "DATA_SEED", "PRESETS", "SCHEDULES", "ModelMetrics", "StepRecord", "TrainConfig",
-           "Training", "check_config", "config_from_dict", "evaluate", "layer_names",
-           "load_training_data", "preset", "train", "weighted_layers"]
-
-
-def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Conv and fc weights in forward order: the layers the paper counts in a depth
-    (shortcut projections excluded, as the anatomy of the model says)."""
-    from explorer.models import counted_layers
-
-    return [(f"{name}.weight", module.weight) for name, module in counted_layers(model)]
+__all__ = ["AMP_MODES", "DATA_SEED", "PRESETS", "SCHEDULES", "EngineSwitches", "ModelMetrics", "StepRecord",
+           "TrainConfig", "Training", "check_config", "config_from_dict", "evaluate", "layer_names",
+           "load_training_data", "preset", "train"]
 
 
 def layer_names(config: TrainConfig) -> dict[str, list[str]]:
@@ -73,6 +81,28 @@ def load_training_data(config: TrainConfig, loader=load_data, **options) -> InMe
     """The data set of ``config`` at its image size, split with :data:`DATA_SEED`
     (``options``, e.g. ``progress``, go to the loader)."""
     return loader(config.data, image_size=config.image_size, val_size=config.val_size, seed=DATA_SEED, **options)
+
+
+def checked_amp(requested: str, device: torch.device) -> str:
+    """What autocast computes in for the config's ``amp`` on ``device`` ("auto" resolved: "off",
+    "bf16" or "fp16"); ValueError where the device cannot."""
+    amp = resolve_amp(requested, device)
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"fp16 mixed precision needs a CUDA device, not {device.type} (bf16 runs on CPUs too).")
+    if amp == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ValueError(f"bf16 mixed precision runs on CUDA or the CPU, not {device.type}.")
+    return amp
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One seed's share of a step: its batch, and what to measure besides the loss."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    step: int
+    record_grads: bool
+    validating: bool
 
 
 class Training:
@@ -95,24 +125,15 @@ class Training:
             raise ValueError(f"The batch size ({config.batch_size}) must divide evenly over the "
                              f"{self.world_size} processes.")
         self.device = torch.device(device)
-        self.amp = resolve_amp(config.amp, self.device)  # what autocast computes in
-        if self.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"fp16 mixed precision needs a CUDA device, not {self.device.type} (bf16 runs on CPUs too).")
-        if self.amp == "bf16" and self.device.type not in ("cuda", "cpu"):
-            raise ValueError(f"bf16 mixed precision runs on CUDA or the CPU, not {self.device.type}.")
+        self.amp = checked_amp(config.engine.amp, self.device)  # what autocast computes in
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+            torch.backends.cudnn.benchmark = config.engine.cudnn_benchmark
         self.config = config
         self.data = data.restricted(config.classes, config.train_limit).to(self.device)
         self.per_rank = config.batch_size // self.world_size
         n_train = len(self.data.train_labels)
         self.streams = [Stream(seed, n_train, self.device, self.rank, self.world_size) for seed in config.seeds]
         self.trainees = [self._trainee(name, seed) for seed in config.seeds for name in config.models]
-        if self.world_size > 1:
-            for trainee in self.trainees:
-                trainee.forward = DistributedDataParallel(
-                    trainee.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
         self._pool: ThreadPoolExecutor | None = None  # while steps() runs, with model_threads > 1
         self.step = 0  # steps done
         self.elapsed_s = 0.0  # training wall time before this process (a resumed run)
@@ -127,9 +148,10 @@ class Training:
         with seeded(seed):
             model = build_model(name, device=self.device, width=config.width, shortcut=config.shortcut,
                                 num_classes=self.data.num_classes).train()
-        if config.channels_last:
+        if config.engine.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return Trainee(name, seed, model, [p for _, p in weighted_layers(model)], config, self.amp)
+        forward = engine_forward(model, config.engine, self.amp, self.device, distributed=self.world_size > 1)
+        return Trainee(name, seed, model, config, forward=forward, amp=self.amp)
 
     @property
     def models(self) -> dict[str, nn.Module]:
@@ -138,12 +160,12 @@ class Training:
 
     def steps(self, stop: threading.Event | None = None) -> Iterator[StepRecord]:
         """Train from the current step to ``config.steps``, yielding a record per step."""
-        config = self.config
         # Read before the model threads size their own teams: torch.get_num_threads answers
         # with the count last set by any thread, not the calling thread's team.
         self._stepping_threads = torch.get_num_threads()
-        if config.model_threads > 1 and len(self.trainees) > 1:
-            with ThreadPoolExecutor(config.model_threads, thread_name_prefix="lock-step") as self._pool:
+        model_threads = self.config.engine.model_threads
+        if model_threads > 1 and len(self.trainees) > 1:
+            with ThreadPoolExecutor(model_threads, thread_name_prefix="lock-step") as self._pool:
                 yield from self._steps(stop)
             self._pool = None
         else:
@@ -168,54 +190,45 @@ class Training:
                 return
 
     def _one_step(self, step: int) -> tuple[ModelMetrics, ...]:
+        """Every model's train_step on its seed's batch, then their numbers read on the host
+        (once for all of them with ``one_sync``, else once per model), then their metrics."""
         config = self.config
         record_grads = step % config.grad_every == 0 or step == 1
-        validate = self._validation(step)
-        pending: list[tuple[Trainee, torch.Tensor, torch.Tensor | None, float, float | None]] = []
-        finished: dict[int, ModelMetrics] = {}
+        validating = self.rank == 0 and (step % config.val_every == 0 or step == config.steps)
+        trained: list[Trained] = []
         for stream in self.streams:
             indices = stream.next_indices(config.batch_size, self.rank, self.per_rank)
-            images = self._augment(self.data.train_images[indices], stream)
-            labels = self.data.train_labels[indices]
+            work = _Work(self._augment(self.data.train_images[indices], stream), self.data.train_labels[indices],
+                         step, record_grads, validating)
             group = [t for t in self.trainees if t.seed == stream.seed and not t.stopped]
-            lanes = self._lanes(group) if self._pool is not None else [group]
-            per_lane = max(1, self._threads() // len(lanes))
+            trained += self._train_group(group, work)
+        # The config's order, whatever the lanes: every rank must stack (and sum) the models alike.
+        trained.sort(key=lambda done: self.trainees.index(done.trainee))
+        reads = [trained] if config.engine.one_sync else [[done] for done in trained]
+        measured = [values for read in reads for values in read_on_host(read)]
+        for done, values in zip(trained, measured):
+            done.trainee.finish(step, values, config)
+        stepped = {done.trainee for done in trained}
+        return tuple(t.last if t in stepped else t.stopped_metrics() for t in self.trainees)
 
-            def train_one(trainee: Trainee, in_lane: bool):
-                lr = trainee.lr_now(config, step)
-                stats, grads = trainee.forward_backward(images, labels, config, self.scaler, self.device.type,
-                                                        record_grads)
-                trainee.optimizer_step(config, self.scaler, lr)
-                # A lane also validates its own models: the stepping thread validating every
-                # model in turn, on one core, held the demo back (5.7 against 7.0 steps/s
-                # without validation).
-                return trainee, stats, grads, lr, validate(trainee.model) if in_lane and validate is not None else None
+    def _train_group(self, group: list[Trainee], work: _Work) -> list[Trained]:
+        """One seed's models on its batch: one after another in this thread, or in lanes at once."""
+        lanes = self._lanes(group) if self._pool is not None else [group]
+        if len(lanes) == 1:
+            return [self._train(trainee, work) for trainee in group]
+        per_lane = max(1, self._threads() // len(lanes))
+        futures = [self._pool.submit(self._train_lane, lane, per_lane, work) for lane in lanes]
+        return [done for future in futures for done in future.result()]
 
-            def train_lane(lane: list[Trainee]):
-                torch.set_num_threads(per_lane)  # this thread's own team (and the count new threads copy)
-                return [train_one(trainee, True) for trainee in lane]
+    def _train_lane(self, lane: list[Trainee], threads: int, work: _Work) -> list[Trained]:
+        torch.set_num_threads(threads)  # this thread's own team (and the count new threads copy)
+        return [self._train(trainee, work) for trainee in lane]
 
-            trained = ([done for lane in self._pool.map(train_lane, lanes) for done in lane] if len(lanes) > 1
-                       else [train_one(trainee, False) for trainee in group])
-            for done in trained:
-                pending.append(done)
-                if not config.one_sync:
-                    trainee, stats, grads, lr, measured = pending.pop()
-                    finished[id(trainee)] = trainee.finish(step, stats, grads, lr, config,
-                                                           _validated(validate, measured))
-        # The config's order, whatever the lanes: every rank must stack the same models alike.
-        pending.sort(key=lambda done: self.trainees.index(done[0]))
-        if pending:  # one sync for every model's loss, error count and gradient norms
-            stats = sum_over_ranks(torch.stack([p[1] for p in pending])).tolist()
-            grads = [p[2] for p in pending if p[2] is not None]
-            flat = torch.cat(grads).tolist() if grads else []
-            for (trainee, _, grad, lr, measured), values in zip(pending, stats):
-                norms = None
-                if grad is not None:
-                    norms, flat = tuple(flat[:len(grad)]), flat[len(grad):]
-                finished[id(trainee)] = trainee.finish(step, values, norms, lr, config,
-                                                       _validated(validate, measured))
-        return tuple(finished.get(id(t)) or t.stopped_metrics() for t in self.trainees)
+    def _train(self, trainee: Trainee, work: _Work) -> Trained:
+        done = trainee.train_on(work.images, work.labels, work.step, self.config, work.record_grads)
+        # Validated where it trained: the stepping thread validating every model in turn, on
+        # one core, held the demo's lanes back (5.7 against 7.0 steps/s without validation).
+        return replace(done, val_error=self._val_error(trainee.model)) if work.validating else done
 
     def _threads(self) -> int:
         return self.threads or self._stepping_threads
@@ -225,7 +238,7 @@ class Training:
         than the run's threads: deepest net first, each into the lane with the fewest layers
         so far (the step waits for its slowest lane; the demo's four nets pair a 56- with a
         20-layer net in each)."""
-        count = min(self.config.model_threads, len(group), self._threads())
+        count = min(self.config.engine.model_threads, len(group), self._threads())
         if count <= 1:
             return [group]
         lanes: list[list[Trainee]] = [[] for _ in range(count)]
@@ -236,14 +249,12 @@ class Training:
             layers[lightest] += get_model_spec(trainee.name).depth
         return lanes
 
-    def _validation(self, step: int) -> Callable[[nn.Module], float] | None:
-        """The validation pass when ``step`` is a validation step (on rank 0 only), else None."""
+    def _val_error(self, model: nn.Module) -> float:
+        """``model``'s error on the validation split (its first ``val_limit`` images)."""
         config = self.config
-        if self.rank != 0 or (step % config.val_every != 0 and step != config.steps):
-            return None
         images, labels = self.data.val_images[:config.val_limit], self.data.val_labels[:config.val_limit]
-        return lambda model: evaluate(model, images, labels, channels_last=config.channels_last,
-                                      inference=config.inference_mode)
+        return evaluate(model, images, labels, channels_last=config.engine.channels_last,
+                        inference=config.engine.inference_mode).error
 
     def _augment(self, images: torch.Tensor, stream: Stream) -> torch.Tensor:
         augmentation = self.config.augmentation
@@ -255,7 +266,7 @@ class Training:
                 batch = augment(images, augmentation, stream.augment_generator)
         else:
             batch = augment(images, augmentation, stream.augment_generator)
-        return batch.contiguous(memory_format=torch.channels_last) if self.config.channels_last else batch
+        return batch.contiguous(memory_format=torch.channels_last) if self.config.engine.channels_last else batch
 
     # --- resuming (the keys are explorer.training.lockstep's) ------------------------------------------
 
@@ -279,12 +290,6 @@ class Training:
         for index, (stream, saved_stream) in enumerate(zip(self.streams, plain["streams"])):
             stream.load_state_dict(index, tensors, saved_stream)
         self.step, self.elapsed_s = plain["step"], plain["elapsed_s"]
-
-
-def _validated(validate: Callable[[nn.Module], float] | None,
-               measured: float | None) -> Callable[[nn.Module], float] | None:
-    """The validation pass for Trainee.finish, or the error a model thread already measured."""
-    return validate if measured is None else (lambda model: measured)
 
 
 def train(config: TrainConfig, data: InMemoryData, *, device: torch.device | str = "cpu",

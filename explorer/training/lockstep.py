@@ -1,6 +1,8 @@
 """The parts of a lock-step run (:class:`explorer.training.engine.Training`): each seed's stream of
-batches, each model with its optimiser and schedule, the metrics they report, and how each
-of them is written into, and read back from, a resumable state (:mod:`explorer.store.state`).
+batches, each model with its optimiser and schedule around :func:`explorer.training.step.train_step`,
+the layers the engine wraps a model in (DDP, torch.compile, autocast), the one read of a step's
+numbers on the host, the metrics they become, and how each of them is written into, and read back
+from, a resumable state (:mod:`explorer.store.state`).
 
 The state's keys are part of its file format: ``model.I.NAME`` and ``optim.I.PARAM.SLOT``
 for model I's weights and optimiser slots, ``stream.I.order`` / ``order_rng`` /
@@ -12,15 +14,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-import torch
-import torch.nn.functional as F
-from torch import nn
 
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from explorer.models import get_model_spec, weighted_layers
 from explorer.training.distributed import sum_over_ranks
-from explorer.models import get_model_spec
-from explorer.training.recipe import TrainConfig
+from explorer.training.recipe import EngineSwitches, TrainConfig
+from explorer.training.step import StepMetrics, train_step
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # a run's resolved amp mode -> dtype
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,34 @@ def seeded(seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+class Autocast(nn.Module):
+    """Mixed precision as a layer around a model: its forward under ``torch.autocast``, the
+    logits handed on in fp32, which is how autocast computes the loss from them anyway
+    (cross-entropy is on its fp32 list), so train_step computes the same numbers unchanged."""
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.device_type, self.dtype = model, device_type, dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(images).float()
+
+
+def engine_forward(model: nn.Module, switches: EngineSwitches, amp: str, device: torch.device,
+                   distributed: bool) -> nn.Module:
+    """``model`` as the engine runs it, each speed switch a layer around it: DistributedDataParallel
+    (each rank a slice of every batch, the gradients averaged), torch.compile, then autocast in
+    the run's resolved ``amp`` mode ("off", "bf16" or "fp16")."""
+    forward = model
+    if distributed:
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if switches.compile:
+        forward = torch.compile(forward)
+    dtype = AUTOCAST_DTYPES.get(amp)
+    return Autocast(forward, device.type, dtype) if dtype is not None else forward
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
@@ -100,22 +133,71 @@ class Stream:
         self.cursor = saved["cursor"]
 
 
-class Trainee:
-    """One model of one seed with its optimiser, schedule and running statistics.
-    ``layers`` are its weighted layers' parameters, whose gradient norms are recorded; ``amp``
-    is what autocast computes in ("off", "bf16" or "fp16", the run's resolved mode)."""
+@dataclass(frozen=True)
+class Trained:
+    """One model's step as the device left it (no number read yet)."""
 
-    def __init__(self, name: str, seed: int, model: nn.Module, layers: list[nn.Parameter], config: TrainConfig,
-                 amp: str = "off"):
+    trainee: Trainee
+    lr: float  # the rate it stepped at
+    metrics: StepMetrics
+    images: int  # the batch it stepped on (this rank's slice)
+    val_error: float | None = None  # measured right after the step, when it was a validation step
+
+    def counts(self) -> torch.Tensor:
+        """(loss summed over the batch, images wrong, images seen): the numbers summed over ranks."""
+        seen = torch.tensor(float(self.images), device=self.metrics.loss.device)
+        return torch.stack([self.metrics.loss.float() * self.images, self.metrics.wrong.float(), seen])
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One model's step read on the host: what :meth:`Trainee.finish` turns into its metrics."""
+
+    loss_sum: float  # cross-entropy summed over the images of every rank
+    wrong: float
+    seen: float
+    grad_norms: tuple[float, ...] | None
+    lr: float
+    val_error: float | None
+
+
+def read_on_host(trained: list[Trained]) -> list[Measured]:
+    """The numbers of ``trained`` read from the device at once (each read waits for all the work
+    queued before it): losses and error counts summed over the ranks, gradient norms as they
+    are (DDP averaged the gradients, so every rank has the same). The models must come in the
+    same order on every rank."""
+    if not trained:
+        return []
+    counts = sum_over_ranks(torch.stack([done.counts() for done in trained])).tolist()
+    norms = [done.metrics.grad_norms for done in trained if done.metrics.grad_norms is not None]
+    flat = torch.cat(norms).tolist() if norms else []
+    measured = []
+    for done, (loss_sum, wrong, seen) in zip(trained, counts):
+        grads = None
+        if done.metrics.grad_norms is not None:
+            size = len(done.metrics.grad_norms)
+            grads, flat = tuple(flat[:size]), flat[size:]
+        measured.append(Measured(loss_sum, wrong, seen, grads, done.lr, done.val_error))
+    return measured
+
+
+class Trainee:
+    """One model of one seed with its optimiser, schedule and running statistics. ``forward``
+    is the model as the engine runs it (:func:`engine_forward`); ``amp`` the run's resolved
+    mixed precision ("off", "bf16" or "fp16"). Its weighted layers' gradient norms are recorded."""
+
+    def __init__(self, name: str, seed: int, model: nn.Module, config: TrainConfig, *,
+                 forward: nn.Module | None = None, amp: str = "off"):
         self.name = name
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)  # None: fp32
         self.seed = seed
         self.model = model
+        self.forward = model if forward is None else forward
+        self.autocast_dtype = AUTOCAST_DTYPES.get(amp)  # None: fp32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # fp16 runs on CUDA only
         self.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov, foreach=True)
         self.scheduler = make_scheduler(self.optimizer, config)
-        self.forward: nn.Module = torch.compile(model) if config.compile else model
-        self.layers = layers
+        self.layers = [weight for _, weight in weighted_layers(model)]
         self.warming_up = get_model_spec(name).depth >= config.warmup_depth
         self.recent: deque[tuple[int, int]] = deque(maxlen=config.window)
         self.stopped: str | None = None
@@ -133,61 +215,47 @@ class Trainee:
         scheduled = self.optimizer.param_groups[0]["lr"]
         return scheduled * min(1.0, step / config.warmup_steps) if config.warmup_steps else scheduled
 
-    def forward_backward(self, images, labels, config: TrainConfig, scaler, device_type: str, record_grads: bool):
-        """Loss and gradients of one batch; returns (loss sum, wrong, seen) and, if asked,
-        the weighted layers' gradient norms, both still on the device (synced later)."""
-        autocast = (torch.autocast(device_type, dtype=self.autocast_dtype)
-                    if self.autocast_dtype is not None else contextlib.nullcontext())
-        with autocast:
-            logits = self.forward(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        if scaler is not None:
-            scaler.unscale_(self.optimizer)  # gradient norms in true units
-        wrong = (logits.argmax(1) != labels).sum()
-        stats = torch.stack([loss.detach().float() * len(labels), wrong.float(),
-                             torch.tensor(float(len(labels)), device=loss.device)])
-        grads = torch.stack(torch._foreach_norm([p.grad for p in self.layers])) if record_grads else None
-        return stats, grads
+    def train_on(self, images: torch.Tensor, labels: torch.Tensor, step: int, config: TrainConfig,
+                 record_grads: bool) -> Trained:
+        """This model's part of ``step``: one :func:`train_step` at :meth:`lr_now`'s rate, then
+        the schedule moves on. Nothing is read from the device."""
+        lr = self.lr_now(config, step)
+        with self._rate(lr):
+            metrics = train_step(self.forward, self.optimizer, images, labels, label_smoothing=config.label_smoothing,
+                                 layers=self.layers if record_grads else (), scaler=self.scaler)
+        if self.scheduler.last_epoch < config.schedule_length:  # an extended run holds the last rate
+            self.scheduler.step()
+        return Trained(self, lr, metrics, len(labels))
 
-    def optimizer_step(self, config: TrainConfig, scaler, lr: float) -> None:
-        """One SGD step at ``lr`` (see :meth:`lr_now`), then the schedule moves on. The rate
-        is set for this step only, so the scheduler never sees a warm-up."""
+    @contextlib.contextmanager
+    def _rate(self, lr: float):
+        """The optimiser at ``lr`` for one step only, so the scheduler never sees a warm-up."""
         groups = self.optimizer.param_groups
         scheduled = [group["lr"] for group in groups]
         for group in groups:
             group["lr"] = lr
-        if scaler is not None:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        for group, lr in zip(groups, scheduled):
-            group["lr"] = lr
-        if self.scheduler.last_epoch < config.schedule_length:  # an extended run holds the last rate
-            self.scheduler.step()
+        try:
+            yield
+        finally:
+            for group, rate in zip(groups, scheduled):
+                group["lr"] = rate
 
-    def finish(self, step: int, stats, norms, lr: float, config: TrainConfig,
-               validate: Callable[[nn.Module], float] | None) -> ModelMetrics:
-        """Turn this model's synced numbers into its metrics; ``validate`` (when it is time)
-        measures the validation error."""
-        if isinstance(stats, torch.Tensor):  # one sync per model (one_sync off)
-            stats = sum_over_ranks(stats).tolist()
-            norms = None if norms is None else tuple(norms.tolist())
-        loss_sum, wrong, seen = stats
-        loss_value = loss_sum / seen
+    def finish(self, step: int, measured: Measured, config: TrainConfig) -> ModelMetrics:
+        """Turn this model's numbers of ``step``, read on the host, into its metrics; a loss
+        that is no longer finite stops the model."""
+        loss_value = measured.loss_sum / measured.seen
         if not math.isfinite(loss_value):
             self.stopped = (f"{self.name} stopped at step {step}: the loss became "
                             f"{loss_value}. Try a lower learning rate.")
-            self.last = ModelMetrics(self.name, loss_value, self.train_error(), None, lr, None, self.stopped, self.seed)
+            self.last = ModelMetrics(self.name, loss_value, self.train_error(), None, measured.lr, None,
+                                     self.stopped, self.seed)
             return self.last
-        self.recent.append((round(wrong), round(seen)))
+        self.recent.append((round(measured.wrong), round(measured.seen)))
         train_error = self.train_error()
         if self.warming_up and train_error < config.warmup_until_error and len(self.recent) >= 10:
             self.warming_up = False
-        val_error = validate(self.model) if validate is not None else None
-        self.last = ModelMetrics(self.name, loss_value, train_error, val_error, lr, norms, None, self.seed)
+        self.last = ModelMetrics(self.name, loss_value, train_error, measured.val_error, measured.lr,
+                                 measured.grad_norms, None, self.seed)
         return self.last
 
     def stopped_metrics(self) -> ModelMetrics:

@@ -2,9 +2,13 @@
 default), the presets that shrink it for a class demo, the checks that reject settings which
 cannot run, and reading a saved config back.
 
-A config is saved as ``asdict(config)`` inside every run record and training state
+A config is the recipe (what §4.2 prescribes: models, data, steps, batch, rate, schedule,
+augmentation, seeds, ...) and, in ``config.engine`` (:class:`EngineSwitches`), how fast the
+engine runs it. It is saved as ``asdict(config)`` inside every run record and training state
 (:mod:`explorer.store.runs`, :mod:`explorer.store.state`), so its fields, their names and their defaults
-are part of those files' format: a resumable run depends on them.
+are part of those files' format: a resumable run depends on them. Files written before the
+switches had their own dataclass hold them among the recipe's fields; :func:`config_from_dict`
+reads both.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from explorer import settings
 from explorer.data import Augmentation, DataError, InMemoryData, check_training_source
-from explorer.settings import LimitError, Range
 from explorer.models import get_model_spec
+from explorer.settings import LimitError, Range
 from explorer.typed_json import FieldTypeError, from_json
 
 SCHEDULES = ("steps", "cosine", "onecycle")
@@ -23,6 +27,30 @@ SCHEDULES = ("steps", "cosine", "onecycle")
 # changes initialisation, data order and augmentation, never which images are held out.
 DATA_SEED = 0
 AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class EngineSwitches:
+    """How the engine runs a recipe, not what the recipe is: each switch was measured with and
+    without it by benchmarks/engine_speed.py, and none changes what §4.2 prescribes (amp and
+    compile change the arithmetic's rounding, not the method)."""
+
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU and on tensor cores
+    one_sync: bool = True  # one host-device sync per step for every model's metrics, not one per model
+    inference_mode: bool = True  # validation under torch.inference_mode (else no_grad)
+    # Mixed precision: "bf16" autocast (CUDA, or CPUs with bf16 instructions), "fp16" (CUDA
+    # only, with a gradient scaler), "auto" (bf16 where the device computes it natively, see
+    # devices.has_native_bf16, else off). Off by default: the paper trains in fp32.
+    amp: str = "off"
+    cudnn_benchmark: bool = True  # CUDA only: let cuDNN pick the fastest convolution algorithms
+    compile: bool = False  # torch.compile every model: ~30 s to start on CPU, pays back in long runs
+    # Python threads the lock-step models are spread over, deepest first: small nets cannot keep
+    # two cores busy inside one convolution, but two models at once can (PyTorch releases the GIL
+    # in its kernels). Training splits its torch threads among them.
+    model_threads: int = 1
+
+
+ENGINE_SWITCHES = frozenset(EngineSwitches.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -64,23 +92,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # not in the paper; 0.1 is the usual choice
     nesterov: bool = False  # not in the paper (plain momentum SGD)
     record_every: int = 1  # keep every k-th step in the run record (validation steps always)
-    # Speed switches, each measured with and without it by benchmarks/engine_speed.py.
-    channels_last: bool = True  # NHWC activations: faster convolutions on CPU and on tensor cores
-    one_sync: bool = True  # one host-device sync per step for every model's metrics, not one per model
-    inference_mode: bool = True  # validation under torch.inference_mode (else no_grad)
-    # Mixed precision: "bf16" autocast (CUDA, or CPUs with bf16 instructions: 1.9-2.0× at paper
-    # width on a Xeon with AMX), "fp16" (CUDA only, with a gradient scaler), "auto" (bf16 where
-    # the device computes it natively, see devices.has_native_bf16, else off: the demo preset
-    # below). Off by default: the paper trains in fp32.
-    amp: str = "off"
-    cudnn_benchmark: bool = True  # CUDA only: let cuDNN pick the fastest convolution algorithms
-    # torch.compile every model: ~30 s to start on CPU, paid back after 400-900 steps at paper width.
-    compile: bool = False
-    # Python threads the lock-step models are spread over, deepest first. Small nets cannot
-    # keep two cores busy inside one convolution, but two models at once can (PyTorch releases
-    # the GIL in its kernels). Training splits its threads among them (cores // model_threads
-    # each: 2 model threads × 2 threads each on 2 cores ran at 0.4×).
-    model_threads: int = 1
+    engine: EngineSwitches = field(default_factory=EngineSwitches)  # how fast, never what is trained
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -90,55 +102,51 @@ class TrainConfig:
     def schedule_length(self) -> int:
         return self.schedule_steps or self.steps
 
+    def with_engine(self, **switches) -> TrainConfig:
+        """This recipe run with other engine switches (``amp="bf16"``, ``model_threads=2``, ...)."""
+        return replace(self, engine=replace(self.engine, **switches))
+
+
+def overridden(config: TrainConfig, **changes) -> TrainConfig:
+    """``config`` with ``changes``, where an engine switch may be named like a recipe field
+    (``overridden(config, steps=10, amp="off")``): what the presets' callers and the benchmarks'
+    ``--set`` pass."""
+    switches = {name: changes.pop(name) for name in ENGINE_SWITCHES & changes.keys()}
+    changed = replace(config, **changes)
+    return changed.with_engine(**switches) if switches else changed
+
 
 PRESETS: dict[str, TrainConfig] = {
-    "paper": TrainConfig(record_every=10),
-    # Class demo, chosen with benchmarks/degradation_demo.py on a 2-core CPU (its docstring
-    # has the table of what was tried). Narrow nets (6/12/24 filters) on 16×16 images; lr 0.2
-    # after a 50-step ramp makes plain-56 fail clearly while the ResNets learn. Batches of 64
-    # learn more per second than 32 (1.6× the images per second on these small nets), and the
-    # ÷10 at step 230 lands inside the minute, so ResNet-20's error drops below 0.6 × chance
-    # before 60 s. NHWC is slower for nets this small (benchmarks/engine_speed.py: 0.86×).
-    # Two model threads, each a 56- and a 20-layer net on one core, train the four nets at
-    # 1.3-1.4× the steps per second of one thread after another on both cores. Where the CPU
-    # computes bf16 natively (AMX), autocast runs the demo at 1.7× the landed engine's steps per
-    # second, and all three criteria of benchmarks/degradation_demo.py still hold on seeds 0-2
-    # (300 steps in 28-29 s against 36-38 s in fp32; plain-56 trails plain-20 by 20-29 points).
+    "paper": TrainConfig(record_every=10),  # §4.2 as printed; every 10th step recorded
+    # The class demo: Fig. 1's degradation in about a minute on a 2-core CPU (chosen with
+    # benchmarks/degradation_demo.py; its speed switches with benchmarks/engine_speed.py).
     "demo": TrainConfig(
         steps=300, batch_size=64, lr=0.2, warmup_steps=50, milestones=(230,), width=6, image_size=16,
-        val_every=50, val_limit=1000, window=25, grad_every=5, channels_last=False, model_threads=2,
-        amp="auto",
+        val_every=50, val_limit=1000, window=25, grad_every=5,
+        engine=EngineSwitches(channels_last=False, model_threads=2, amp="auto"),
     ),
-    # Fig. 6 in full (plain and residual 20/32/44/56 in lock-step) in under 30 minutes on a
-    # 2-core CPU (benchmarks/fig6_preset.py, its docstring has the tries). Nets 4 filters wide
-    # with no crop or flip, on 10,000 images: capacity, not the length of the run, then sets
-    # how low each net's training error can go, and the deeper ResNets go lower (with crop and
-    # flip at width 8, ResNet-56 was still catching up after 2,400 steps). Measured, seed 1:
-    # plain 45.0 < 54.0 < 63.2 < 76.2% and ResNet 26.0 > 25.0 > 17.0 > 13.3% training error
-    # after 2,000 steps (19.4 min). Seed 0 orders the plain nets too, and the ResNets but for
-    # ResNet-44 (27.0, 18.3, 23.0, 14.6%). Without augmentation the nets overfit: validation
-    # error does not follow depth. Two model threads (each lane a plain and a residual net
-    # of each depth, 152 layers, on one core) ran at a median 1.31× the steps per second of one
-    # (5 paired rounds of 30 steps; four lanes 1.32×, noisier), and the whole seed-1 run took
-    # 11.8 min: plain 43.3 < 56.4 < 64.2 < 79.8%, ResNet 27.0 > 23.5 > 18.0 > 15.3%.
+    # Fig. 6's eight nets in lock-step, both orderings in under 30 minutes on a 2-core CPU
+    # (chosen with benchmarks/fig6_preset.py).
     "fig6": TrainConfig(
         models=("plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44", "resnet56"),
         steps=2000, batch_size=128, lr=0.1, warmup_steps=200, milestones=(1000, 1500), width=4, image_size=16,
         train_limit=10_000, val_every=200, val_limit=2000, window=50, grad_every=25, record_every=5,
-        channels_last=False, augmentation=Augmentation(pad=0, flip=False), seed=1, model_threads=2,
+        augmentation=Augmentation(pad=0, flip=False), seed=1,
+        engine=EngineSwitches(channels_last=False, model_threads=2),
     ),
 }
 
 
 def preset(name: str, **overrides) -> TrainConfig:
-    """A preset with overrides. A new step count moves the learning-rate drops with it,
-    keeping their place in the schedule (§4.2: at 50% and 75% of 64k steps)."""
+    """A preset with overrides (engine switches too, by name: see :func:`overridden`). A new
+    step count moves the learning-rate drops with it, keeping their place in the schedule
+    (§4.2: at 50% and 75% of 64k steps)."""
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     base = PRESETS[name]
     if "steps" in overrides and "milestones" not in overrides and overrides["steps"] != base.steps:
         overrides["milestones"] = tuple(max(1, round(m * overrides["steps"] / base.steps)) for m in base.milestones)
-    return replace(base, **overrides)
+    return overridden(base, **overrides)
 
 
 class ConfigError(ValueError):
@@ -164,7 +172,7 @@ _RANGES: tuple[tuple[str, Range, str | None], ...] = (
     ("grad_every", settings.STEP_INTERVAL, "the steps between gradient records (grad_every)"),
     ("record_every", settings.STEP_INTERVAL, "the steps between kept records (record_every)"),
     ("seed", settings.SEED, None), ("repeat", settings.REPEAT, None),
-    ("label_smoothing", settings.LABEL_SMOOTHING, None), ("model_threads", settings.MODEL_THREADS, None),
+    ("label_smoothing", settings.LABEL_SMOOTHING, None),
 )
 _OPTIONAL_RANGES: tuple[tuple[str, Range, str | None], ...] = (  # None: the default
     ("val_size", settings.VAL_SIZE, None), ("val_limit", settings.TRAIN_IMAGES, "the validation-image limit"),
@@ -219,8 +227,10 @@ def check_config(config: TrainConfig, data: InMemoryData | None = None) -> None:
     if config.train_limit is not None and config.train_limit < config.batch_size:
         raise ConfigError(f"The training-image limit ({config.train_limit}) is below the batch size "
                           f"({config.batch_size}).", "train_limit")
-    if config.amp not in AMP_MODES:
-        raise ConfigError(f"Unknown AMP mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}.", "amp")
+    _in_range("engine.model_threads", config.engine.model_threads, settings.MODEL_THREADS)
+    if config.engine.amp not in AMP_MODES:
+        raise ConfigError(f"Unknown AMP mode {config.engine.amp!r}; choose one of {', '.join(AMP_MODES)}.",
+                          "engine.amp")
     try:
         check_training_source(config.data)  # a known kind, synthetic:N in range, training images: before loading
     except DataError as error:
@@ -234,6 +244,7 @@ def config_from_dict(values: dict) -> TrainConfig:
     field of a wrong type. The ranges are :func:`check_config`'s."""
     if not isinstance(values, dict):
         raise ConfigError(f"the config must be a JSON object, got {type(values).__name__}")
+    values = _engine_nested(values)
     names = set(TrainConfig.__dataclass_fields__)
     unknown, missing = sorted(set(values) - names), sorted(names - set(values))
     if unknown or missing:
@@ -245,6 +256,16 @@ def config_from_dict(values: dict) -> TrainConfig:
         return TrainConfig(**{name: from_json(values[name], hints[name], name) for name in names})
     except FieldTypeError as error:
         raise ConfigError(str(error), error.field) from None
+
+
+def _engine_nested(values: dict) -> dict:
+    """A saved config with its engine switches under "engine": those written before the switches
+    had their own dataclass (issue 39: the shipped run records, older states and manifests)
+    hold them among the recipe's fields."""
+    if "engine" in values or not ENGINE_SWITCHES & values.keys():
+        return values
+    recipe = {name: value for name, value in values.items() if name not in ENGINE_SWITCHES}
+    return {**recipe, "engine": {name: values[name] for name in ENGINE_SWITCHES if name in values}}
 
 
 def recipe_summary(config: dict) -> str:
@@ -278,9 +299,10 @@ def recipe_summary(config: dict) -> str:
     erasing = augmentation.get("erasing_p", 0.0)
     if erasing:
         changes.append(f"random erasing p={erasing}")
-    if config.get("amp", "off") == "auto":
+    amp = _engine_nested(config).get("engine", {}).get("amp", "off")
+    if amp == "auto":
         changes.append("bf16 autocast where native")
-    elif config.get("amp", "off") != "off":
-        changes.append(f"{config['amp']} autocast")
+    elif amp != "off":
+        changes.append(f"{amp} autocast")
     head = f"{config['steps']:,} steps"
     return f"{head}; " + ", ".join(changes) if changes else f"§4.2's recipe, {head}"

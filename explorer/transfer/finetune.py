@@ -28,7 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.paper.gradcam import stage_ends
+from explorer.data import Augmentation, InMemoryData, augment, denormalize, normalize, random_erase, upsample
+from explorer.data.images import read_image_file, sample_images, to_uint8_tensor
+from explorer.files import free_name
+from explorer.models import get_model_spec, list_models, stage_ends
+from explorer.models.heads import build_head, feature_width
 from explorer.store.checkpoints import (
     CheckpointEntry,
     NameTakenError,
@@ -37,23 +41,20 @@ from explorer.store.checkpoints import (
     read_manifest,
     save_checkpoint,
 )
-from explorer.files import free_name
 from explorer.store.classifiers import classifier_names, load_classifier
-from explorer.data import Augmentation, InMemoryData, augment, denormalize, normalize, random_erase, upsample
+from explorer.store.weights import find_weights
+from explorer.training.evaluate import eta_s, evaluate, safe_name
 from explorer.transfer.recipe import (
     NO_AUGMENTATION,
     TRAIN_CHOICES,
     FinetuneConfig,
+    TrainPart,
     cache_explanation,
     check_finetune_config,
 )
-from explorer.training.evaluate import count_wrong, eta_s, safe_name
-from explorer.models import get_model_spec, list_models
-from explorer.models.heads import build_head, feature_width
-from explorer.store.weights import find_weights
 
 __all__ = ["NO_AUGMENTATION", "TRAIN_CHOICES", "FinetuneConfig", "FinetuneResult", "FinetuneStep", "Finetuning",
-           "backbone_names", "cache_explanation", "check_finetune_config", "default_backbone_name", "default_upsample",
+           "TrainPart", "backbone_names", "cache_explanation", "check_finetune_config", "default_backbone_name", "default_upsample",
            "check_save_name", "erasing_preview", "erasing_preview_of_samples", "finetune", "save_finetuned",
            "suggested_key"]
 
@@ -205,10 +206,10 @@ class Finetuning:
         head.requires_grad_(True)
         backbone_parameters: list[nn.Parameter] = []
         train_modules: list[nn.Module] = [head]
-        if config.train == "all":
+        if config.train is TrainPart.ALL:
             train_modules = [model]
             backbone_parameters = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
-        elif config.train == "last stage":
+        elif config.train is TrainPart.LAST_STAGE:
             last = model.get_submodule(stage_ends(model, get_model_spec(classifier.model_name))[-1][1])
             train_modules = [last, head]
             backbone_parameters = list(last.parameters())
@@ -243,7 +244,8 @@ class Finetuning:
             correct, seen, loss = yield from self._epoch(run, labels, order, epoch, stop)
             if stop is not None and stop.is_set() and seen < len(labels):
                 break
-            wrong = count_wrong(run.forward, run.val_x, self.data.val_labels, _FEATURE_CHUNK, prepare=run.val_input)
+            wrong = evaluate(run.forward, run.val_x, self.data.val_labels, _FEATURE_CHUNK,
+                             prepare=run.val_input).wrong
             val_accuracy = (len(run.val_x) - wrong) / len(run.val_x)
             validated = FinetuneStep("training", run.step, run.total_steps, time.perf_counter() - run.phase_started,
                                      epoch + 1.0, correct / seen, val_accuracy, loss.item(),
@@ -350,8 +352,6 @@ def erasing_preview(images: torch.Tensor, augmentation: Augmentation) -> torch.T
 
 def erasing_preview_of_samples(augmentation: Augmentation) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """The shipped sample photos before and after :func:`erasing_preview` (names, before, after)."""
-    from explorer.data.images import read_image_file, sample_images, to_uint8_tensor
-
     samples = sample_images()
     originals = torch.stack([to_uint8_tensor(read_image_file(path)) for path in samples.values()])
     return list(samples), originals, erasing_preview(originals, augmentation)

@@ -6,12 +6,24 @@ config is saved inside every fine-tuned checkpoint's manifest entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from explorer import settings
-from explorer.data import Augmentation, DataError, check_training_source
+from explorer.data import Augmentation, DataError, SourceKind, check_training_source, source_kind
 from explorer.models.heads import HEADS
+from explorer.store.checkpoints import CheckpointError, dataset_tag, read_manifest
 
-TRAIN_CHOICES = ("head", "last stage", "all")
+
+class TrainPart(StrEnum):
+    """What learns while fine-tuning; the rest of the backbone stays as it was trained. The
+    value is what a saved config, the CLI's ``--train`` and its output spell."""
+
+    HEAD = "head"  # the new head only: the backbone is frozen, so its features can be cached
+    LAST_STAGE = "last stage"  # the backbone's last stage (conv5_x, or CIFAR's third stage) and the head
+    ALL = "all"  # every layer
+
+
+TRAIN_CHOICES = tuple(part.value for part in TrainPart)  # ("head", "last stage", "all")
 NO_AUGMENTATION = Augmentation(pad=0, flip=False)
 
 
@@ -23,7 +35,7 @@ class FinetuneConfig:
     # it is here), cifar10, folder:PATH, synthetic[:N]. Not pack:cifar10-eval: no training images.
     data: str = "pack:cifar10-demo"
     upsample: int = 1  # input side = data_size × upsample (7: CIFAR's 32 -> ImageNet's 224)
-    train: str = "head"  # "head" (backbone frozen), "last stage" (and the head), "all"
+    train: TrainPart = TrainPart.HEAD  # a plain string (a saved config's, a test's) is read as its TrainPart
     head: str = "linear"  # "linear" or "seed" (BN-Dense-Dropout, see explorer.models.heads)
     epochs: int = 5
     batch_size: int = 128
@@ -35,13 +47,17 @@ class FinetuneConfig:
     data_size: int = 32  # side the data set is decoded at
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.train in TRAIN_CHOICES:  # anything else is refused, with its spelling, by check_finetune_config
+            object.__setattr__(self, "train", TrainPart(self.train))
+
     @property
     def input_size(self) -> int:
         return self.data_size * self.upsample
 
     @property
     def uses_cached_features(self) -> bool:
-        return self.cache_features and self.train == "head" and self.augmentation == NO_AUGMENTATION
+        return self.cache_features and self.train is TrainPart.HEAD and self.augmentation == NO_AUGMENTATION
 
 
 def cache_explanation(config: FinetuneConfig) -> str:
@@ -51,7 +67,7 @@ def cache_explanation(config: FinetuneConfig) -> str:
                 "(each epoch costs a fraction of a second instead of a full pass through the backbone).")
     if not config.cache_features:
         return "Feature caching is off: every step runs the whole backbone."
-    if config.train != "head":
+    if config.train is not TrainPart.HEAD:
         return f"Training {config.train}: the backbone changes, so its features cannot be cached."
     return "Augmentation changes every image at every step, so features cannot be cached."
 
@@ -78,7 +94,7 @@ def check_finetune_config(config: FinetuneConfig) -> None:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {config.head!r}.")
     if config.data:  # the page leaves it empty until a data set is chosen; then Start is disabled
         check_training_source(config.data)  # the evaluation pack has no training images
-        if config.val_size is not None and config.data.partition(":")[0].strip().lower() == "pack":
+        if config.val_size is not None and source_kind(config.data) is SourceKind.PACK:
             raise DataError(f"{config.data} has its own held-out images; val_size must be left unset for it.")
 
 
@@ -87,17 +103,15 @@ def seen_images_note(backbone: str, data: str) -> str | None:
     the checkpoint trained on the 45k part of the §4.2 split, and the demo pack was drawn from
     that part (its 300 held-out images included), so fine-tuning on it measures what the
     features already know, not how they carry over to new images. None otherwise."""
-    from explorer.store.checkpoints import CheckpointError, dataset_tag, read_manifest
-
     try:
         entry = read_manifest().get(backbone)
     except CheckpointError:
         return None
-    kind = data.partition(":")[0].strip().lower()
-    cifar = kind == "pack" or dataset_tag(data) == "cifar10"
+    kind = source_kind(data)
+    cifar = kind is SourceKind.PACK or dataset_tag(data) == "cifar10"
     if entry is None or not cifar or dataset_tag(str(entry.config.get("data", ""))) != "cifar10":
         return None
-    which = ("all of these images among them, the 300 held out too" if kind == "pack" else
+    which = ("all of these images among them, the 300 held out too" if kind is SourceKind.PACK else
              "these images among them (the 5,000 held out excepted)")
     return (f"{backbone} was trained on CIFAR-10's 45,000 training images, {which}: its accuracy here shows what "
             "its features already know, not how they carry over to new images. For transfer, pick an ImageNet "

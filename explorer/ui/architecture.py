@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.present import figures, tables
 from explorer.paper import speed
+from explorer.present import figures, tables
 from explorer.server.compute_jobs import ComputeJob
 from explorer.ui.common import block_diagrams as traced_block_diagrams
-from explorer.server.scheduler import spoken_duration
 from explorer.ui.common import current_device
 from explorer.ui.job_panel import (
     JobSlot,
@@ -20,6 +19,7 @@ from explorer.ui.job_panel import (
     start_job,
     stop_button,
 )
+from explorer.words import spoken_duration
 
 
 def block_diagrams(name: str) -> None:

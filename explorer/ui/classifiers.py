@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.present import figures
+from explorer.server.photos import SessionPhotos, Upload
 from explorer.store.checkpoints import CheckpointError, finetuned_dir, skipped_entries
+from explorer.store.classifiers import ClassifierError, load_classifier, residual_twin, resolve_classifier
+from explorer.store.classifiers import classifier_choices as stored_classifier_choices
 from explorer.ui.common import current_device, escaped
 
 
 def classifier_choices() -> dict[str, str]:
     """name -> label for the model picker: trained classifiers first (the best shipped
     checkpoint is the default), then the ImageNet models whose weights are missing."""
-    from explorer.store.classifiers import classifier_choices as choices
-
     try:
-        found = choices()
+        found = stored_classifier_choices()
     except CheckpointError as error:  # a broken manifest hides the checkpoints, not the page
         st.error(f"The project's checkpoints are hidden: {escaped(error)}")
-        return choices(checkpoints=False)
+        return stored_classifier_choices(checkpoints=False)
     for problem in [*skipped_entries(), *skipped_entries(finetuned_dir())]:  # one bad entry hides only itself
         st.warning(escaped(problem))
     return found
@@ -26,8 +28,6 @@ def classifier_choices() -> dict[str, str]:
 
 def _classifier_fingerprint(name: str) -> str:
     """Changes when the files behind ``name`` change, so a retrained model is reloaded."""
-    from explorer.store.classifiers import resolve_classifier
-
     return resolve_classifier(name, allow_untrained=True).fingerprint
 
 
@@ -38,8 +38,6 @@ def classifier(name: str):
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _cached_classifier(name: str, device: str, fingerprint: str):
-    from explorer.store.classifiers import load_classifier
-
     return load_classifier(name, device=device, allow_untrained=True)
 
 
@@ -54,8 +52,6 @@ def read_uploads(uploads, shelf: str = "inspect") -> dict:
     ``settings.SESSION_DECODED`` bytes); ``shelf`` names the widget, so a photo removed from it
     is let go. Past ``settings.UPLOAD_PHOTOS`` photos the first ones are used and the rest are
     named in one error."""
-    from explorer.server.photos import SessionPhotos, Upload
-
     photos = st.session_state.get(SESSION_PHOTOS)
     if photos is None:
         photos = st.session_state[SESSION_PHOTOS] = SessionPhotos()
@@ -67,8 +63,6 @@ def read_uploads(uploads, shelf: str = "inspect") -> dict:
 
 def prediction_card(classifier, image, label: str, predictions, key: str) -> None:
     """The input the model sees (its own preprocessing) and its top classes as bars."""
-    from explorer.present import figures
-
     st.image(classifier.model_input(image).permute(1, 2, 0).numpy(), caption=f"{escaped(label)}: what the net sees",
              width=160)  # a caption is Markdown: an upload's name is shown, never rendered
     st.plotly_chart(figures.topk_figure([p.label for p in predictions], [p.probability for p in predictions],
@@ -79,8 +73,6 @@ def prediction_card(classifier, image, label: str, predictions, key: str) -> Non
 def twin_classifiers(name: str) -> list:
     """The classifier for ``name`` and, for a shipped CIFAR net, its plain/residual twin of the
     same depth (§4.2's pairs); a twin that cannot load is reported and left out."""
-    from explorer.store.classifiers import ClassifierError, residual_twin
-
     found = [classifier(name)]
     twin = residual_twin(name)
     if twin is not None:

@@ -1,8 +1,9 @@
 """Widgets and cached loaders every page shares: errors, the device, the architecture measurements.
 
 Measurements that patch process-wide PyTorch state (FlopCounterMode's global hooks, torch.fx
-tracing) run in the isolation worker, never in a thread of this server; their results are
-frozen dataclasses, cached once per server and shared by every session.
+tracing) run in the server's one isolation worker (:func:`isolation_worker`), never in a thread
+of this server; their results are frozen dataclasses, cached once per server and shared by
+every session.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
-from explorer.paper import table1, diagrams
-from explorer import devices
-from explorer.store import weights
-from explorer.server.isolation import run_isolated
+from explorer import devices, settings
 from explorer.models import get_model_spec
-from explorer import settings
+from explorer.paper import diagrams, table1
+from explorer.server.isolation import IsolationWorker
 from explorer.settings import RAISE_ERRORS_ENV
+from explorer.store import weights
 
 DEVICE_KEY = "device"
 _LOG = logging.getLogger("explorer")
@@ -111,6 +111,17 @@ def device_picker() -> None:
 
 def current_device() -> torch.device:
     return devices.pick_device(st.session_state.get(DEVICE_KEY))
+
+
+@st.cache_resource(show_spinner=False, on_release=IsolationWorker.close)
+def isolation_worker() -> IsolationWorker:
+    """This server process's one worker process for the measurements (explorer.server.isolation)."""
+    return IsolationWorker()
+
+
+def run_isolated(function, *args):
+    """``function(*args)`` in the server's isolation worker."""
+    return isolation_worker().run(function, *args)
 
 
 @st.cache_resource(show_spinner="Measuring the model on PyTorch's meta device…")

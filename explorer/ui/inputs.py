@@ -7,9 +7,13 @@ from dataclasses import replace
 
 import streamlit as st
 
-from explorer.data import Augmentation
+from explorer.data import Augmentation, DataSource, SourceKind
+from explorer.data.archives import ArchiveError, unpack_class_zip
+from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
 from explorer.server.roots import RootsError, check_app_source, data_roots
+from explorer.transfer.recipe import seen_images_note
 from explorer.ui.common import escaped
+from explorer.ui.job_panel import session_resources
 
 
 def erasing_controls(key: str, default_p: float = 0.0, base: Augmentation | None = None) -> Augmentation:
@@ -43,8 +47,6 @@ def allowed_source(container, source: str) -> str | None:
 def session_upload_dir():
     """This session's own temporary folder for unpacked uploads, deleted (with the data
     cache's decoded copies of its images) when the tab closes."""
-    from explorer.ui.job_panel import session_resources
-
     return session_resources().upload_dir()
 
 
@@ -54,18 +56,17 @@ def finetune_data_choices() -> dict[str, str]:
     (real CIFAR-10 images: the default on a machine without CIFAR-10), torchvision's download,
     the synthetic set, a folder, a zip. The evaluation pack is not offered: it holds no
     training images (explorer.data.check_training_source)."""
-    from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
-
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
     if found is not None:
-        where = "torchvision's download" if found == "cifar10" else found.removeprefix("folder:")
+        source = DataSource.parse(found)
+        where = source.path if source.kind is SourceKind.FOLDER else "torchvision's download"
         choices[f"CIFAR-10 ({where})"] = found
     if pack is not None:
         choices[data_label(pack)] = pack
     if found != "cifar10":
         choices["CIFAR-10, downloaded by torchvision (needs the internet the first time, 170 MB)"] = "cifar10"
-    choices["Synthetic (generated, instant)"] = "synthetic:2000"
+    choices["Synthetic (generated, instant)"] = str(DataSource.of_synthetic(2000))
     choices["Folder on this machine"] = "folder"
     choices["Zip of class folders"] = "zip"
     return choices
@@ -76,9 +77,6 @@ def dataset_picker(container, backbone: str | None = None) -> str | None:
     upload into the session's own folder), named below the choice, with a note when
     ``backbone`` was trained on these very images. None until usable: a folder box starts
     empty and says nothing until a path is typed."""
-    from explorer.transfer.recipe import seen_images_note
-    from explorer.paper.degradation import data_label
-
     choices = finetune_data_choices()
     picked = choices[container.radio("Data set", list(choices))]
     if picked == "zip":
@@ -89,7 +87,7 @@ def dataset_picker(container, backbone: str | None = None) -> str | None:
             "Folder with one sub-folder per class", placeholder=str(roots[0] / "…") if roots else "",
             help="Inside " + (", ".join(str(root) for root in roots) if roots else "no folder on this server: "
                               "upload a zip instead") + ".").strip()
-        return allowed_source(container, f"folder:{folder}") if folder else None
+        return allowed_source(container, str(DataSource.of_folder(folder))) if folder else None
     container.caption(f"Data: {escaped(data_label(picked))}.")
     if backbone is not None and (note := seen_images_note(backbone, picked)):
         container.info(escaped(note))
@@ -105,9 +103,6 @@ def zip_source(container, key: str) -> str | None:
 
     A session keeps one unpacked zip (settings.SESSION_DISK): a new upload, in this widget or
     the other page's, deletes the previous one first, with the data cache's decoded copies."""
-    from explorer.data.archives import ArchiveError, unpack_class_zip
-    from explorer.ui.job_panel import session_resources
-
     upload = container.file_uploader("Zip of class folders (cat/1.jpg, dog/2.jpg, …)", type=["zip"],
                                      key=key, max_upload_size=200)
     if upload is None:
@@ -128,4 +123,4 @@ def zip_source(container, key: str) -> str | None:
     more = "…" if len(archive.classes) > 8 else ""
     container.success(f"{archive.images:,} images in {len(archive.classes)} classes "
                       f"({escaped(', '.join(archive.classes[:8]))}{more}){ignored}.")
-    return f"folder:{archive.root}"
+    return str(DataSource.of_folder(archive.root))

@@ -14,29 +14,30 @@ images, settings.LANDSCAPE_GRID and LANDSCAPE_SPAN for a surface.
 Until a session presses a view's button, the view shows the results precomputed for the
 shipped checkpoints on the shipped evaluation images (explorer.paper.inside.precomputed; issue 38: a
 fresh laptop has no CIFAR-10 to compute them on), and the button says beforehand how long
-computing them here takes (explorer.ui.inside_choices, explorer.paper.inside.estimates)."""
+computing them here takes (explorer.ui.inside_choices, explorer.server.inside_estimates)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import streamlit as st
 
-from explorer.store.checkpoints import CheckpointError, read_manifest
+from explorer.models import get_model_spec
 from explorer.paper.inside.branches import branch_ratios
-from explorer.paper.inside.probes import ProbeData, load_probe, load_subject
+from explorer.paper.inside.defaults import PAGE_SURFACE_GRID, PAGE_SURFACE_IMAGES
 from explorer.paper.inside.landscape import loss_surface
 from explorer.paper.inside.lesion import lesion_study
 from explorer.paper.inside.precomputed import VIEWS as PRECOMPUTED_VIEWS
 from explorer.paper.inside.precomputed import results_about, results_dir, shipped_results
+from explorer.paper.inside.probes import ProbeData, load_probe, load_subject
 from explorer.paper.inside.responses import layer_responses
+from explorer.present import inside_figures
 from explorer.server.compute_jobs import ComputeJob
-from explorer.paper.inside.defaults import PAGE_SURFACE_GRID, PAGE_SURFACE_IMAGES
 from explorer.settings import LANDSCAPE_GRID, LANDSCAPE_SPAN, PROBE_IMAGES, LimitError
-from explorer.models import get_model_spec
+from explorer.store.checkpoints import CheckpointError, read_manifest
+from explorer.store.recent import RecentResults
 from explorer.ui import inside_choices as choices
 from explorer.ui.common import escaped
 from explorer.ui.job_panel import (
@@ -89,63 +90,79 @@ class Request:
         return (self.view, name, self.data, self.images, self.options)
 
 
-# Results by Request.key, for every session of this server, the oldest first out past
-# MAX_RESULTS; and the images a net was probed with, reused by its other views: at most
-# PROBES_KEPT of them (one per shipped net; 5,000 normalised CIFAR images are 61 MB).
 MAX_RESULTS = 64
 PROBES_KEPT = 4
-_RESULTS: OrderedDict[tuple, object] = OrderedDict()
-_SECONDS: dict[tuple, float] = {}  # how long each result in _RESULTS took here, its images' loading included
-_PROBES: OrderedDict[tuple, object] = OrderedDict()
-_SHIPPED: dict[tuple, dict] = {}  # (view, manifest, its mtime) -> the precomputed results read from it
-_LOCK = threading.Lock()
 
 
-def _cached(store: OrderedDict, key: tuple, limit: int, compute):
-    with _LOCK:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    value = compute()
-    with _LOCK:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > limit:
-            store.popitem(last=False)
-    return value
+class ViewResults:
+    """The views computed on this server, shared by every session: results by Request.key,
+    the oldest first out past ``max_results``; how long each took here (its images' loading
+    included); the images a net was probed with, reused by its other views (at most
+    ``probes_kept``: one per shipped net; 5,000 normalised CIFAR images are 61 MB); and the
+    precomputed results read from the shipped manifest."""
+
+    def __init__(self, max_results: int = MAX_RESULTS, probes_kept: int = PROBES_KEPT):
+        self._results = RecentResults(max_results)
+        self._probes = RecentResults(probes_kept)
+        self._seconds: dict[tuple, float] = {}
+        self._shipped: dict[tuple, dict] = {}  # (view, manifest, its mtime) -> its precomputed results
+        self._lock = threading.Lock()
+
+    def result(self, request: Request, name: str, progress):
+        """One net's view: the server's, else computed now (in the job's thread) and kept."""
+        return self._results.get_or_compute(request.key(name), lambda: self._timed(request, name, progress))
+
+    def known(self, request: Request) -> dict[str, object]:
+        known = {name: self._results.peek(request.key(name)) for name in request.names}
+        return {name: result for name, result in known.items() if result is not None}
+
+    def seconds(self, request: Request) -> dict[str, float]:
+        """How long each net's result took here (0 for one not computed here)."""
+        with self._lock:
+            return {name: self._seconds.get(request.key(name), 0.0) for name in request.names}
+
+    def precomputed(self, view: str, path, stamp: int) -> dict:
+        """The shipped results of ``view`` in the manifest at ``path`` (read once per ``stamp``, its mtime)."""
+        key = (view, str(path), stamp)
+        with self._lock:
+            found = self._shipped.get(key)
+        if found is None:
+            found = shipped_results(view)
+            with self._lock:
+                self._shipped[key] = found
+        return found
+
+    def _timed(self, request: Request, name: str, progress):
+        """Timed: the page compares it with its estimate."""
+        started = time.perf_counter()
+        result = _computed(request, name, progress, self._probes)
+        with self._lock:
+            self._seconds[request.key(name)] = time.perf_counter() - started
+            for key in [key for key in self._seconds if key not in self._results and key != request.key(name)]:
+                del self._seconds[key]  # results let go of (max_results), their times too
+        return result
 
 
-def _compute(request: Request, name: str, progress):
-    """One net's view, in the job's thread, timed (the page compares it with its estimate)."""
-    started = time.perf_counter()
-    result = _computed(request, name, progress)
-    with _LOCK:
-        _SECONDS[request.key(name)] = time.perf_counter() - started
-        for key in [key for key in _SECONDS if key not in _RESULTS and key != request.key(name)]:
-            del _SECONDS[key]  # results let go of (MAX_RESULTS), their times too
-    return result
+@st.cache_resource(show_spinner=False)
+def view_results_store() -> ViewResults:
+    """This server's one :class:`ViewResults`."""
+    return ViewResults()
 
 
-def _computed(request: Request, name: str, progress):
+def _computed(request: Request, name: str, progress, probes: RecentResults):
     subject = load_subject(name)
-    probe = _cached(_PROBES, (name, request.data, request.images), PROBES_KEPT,
-                    lambda: load_probe(subject, request.data, request.images))
+    probe = probes.get_or_compute((name, request.data, request.images),
+                                  lambda: load_probe(subject, request.data, request.images))
     if request.view == "landscape":
         grid, span = request.options
         return loss_surface(subject, probe, grid=grid, span=span, progress=progress)
     return VIEWS[request.view](subject, probe, progress=progress)
 
 
-def _known(request: Request) -> dict[str, object]:
-    with _LOCK:
-        return {name: _RESULTS[request.key(name)] for name in request.names if request.key(name) in _RESULTS}
-
-
-def compute_job(request: Request, names: list[str]) -> ComputeJob:
-    """The job that computes ``request`` for ``names`` and leaves the results to the server's store."""
+def compute_job(request: Request, names: list[str], store: ViewResults) -> ComputeJob:
+    """The job that computes ``request`` for ``names`` and leaves the results to ``store``."""
     def task(name: str):
-        return name, lambda progress: _cached(_RESULTS, request.key(name), MAX_RESULTS,
-                                              lambda: _compute(request, name, progress))
+        return name, lambda progress: store.result(request, name, progress)
     return ComputeJob(request.view, [task(name) for name in names], key=request,
                       kind=f"the {TITLES[request.view]} computation (Why shortcuts work)")
 
@@ -172,7 +189,8 @@ def view_results(view: str, label: str, names: list[str], data: str, images: int
         st.error(escaped(error))
         return None
     request = Request(view, tuple(names), data, images, options)
-    shipped = _precomputed(view, names)
+    store = view_results_store()
+    shipped = _precomputed(view, names, store)
     estimate = choices.estimate_caption(view, names, source, images, options, where) if source else None
     slot = inside_job_slot()
     requested = f"inside.requested.{view}"
@@ -180,10 +198,10 @@ def view_results(view: str, label: str, names: list[str], data: str, images: int
     if where.button(again if shipped else label, key=f"inside.go_{view}"):
         st.session_state[requested] = True
         st.session_state[f"inside.estimate.{view}"] = estimate
-        missing = [name for name in request.names if name not in _known(request)]
+        missing = [name for name in request.names if name not in store.known(request)]
         job = slot.job
         if missing and not (job is not None and job.running and getattr(job, "key", None) == request):
-            start_job(slot, compute_job(request, missing))  # reruns the page (or says why not)
+            start_job(slot, compute_job(request, missing, store))  # reruns the page (or says why not)
     pending = st.session_state.get(PENDING_KEY)
     if getattr(pending, "slot", None) == slot.name and getattr(pending.job, "what", None) == view:
         pending_offer(slot)
@@ -196,14 +214,12 @@ def view_results(view: str, label: str, names: list[str], data: str, images: int
     if ours and slot.running:
         _progress(slot, view)
         return None
-    shown = _gathered(request, label, job.snapshot() if ours and job.key == request else None)
-    with _LOCK:
-        seconds = {name: _SECONDS.get(request.key(name), 0.0) for name in request.names}
-    choices.computed_caption(shown or [], seconds, st.session_state.get(f"inside.estimate.{view}"))
+    shown = _gathered(request, store, job.snapshot() if ours and job.key == request else None)
+    choices.computed_caption(shown or [], store.seconds(request), st.session_state.get(f"inside.estimate.{view}"))
     return shown
 
 
-def _precomputed(view: str, names: list[str]) -> dict[str, object]:
+def _precomputed(view: str, names: list[str], store: ViewResults) -> dict[str, object]:
     """The shipped results of ``view`` for ``names``, in that order (read once per manifest change)."""
     if view not in PRECOMPUTED_VIEWS:
         return {}
@@ -212,20 +228,14 @@ def _precomputed(view: str, names: list[str]) -> dict[str, object]:
         stamp = path.stat().st_mtime_ns
     except OSError:
         return {}
-    key = (view, str(path), stamp)
-    with _LOCK:
-        found = _SHIPPED.get(key)
-    if found is None:
-        found = shipped_results(view)
-        with _LOCK:
-            _SHIPPED[key] = found
+    found = store.precomputed(view, path, stamp)
     return {name: found[name] for name in names if name in found}
 
 
-def _gathered(request: Request, label: str, snapshot) -> list | None:
+def _gathered(request: Request, store: ViewResults, snapshot) -> list | None:
     """What is known of ``request`` (the server's store, and the session's last job for it),
     with a message for each net that could not be computed and for those still missing."""
-    results = _known(request)
+    results = store.known(request)
     errors: dict[str, str] = {}
     if snapshot is not None:
         results = {**snapshot.results, **results}
@@ -257,8 +267,6 @@ def _progress(slot, view: str) -> None:
 
 def surface_section(shipped: list, names: list[str], data: str, source: ProbeData, registry: dict[str, str]) -> None:
     """The precomputed surfaces at once, and a surface of one's own, computed as a job."""
-    from explorer.present import inside_figures
-
     st.caption("The loss around the trained weights along two random filter-normalised directions (Li et al. "
                "2018; BN parameters left out, BN in eval mode). Same axes and colour scale for every net; heights and "
                "colours are on a log scale: the precomputed surfaces span five decades (0.38 in ResNet-20's basin, "

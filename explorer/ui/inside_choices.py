@@ -11,13 +11,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer.store.checkpoints import read_manifest
+from explorer.data import DataSource, SourceKind, default_cache_dir, source_kind
+from explorer.data.cache import cache_slot
 from explorer.data.packs import available_packs, pack_source
 from explorer.paper.inside.probes import EVAL_PACK, SAMPLES, InsideError, ProbeData, probe_data
-from explorer.paper.inside.estimates import estimate_s
+from explorer.server.inside_estimates import estimate_s
 from explorer.settings import PROBE_IMAGES
+from explorer.store.checkpoints import read_manifest
 from explorer.ui.common import escaped
-from explorer.server.waits import spoken_duration
+from explorer.words import spoken_duration
+
 
 def _own(names: list[str]) -> ProbeData | None:
     """The held-out split the first of ``names`` was trained beside, when its folder is here."""
@@ -26,7 +29,7 @@ def _own(names: list[str]) -> ProbeData | None:
         if name in entries:
             config = entries[name].config
             chosen = probe_data("default", config.get("data"), config.get("val_size"))
-            return chosen if chosen.data.startswith("folder:") else None
+            return chosen if source_kind(chosen.data) is SourceKind.FOLDER else None
     return None
 
 
@@ -69,12 +72,10 @@ def images_box(where, chosen: ProbeData, *, default: int, key: str = "inside.ima
 
 def _cached_folder(data: str) -> bool:
     """Whether a folder's decoded pixels are in the disk cache (else all its images are decoded first)."""
-    from explorer.data.cache import cache_slot
-    from explorer.data.loading import default_cache_dir
-
-    if not data.startswith("folder:"):
+    source = DataSource.read(data)
+    if source is None or source.kind is not SourceKind.FOLDER:
         return True
-    root = Path(data.partition(":")[2]).resolve()
+    root = Path(source.path).resolve()
     return cache_slot(default_cache_dir() / "folders", root, 32).is_file()
 
 

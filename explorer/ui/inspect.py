@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.present import figures
 from explorer import settings
-from explorer.server import links
-from explorer.paper.gradcam import compare_gradient_norms, explain
-from explorer.store.classifiers import ClassifierError
-from explorer.paper.features import feature_points, image_feature_map, most_active_channels
 from explorer.data.images import ALLOWED_FORMATS, read_image_file, sample_images
 from explorer.models import get_model_spec
+from explorer.paper.features import feature_points, image_feature_map, most_active_channels
+from explorer.paper.gradcam import compare_gradient_norms, explain
+from explorer.present import figures
+from explorer.server import links
+from explorer.store.classifiers import ClassifierError
 from explorer.ui import share as ui_links
 from explorer.ui.classifiers import classifier, classifier_choices, prediction_card, read_uploads, twin_classifiers
 from explorer.ui.common import escaped
-
 
 LOOKS = ("Grad-CAM per stage", "Feature maps", "Gradients per layer")  # links name them links.INSPECT_LOOKS
 LOOK_KEY = "inspect.look"

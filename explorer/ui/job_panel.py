@@ -15,23 +15,33 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from explorer.server.class_server import ClassServer
+from explorer.server.estimates import estimate_run
+from explorer.server.scheduler import QueueRefused, Scheduler, SessionBusy
+from explorer.server.sessions import SessionResources
 from explorer.settings import JOBS_PER_SESSION
-from explorer.server.scheduler import QueueRefused, SessionBusy, server_scheduler
-from explorer.server.sessions import SessionResources, server_sessions
 from explorer.ui.common import escaped
 
 STOP_WAIT_S = 10.0  # how long Stop waits for the current step to end before the page redraws
 PENDING_KEY = "jobs.pending"  # session state: a Start refused because the session has its job
 
 
+@st.cache_resource(show_spinner=False, on_release=ClassServer.close)
+def class_server() -> ClassServer:
+    """This server process's one scheduler and session registry, shared by every session
+    (``$EXPLORER_MAX_JOBS`` and the queue's settings read when it is made, on first use)."""
+    return ClassServer.start()
+
+
 def _tab_dropped(resources: SessionResources) -> None:
-    # Called the moment the websocket drops (explorer/sessions.py): release only if the tab
-    # stays away for as long as Streamlit keeps the session for a reconnect.
-    server_sessions().dropped(resources.id, grace_s=st.get_option("server.disconnectedSessionTTL"))
+    # Called the moment the websocket drops (explorer/server/sessions.py): release only if the
+    # tab stays away for as long as Streamlit keeps the session for a reconnect.
+    class_server().sessions.dropped(resources.id, grace_s=st.get_option("server.disconnectedSessionTTL"))
 
 
 @st.cache_resource(scope="session", on_release=_tab_dropped)
@@ -39,7 +49,7 @@ def session_resources() -> SessionResources:
     """What this browser session owns on the server: its jobs and its upload folder (the same
     ones again when the tab reconnects in time)."""
     context = get_script_run_ctx()
-    return server_sessions().resume(context.session_id if context is not None else "no session")
+    return class_server().sessions.resume(context.session_id if context is not None else "no session")
 
 
 def client_key(resources: SessionResources) -> str:
@@ -50,32 +60,47 @@ def client_key(resources: SessionResources) -> str:
     return f"address:{address}" if address else f"session:{resources.id}"
 
 
+class SlotPhase(StrEnum):
+    """Where a session's job is, as its buttons draw it."""
+
+    IDLE = "idle"  # no job, or it ended
+    WAITING = "waiting"  # in the server's queue
+    RUNNING = "running"
+
+
 class JobSlot:
     """One of the session's jobs ("lab", "finetune", "inside"), as one run of the page draws it.
 
     :attr:`drawn_phase` is the job's phase when the page first asked: every button and view
     of this run draws that one, and a view that finds the job in another phase reruns the
-    page (:func:`job_view`), so no button is left showing a state the job has left."""
+    page (:func:`job_view`), so no button is left showing a state the job has left. Its jobs
+    queue in ``scheduler`` (default: the app's, :func:`class_server`)."""
 
-    def __init__(self, resources: SessionResources, name: str, client: str | None = None):
+    def __init__(self, resources: SessionResources, name: str, client: str | None = None, *,
+                 scheduler: Scheduler | None = None):
         self.resources, self.name = resources, name
         self.client = client or f"session:{resources.id}"
-        self._drawn_phase: str | None = None
+        self._scheduler = scheduler
+        self._drawn_phase: SlotPhase | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler or class_server().scheduler
 
     @property
     def job(self):
         return self.resources.job(self.name)
 
     @property
-    def phase(self) -> str:
-        """Now: "idle" (no job, or it ended), "waiting" (in the server's queue) or "running"."""
+    def phase(self) -> SlotPhase:
+        """Now: idle (no job, or it ended), waiting (in the server's queue) or running."""
         job = self.job
         if job is None or not job.running:
-            return "idle"
-        return "waiting" if job.waiting else "running"
+            return SlotPhase.IDLE
+        return SlotPhase.WAITING if job.waiting else SlotPhase.RUNNING
 
     @property
-    def drawn_phase(self) -> str:
+    def drawn_phase(self) -> SlotPhase:
         if self._drawn_phase is None:
             self._drawn_phase = self.phase
         return self._drawn_phase
@@ -83,7 +108,7 @@ class JobSlot:
     @property
     def running(self) -> bool:
         """Whether this run of the page draws the job as running or waiting."""
-        return self.drawn_phase != "idle"
+        return self.drawn_phase != SlotPhase.IDLE
 
     def start(self, job, *, replace: bool = False) -> None:
         """Start ``job`` in the server's queue as this slot's job. While the session has its
@@ -91,7 +116,7 @@ class JobSlot:
         :class:`~explorer.server.scheduler.SessionBusy` saying which, unless ``replace``: then they
         are stopped first (the user pressed "Stop it and start the new one"). Any other
         refusal (the queue is full) is a :class:`~explorer.server.scheduler.QueueRefused`."""
-        scheduler = server_scheduler()
+        scheduler = self.scheduler
         live = self.resources.live_jobs()
         if live and not replace and (self.name in live or len(live) >= scheduler.per_session):
             raise SessionBusy(busy_text(live, scheduler.per_session))
@@ -234,7 +259,7 @@ def pending_offer(slot: JobSlot) -> None:
     if not live:
         del st.session_state[PENDING_KEY]
         return
-    st.warning(escaped(busy_text(live, server_scheduler().per_session)))
+    st.warning(escaped(busy_text(live, slot.scheduler.per_session)))
     row = button_row()
     if row.button("Stop it and start the new one", type="primary", key=f"jobs.replace.{slot.name}"):
         del st.session_state[PENDING_KEY]
@@ -247,12 +272,10 @@ def pending_offer(slot: JobSlot) -> None:
 def run_estimate_note(config) -> None:
     """Before Start: how long a lab run of ``config`` would take here, and, past the server's
     time limit, that the limit would stop it and where (explorer.server.estimates)."""
-    from explorer.server.estimates import estimate_run
-
     if not config.models:
         return
     try:
-        estimate = estimate_run(config, server_scheduler().time_limit_s)
+        estimate = estimate_run(config, class_server().scheduler.time_limit_s)
     except ValueError:  # a malformed server setting, an unknown net: Start says so
         return
     (st.warning if estimate.over_limit else st.caption)(estimate.text())  # our numbers and words only
@@ -277,7 +300,8 @@ def job_view(slot: JobSlot, draw: Callable[[], None], *, every_s: float) -> None
     the whole page reruns, so Start, Stop and Resume show the new state and the view takes
     the new phase's refresh."""
     phase = slot.drawn_phase
-    refresh = {"idle": None, "waiting": max(every_s, QUEUED_REFRESH_S), "running": every_s}[phase]
+    refresh = {SlotPhase.IDLE: None, SlotPhase.WAITING: max(every_s, QUEUED_REFRESH_S),
+               SlotPhase.RUNNING: every_s}[phase]
 
     @functools.wraps(draw)  # the fragment's identity: draw's name, so two views stay apart
     def view() -> None:

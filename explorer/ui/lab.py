@@ -9,15 +9,23 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import settings
-from explorer.server import links
+from explorer.data import DataSource, SourceKind, source_kind
 from explorer.devices import resolve_amp
-from explorer.paper.degradation import gradient_caption
-from explorer.models import get_model_spec
+from explorer.models import get_model_spec, model_names
+from explorer.paper import degradation
+from explorer.paper.degradation import CLASS_DEMO_MODELS, cifar10_source, data_label, demo_pack_source, gradient_caption
+from explorer.paper.fig6 import PAPER_WIDTH_FIG6_RUNS
+from explorer.present import figures
+from explorer.server import links
+from explorer.server.jobs import TrainingJob
+from explorer.server.snapshots import JobState
+from explorer.settings import RUNS_KEPT
+from explorer.store.runs import RunError, list_runs, load_run, user_runs_dir
+from explorer.training.recipe import preset, recipe_summary
+from explorer.ui import share as ui_links
 from explorer.ui.common import current_device, escaped
 from explorer.ui.inputs import allowed_source, erasing_controls, zip_source
-from explorer.ui import share as ui_links
 from explorer.ui.job_panel import JobSlot, limit_notice, run_estimate_note, start_job
-
 
 # The lab's presets as "Your own run" labels them.
 PRESET_LABELS = {"The demo's small nets, on every class of the data set (about a minute)": "demo",
@@ -36,15 +44,12 @@ def class_demo_button(slot: JobSlot, where) -> None:
     set when it is here, else the demo pack shipped with the app (the synthetic set only when
     that is missing, and then said so); the button goes into ``where`` (the row with Resume
     and Stop), the demo's sizes and data below it, and any notice about the page's link above."""
-    from explorer.server.jobs import TrainingJob
-    from explorer.paper.degradation import class_demo_config, data_label
-    from explorer.store.runs import user_runs_dir
-
     read_lab_link()
-    demo = class_demo_config()
-    synthetic = demo.data.startswith("synthetic")
+    demo = degradation.class_demo_config()  # looked up when called: a test shortens the demo
+    data_kind = source_kind(demo.data)
+    synthetic = data_kind is SourceKind.SYNTHETIC
     on = ("the synthetic set" if synthetic else
-          "CIFAR-10 (shipped with the app)" if demo.data.startswith("pack:") else "CIFAR-10")
+          "CIFAR-10 (shipped with the app)" if data_kind is SourceKind.PACK else "CIFAR-10")
     if where.button(f"▶ Start the class demo: plain-20, plain-56, ResNet-20 and ResNet-56 on {on}", type="primary",
                     disabled=slot.running):
         start_job(slot, TrainingJob(demo, device=current_device(), name="class-demo", save_dir=user_runs_dir()))
@@ -54,7 +59,7 @@ def class_demo_button(slot: JobSlot, where) -> None:
                f"{demo.steps:,} steps (the paper: 64,000), {len(demo.classes)} classes "
                f"({', '.join(demo.classes)})"
                + (", in bfloat16, which this computer has in hardware (the paper: 32-bit floats)"
-                  if resolve_amp(demo.amp, current_device()) == "bf16" else "")
+                  if resolve_amp(demo.engine.amp, current_device()) == "bf16" else "")
                + f". Data: {escaped(data_label(demo.data))}.")
     if synthetic:
         st.warning("The real CIFAR-10 images shipped with the app (pretrained/data/cifar10-demo.safetensors) are "
@@ -66,13 +71,6 @@ def lab_run_form():
     """The lab's settings for a run of one's own; returns what builds its job (for
     :func:`start_button`), or None while the data set is not chosen. The values
     survive page switches (keys under "lab.", see keep_form_state)."""
-    from explorer.server.jobs import TrainingJob
-    from explorer.paper.degradation import CLASS_DEMO_MODELS
-    from explorer.models import model_names
-    from explorer.store.runs import user_runs_dir
-    from explorer.training.engine import preset
-    from explorer.training.recipe import recipe_summary
-
     presets = PRESET_LABELS
     # Defaults live in session state, not in the widgets, so keep_form_state can carry the values.
     for key, value in (("lab.models", list(CLASS_DEMO_MODELS)), ("lab.steps", preset("demo").steps),
@@ -119,7 +117,7 @@ def lab_progress(snapshot) -> None:
     set loads, the images decoded so far)."""
     st.progress(snapshot.fraction, text=snapshot.progress_text())
     limit_notice(snapshot)  # stopped by the server's time limit: its steps are kept
-    if snapshot.state in ("queued", "loading data"):
+    if snapshot.state in (JobState.QUEUED, JobState.LOADING):
         return
     for message in snapshot.record.messages:
         st.warning(escaped(message))
@@ -133,8 +131,6 @@ def gradient_heatmaps(record, where: str) -> None:
     ``where`` ("live", "replay") keeps the chart keys of the same run shown twice apart; the
     keys stay the same from one refresh to the next, so a live chart is updated in place
     rather than mounted afresh in the browser (benchmarks/lab_live_cost.py)."""
-    from explorer.present import figures
-
     plain = [m for m in record.model_names if not get_model_spec(m).residual]
     residual = [m for m in record.model_names if get_model_spec(m).residual]
     shown = [names[-1] for names in (plain, residual) if names]  # the deepest of each kind
@@ -154,8 +150,6 @@ def loaded_run(path: Path):
     key): the lab reruns on every click, and the three 35,000-step runs are 15 MB of JSON, 4×
     slower to parse than to copy out of the cache (benchmarks/replay_load.py). Cached data is
     copied per session, so no session can change another's. RunError if it cannot be read."""
-    from explorer.store.runs import RunError
-
     try:
         stat = path.stat()
     except OSError as error:  # deleted or unreadable since it was listed
@@ -165,18 +159,12 @@ def loaded_run(path: Path):
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _parsed_run(path: str, modified_ns: int, size: int):
-    from explorer.store.runs import load_run
-
     return load_run(Path(path))
 
 
 def replay_picker() -> list:
     """The recorded runs picked for replay (shipped, then the user's), loaded; a button picks
     the three shipped 35,000-step runs that together are Fig. 6 at the paper's width."""
-    from explorer.paper.degradation import PAPER_WIDTH_FIG6_RUNS
-    from explorer.settings import RUNS_KEPT
-    from explorer.store.runs import RunError, list_runs
-
     runs = {path.stem: path for path in list_runs()}
     if all(name in runs for name in PAPER_WIDTH_FIG6_RUNS):
         st.button("Fig. 6 at the paper's width: plain-20/56 and ResNet-20/56, 35,000 steps (three shipped runs)",
@@ -203,12 +191,11 @@ def lab_dataset_choices() -> dict[str, str]:
     """The lab's data-set labels -> sources, the default first ("folder" and "zip" ask for
     more): the full CIFAR-10 when it is here, the demo pack shipped with the app, the
     synthetic set, a folder, a zip."""
-    from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
-
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
     if found is not None:
-        where = found.removeprefix("folder:") if found.startswith("folder:") else "torchvision's download"
+        source = DataSource.parse(found)
+        where = source.path if source.kind is SourceKind.FOLDER else "torchvision's download"
         choices[f"CIFAR-10 ({where})"] = found
     if pack is not None:
         choices[data_label(pack)] = pack  # "CIFAR-10: 6,000 training images of 3 classes (+300 held out), …"
@@ -228,8 +215,6 @@ def lab_dataset_picker(container) -> str | None:
     """The lab's data set: real CIFAR-10 first (and by default): the full set when it is on
     this machine, else the images shipped with the app; then the synthetic set, a folder, or
     an uploaded zip. None until a choice is usable; the chosen data is named below the box."""
-    from explorer.paper.degradation import data_label
-
     choices = lab_dataset_choices()
     picked = choices[container.selectbox("Dataset", list(choices), key="lab.dataset",
                                          help="The full CIFAR-10 when it is found: $EXPLORER_CIFAR10_DIR, the "
@@ -237,7 +222,7 @@ def lab_dataset_picker(container) -> str | None:
                                               "else 6,300 of its images shipped in pretrained/data.")]
     if picked == "folder":
         folder = container.text_input("Folder with one sub-folder per class", key="lab.folder").strip()
-        return allowed_source(container, f"folder:{folder}") if folder else None
+        return allowed_source(container, str(DataSource.of_folder(folder))) if folder else None
     if picked == "zip":
         return zip_source(container, "lab_zip")
     container.caption(f"Data: {escaped(data_label(picked))}.")

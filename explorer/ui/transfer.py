@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.present import figures
-from explorer.store.checkpoints import CheckpointError, finetuned_dir
-from explorer.store.classifiers import ClassifierError
 from explorer.data import Augmentation
 from explorer.data.images import read_image_file, sample_images
 from explorer.models.heads import HEADS
+from explorer.present import figures
+from explorer.server.snapshots import JobState
+from explorer.store.checkpoints import CheckpointError, finetuned_dir
+from explorer.store.classifiers import ClassifierError
 from explorer.transfer.finetune import (
-    TRAIN_CHOICES,
     FinetuneConfig,
+    TrainPart,
     backbone_names,
     cache_explanation,
     default_upsample,
@@ -25,6 +26,9 @@ from explorer.ui.classifiers import classifier, classifier_choices, prediction_c
 from explorer.ui.common import escaped, report_errors
 from explorer.ui.inputs import dataset_picker, erasing_controls
 from explorer.ui.job_panel import JobSlot, job_view, limit_notice
+
+# What a student reads beside each choice of what learns; a config saves the TrainPart itself.
+TRAIN_LABELS = {TrainPart.HEAD: "head", TrainPart.LAST_STAGE: "last stage", TrainPart.ALL: "all"}
 
 
 def erasing_preview() -> None:
@@ -62,7 +66,7 @@ def finetune_settings() -> FinetuneConfig:
                                   help="Images are decoded at 32×32 and enlarged by this factor: ImageNet "
                                        "backbones expect 224×224 (factor 7); the CIFAR models 32×32 (factor 1).")
     left.caption(f"The backbone sees {32 * upsample}×{32 * upsample} images.")
-    train = left.radio("What to train", TRAIN_CHOICES, horizontal=True,
+    train = left.radio("What to train", list(TrainPart), format_func=TRAIN_LABELS.__getitem__, horizontal=True,
                        help="head: the backbone stays frozen (fast, features cached). last stage: also the "
                             "backbone's last stage. all: every layer (slowest).")
     head = right.radio("Head", HEADS, horizontal=True, format_func={
@@ -96,7 +100,7 @@ def finetune_live_view(slot: JobSlot) -> None:
             st.info("Choose a backbone and a data set, then press **Start fine-tuning**.")
             return
         snapshot = job.snapshot()
-        if snapshot.state in ("queued", "loading data") or snapshot.last is not None:
+        if snapshot.state in (JobState.QUEUED, JobState.LOADING) or snapshot.last is not None:
             st.progress(snapshot.fraction, text=snapshot.progress_text(job.config.epochs, running=job.running))
         limit_notice(snapshot)  # stopped by the server's time limit
         if snapshot.error:
@@ -127,7 +131,7 @@ def save_section(slot: JobSlot) -> None:
             except (ValueError, OSError) as error:  # NameTakenError says which name is free
                 st.error(f"Not saved: {escaped(error)} Your fine-tuned model is kept: change the name and "
                          "press Save again.")
-    elif snapshot is not None and snapshot.state == "stopped":
+    elif snapshot is not None and snapshot.state == JobState.STOPPED:
         st.warning("Stopped before the first epoch ended: nothing to save.")
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from explorer.paper.inside.probes import InsideError, Probe, Progress, Subject, batches, model_device, report
 from explorer.models import Block, blocks
+from explorer.models.hooks import hooked
+from explorer.paper.inside.probes import InsideError, Probe, Progress, Subject, batches, model_device, report
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,24 @@ def _per_image_norms(tensor: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def recorded_ratios(model: nn.Module, found: list[Block]):
-    """Yields {block name: list of per-batch sums of ‖F(x)‖/‖x‖}, filled on each forward pass."""
+    """Yields {block name: list of per-batch sums of ‖F(x)‖/‖x‖}, filled on each forward pass:
+    ‖x‖ read by a pre-hook on the block, ‖F(x)‖ by a hook on its branch's last BatchNorm."""
     sums = {block.name: [] for block in found}
     inputs = {}
-    handles = []
-    try:
-        for block in found:
-            def before(module, args, name=block.name):
-                inputs[name] = _per_image_norms(args[0]).clamp_min(1e-12)
 
-            def after(module, args, output, name=block.name):
-                sums[name].append(float((_per_image_norms(output) / inputs[name]).sum()))
-            handles.append(model.get_submodule(block.name).register_forward_pre_hook(before))
-            handles.append(model.get_submodule(block.branch_end).register_forward_hook(after))
+    def input_norms(name: str):
+        def before(module, args):
+            inputs[name] = _per_image_norms(args[0]).clamp_min(1e-12)
+        return before
+
+    def branch_ratio_sum(name: str):
+        def after(module, args, output):
+            sums[name].append(float((_per_image_norms(output) / inputs[name]).sum()))
+        return after
+
+    with hooked(model, before=[(block.name, input_norms(block.name)) for block in found],
+                after=[(block.branch_end, branch_ratio_sum(block.name)) for block in found]):
         yield sums
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from explorer.paper.inside import probes
+from explorer.paper.inside.defaults import DEFAULT_GRID, DEFAULT_SPAN
 from explorer.paper.inside.probes import (
     InsideError,
     Probe,
@@ -38,7 +39,6 @@ from explorer.paper.inside.probes import (
     report,
     require_labels,
 )
-from explorer.paper.inside.defaults import DEFAULT_GRID, DEFAULT_SPAN
 from explorer.settings import LANDSCAPE_GRID, LANDSCAPE_SPAN, LimitError
 
 Direction = dict[str, torch.Tensor]  # parameter name -> a tensor of its shape

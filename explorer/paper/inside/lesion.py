@@ -27,26 +27,26 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from explorer.devices import has_native_bf16
-from explorer.paper.inside import probes, prefix
+from explorer.models import Block, blocks
+from explorer.models.hooks import hooked
+from explorer.paper.inside import prefix, probes
+from explorer.paper.inside.defaults import DEFAULT_DRAWS
 from explorer.paper.inside.probes import (
     InsideError,
     Probe,
     Progress,
     Subject,
-    evaluate,
     model_device,
+    probe_evaluation,
     report,
     require_labels,
 )
-from explorer.paper.inside.defaults import DEFAULT_DRAWS
-from explorer.models import Block, blocks
 
 
 @dataclass(frozen=True)
@@ -96,22 +96,18 @@ def _skip_block(module, inputs, output):
     return inputs[0]  # a plain block removed: its output is its input
 
 
-@contextmanager
 def lesioned(model: nn.Module, removed: Sequence[Block]):
-    """Inside the block, ``model`` runs with the ``removed`` blocks taken out (see the module doc)."""
-    handles = []
-    try:
-        for block in removed:
-            if block.residual:
-                handles.append(model.get_submodule(block.branch_end).register_forward_hook(_zero_branch))
-            elif block.downsampling:
-                raise InsideError(f"{block.name} changes the shape of its input, so a plain net cannot skip it.")
-            else:
-                handles.append(model.get_submodule(block.name).register_forward_hook(_skip_block))
-        yield model
-    finally:
-        for handle in handles:
-            handle.remove()
+    """A ``with`` inside which ``model`` runs with the ``removed`` blocks taken out (see the
+    module doc); InsideError before any hook is put on for a block that cannot be removed."""
+    hooks = []
+    for block in removed:
+        if block.residual:
+            hooks.append((block.branch_end, _zero_branch))
+        elif block.downsampling:
+            raise InsideError(f"{block.name} changes the shape of its input, so a plain net cannot skip it.")
+        else:
+            hooks.append((block.name, _skip_block))
+    return hooked(model, after=hooks)
 
 
 def path_length_counts(n: int) -> list[int]:
@@ -181,7 +177,7 @@ def _naive_wrong(model: nn.Module, probe: Probe, labels: torch.Tensor, candidate
     wrong = []
     for done, lesion in enumerate(lesions, 1):
         with lesioned(model, [candidates[i] for i in lesion]):
-            wrong.append(round(evaluate(model, probe.images, labels)[1] * probe.count))
+            wrong.append(probe_evaluation(model, probe.images, labels).wrong)
         report(progress, done / len(lesions))
     return wrong
 
@@ -245,13 +241,12 @@ def _shortcuts_match(model: nn.Module, links: prefix.Chain, candidates: Sequence
             seen.add(kind)
             checked.append(p)
     inputs: dict[int, torch.Tensor] = {}
-    handles = [links.modules[p].register_forward_pre_hook(lambda m, args, p=p: inputs.__setitem__(p, args[0]))
-               for p in checked]
-    try:
+
+    def keep_input(p: int):
+        return lambda module, args: inputs.__setitem__(p, args[0])
+
+    with hooked(model, before=[(links.modules[p], keep_input(p)) for p in checked]):
         expected.append(model(batch))
-    finally:
-        for handle in handles:
-            handle.remove()
     for p in checked:
         with lesioned(model, [links.blocks[p]]):
             zeroed = links.modules[p](inputs[p])

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from explorer.store.checkpoints import read_manifest
 from explorer.files import atomic_write, locked
-from explorer.paper.inside.branches import BranchRatio, Branches
+from explorer.models import get_model_spec
+from explorer.paper.inside.branches import Branches, BranchRatio
 from explorer.paper.inside.lesion import BlockLesion, LesionStudy, RandomLesion
 from explorer.paper.inside.responses import LayerResponse, Responses
-from explorer.models import get_model_spec
 from explorer.settings import pretrained_dir
+from explorer.store.checkpoints import read_manifest
 
 INSIDE = "inside"
 MANIFEST = "manifest.json"

@@ -32,18 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
-from explorer.store.checkpoints import load_checkpoint, read_manifest
-from explorer.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_data, normalize
-from explorer.data.packs import PACK_PREFIX, available_packs, load_pack, pack_source
-from explorer.data.images import read_image_file, sample_images, to_uint8_tensor
+from explorer.data import DataError, DataSource, SourceKind, load_data, normalize, source_kind
+from explorer.data.images import read_image_file, sample_images
+from explorer.data.packs import available_packs, load_pack, pack_source
+from explorer.models import ModelSpec, build_model, get_model_spec
 from explorer.paper.inside.defaults import DEFAULT_IMAGES
 from explorer.settings import PROBE_IMAGES, LimitError
-from explorer.models import ModelSpec, build_model, get_model_spec
+from explorer.store.checkpoints import load_checkpoint, read_manifest
+from explorer.store.classifiers import checkpoint_model_input, entry_preprocessing, weights_preprocessing
 from explorer.store.weights import WeightsError, load_pretrained
+from explorer.training.evaluate import Evaluation, eta_s, evaluate
+from explorer.words import spoken_duration
 
 BATCH_SIZE = 250  # images per forward pass: bounds memory, keeps each pass efficient on a CPU
 SAMPLES = "samples"  # --data value of the shipped photos
@@ -98,9 +99,6 @@ def progress_line(view: str, net: str, position: int, nets: int, fraction: float
     one), so a guess for the others would mislead. ``elapsed_s`` counts from the net's first
     progress report, made at ``started_at``: loading the net and its images comes before it
     and is not part of the pace. No guess before 2% or 1 s of it, nor once done."""
-    from explorer.training.evaluate import eta_s
-    from explorer.server.scheduler import spoken_duration
-
     line = f"{view}: {net} ({position} of {nets}), {100 * fraction:.0f}%"
     done = fraction - started_at
     if done >= 0.02 and fraction < 1.0 and elapsed_s >= 1.0:
@@ -116,8 +114,9 @@ def load_subject(name: str) -> Subject:
     key = trained[0] if name not in entries and len(trained) == 1 else name
     if key in entries:
         model, entry = load_checkpoint(key)
+        preprocessing = entry_preprocessing(entry)
         return Subject(name=key, spec=get_model_spec(entry.model), model=model, classes=tuple(entry.classes),
-                       image_size=entry.config.get("image_size", 32), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                       image_size=preprocessing.input_size, mean=preprocessing.mean, std=preprocessing.std,
                        training_data=entry.config.get("data"), split_seed=entry.config.get("seed", 0),
                        val_size=entry.config.get("val_size"))
     spec = get_model_spec(name)  # UnknownModelError (a ValueError) lists the known names
@@ -131,9 +130,9 @@ def load_subject(name: str) -> Subject:
         load_pretrained(model, name)
     except WeightsError as error:
         raise InsideError(f"{name} needs its ImageNet weights: {error}") from error
-    transforms = spec.weights.transforms()
+    preprocessing = weights_preprocessing(spec)
     return Subject(name=name, spec=spec, model=model.eval(), classes=tuple(spec.weights.meta["categories"]),
-                   image_size=transforms.crop_size[0], mean=tuple(transforms.mean), std=tuple(transforms.std))
+                   image_size=preprocessing.input_size, mean=preprocessing.mean, std=preprocessing.std)
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,9 @@ def probe_data(data: str | None, training_data: str | None = None, val_size: int
         return own if own is not None else probe_data(pack_source(EVAL_PACK))
     if data == SAMPLES:
         return ProbeData(SAMPLES, "the 10 sample photos in explorer/samples (one a class)", len(sample_images()))
-    if data.startswith(PACK_PREFIX):
-        entry = available_packs().get(data[len(PACK_PREFIX):])
+    if source_kind(data) is SourceKind.PACK:
+        shipped = DataSource.read(data)  # None for a pack that is not shipped: said as one that is not here
+        entry = available_packs().get(shipped.pack) if shipped is not None else None
         if entry is None:
             raise InsideError(f"The shipped images {data} are not here (pretrained/data/ holds "
                               f"{', '.join(map(pack_source, available_packs())) or 'none'}); check out the "
@@ -164,8 +164,8 @@ def probe_data(data: str | None, training_data: str | None = None, val_size: int
 
 
 def _own_split(training_data: str | None, val_size: int | None) -> ProbeData | None:
-    kind, _, argument = (training_data or "").partition(":")
-    if kind != "folder" or not Path(argument).is_dir():
+    source = DataSource.read(training_data)
+    if source is None or source.kind is not SourceKind.FOLDER or not Path(source.path).is_dir():
         return None
     count = val_size if val_size is not None else 5000  # §4.2's 5k of the 50k (data.split_train_val)
     return ProbeData(training_data, f"the {count:,}-image validation split its training run held out "
@@ -182,11 +182,11 @@ def load_probe(subject: Subject, data: str | None = None, images: int = DEFAULT_
         raise InsideError(str(error)) from None
     if data is None or data == "default":
         data = probe_data(None, subject.training_data, subject.val_size).data
-        if data.startswith("folder:"):
+        if source_kind(data) is SourceKind.FOLDER:
             return _own_probe(subject, images, progress)
     if data == SAMPLES:
         return _sample_probe(subject, images)
-    if data.startswith(PACK_PREFIX):
+    if source_kind(data) is SourceKind.PACK:
         return _pack_probe(subject, probe_data(data), images, progress)
     try:
         loaded = load_data(data, image_size=subject.image_size, seed=0)
@@ -227,7 +227,7 @@ def balanced(labels: torch.Tensor, images: int) -> torch.Tensor:
 
 def _pack_probe(subject: Subject, chosen: ProbeData, images: int, progress: Progress | None) -> Probe:
     try:
-        loaded = load_pack(chosen.data[len(PACK_PREFIX):], image_size=subject.image_size,
+        loaded = load_pack(DataSource.parse(chosen.data).pack, image_size=subject.image_size,
                            progress=(lambda done, total: report(progress, done / total)) if progress else None)
     except DataError as error:
         raise InsideError(str(error)) from error
@@ -248,13 +248,10 @@ def _pack_probe(subject: Subject, chosen: ProbeData, images: int, progress: Prog
 
 def _sample_probe(subject: Subject, images: int) -> Probe:
     paths = sample_images()
-    pixels = []
-    for path in paths.values():
-        photo = to_uint8_tensor(read_image_file(path))
-        side = min(photo.shape[-2:])  # the centred square, shrunk (CIFAR's photos are tight crops)
-        pixels.append(TF.resize(TF.center_crop(photo, [side, side]), [subject.image_size] * 2, antialias=True))
+    square = checkpoint_model_input(subject.image_size)  # the centred square, shrunk (CIFAR's photos are tight crops)
+    pixels = torch.stack([square(read_image_file(path)) for path in paths.values()])
     classes = tuple(paths)
-    return _probe_from(subject, f"the {len(paths)} sample photos in explorer/samples", torch.stack(pixels),
+    return _probe_from(subject, f"the {len(paths)} sample photos in explorer/samples", pixels,
                        torch.arange(len(classes)), classes, images)
 
 
@@ -295,14 +292,8 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy loss, top-1 error as a fraction) of ``model`` on the images."""
+def probe_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    """:func:`explorer.training.evaluate.evaluate` on a probe's images, which are normalised
+    already: :data:`BATCH_SIZE` of them at a time, moved to the model's device."""
     device = model_device(model)
-    loss, wrong = 0.0, 0
-    for start, batch in batches(images, device):
-        target = labels[start:start + batch.shape[0]].to(device)
-        logits = model(batch).float()
-        loss += F.cross_entropy(logits, target, reduction="sum").item()
-        wrong += int((logits.argmax(dim=1) != target).sum())
-    return loss / images.shape[0], wrong / images.shape[0]
+    return evaluate(model, images, labels, BATCH_SIZE, prepare=lambda batch: batch.to(device))

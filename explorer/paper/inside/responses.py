@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from explorer.paper.inside.probes import Probe, Progress, Subject, batches, model_device, report
 from explorer.models import conv_bn_pairs
+from explorer.models.hooks import hooked
+from explorer.paper.inside.probes import Probe, Progress, Subject, batches, model_device, report
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,14 @@ def recorded_moments(model: nn.Module, modules: list[str]):
     """Yields {module name: _Moments} filled with the outputs of ``modules`` on each forward
     pass inside the block; the hooks are removed on exit, errors are not swallowed."""
     moments = {name: _Moments() for name in modules}
-    handles = []
-    try:
-        for name in modules:
-            def hook(module, inputs, output, accumulator=moments[name]):
-                accumulator.add(output)  # now: the in-place ReLU that follows overwrites it
-            handles.append(model.get_submodule(name).register_forward_hook(hook))
+
+    def accumulate(accumulator: _Moments):
+        def hook(module, inputs, output):
+            accumulator.add(output)  # now: the in-place ReLU that follows overwrites it
+        return hook
+
+    with hooked(model, after=[(name, accumulate(moments[name])) for name in modules]):
         yield moments
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def response_layers(subject: Subject) -> list[tuple[str, str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from explorer.paper.inside.responses import Responses, mean_std
 from explorer.models import get_model_spec
+from explorer.paper.inside.responses import Responses, mean_std
 
 
 def responses_verdict(results: Sequence[Responses], registry_names: Sequence[str]) -> str:

@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from explorer.data import SourceKind, source_kind
 from explorer.paper.inside import probes
 from explorer.paper.inside.defaults import DEFAULT_DRAWS
+from explorer.paper.inside.lesion import lesion_passes
 from explorer.server.slots import threads_per_job, usable_cores
 
 CALIBRATION_IMAGES = 32  # images of the timed pass (after one untimed pass of the same shape)
@@ -70,8 +72,6 @@ def seconds_per_image(name: str, clock: Clock = time.perf_counter) -> float:
 
 def lesion_passes_of(name: str, draws: int, seed: int, images: int) -> float:
     """Forward passes of ``name``'s lesion study over ``images`` images (cached: it needs the net)."""
-    from explorer.paper.inside.lesion import lesion_passes
-
     batches = math.ceil(images / probes.BATCH_SIZE)
     key = (name, draws, seed, batches)
     with _LOCK:
@@ -97,9 +97,10 @@ def view_passes(view: str, name: str, images: int, options: tuple = ()) -> float
 def loading_s(source: str, cached: bool = True) -> float:
     """Seconds to read a probe's images: a shipped pack's JPEGs, or a folder's (all 50,000 of
     them decoded the first time; a second or so from the disk cache after)."""
-    if source.startswith("pack:"):
+    kind = source_kind(source)
+    if kind is SourceKind.PACK:
         return 2000 * DECODE_S
-    if source.startswith("folder:"):
+    if kind is SourceKind.FOLDER:
         return 1.0 if cached else 50_000 * DECODE_S
     return 0.0
 
