@@ -95,15 +95,15 @@ NAV = {"degradation": "Degradation lab", "inspect_image": "Inspect an image", "t
        "architecture": "Architecture"}
 PROBLEMS = ("[data-testid='stException']", "text=Report this problem", "text=Training failed")
 REMOTE_PROBLEMS = ("Report this problem", "Training failed")  # in a frame's bytes; exceptions are elements
-TRAINING_THREADS = ("train-", "finetune-", "lock-step")  # explorer/jobs.py and explorer/train.py's names
-UPLOAD_PREFIX = "resnet-explorer-uploads-"  # explorer/sessions.py
-QUEUED = "waiting for a free training slot"  # explorer/jobs.py QueuePlace.text
+TRAINING_THREADS = ("train-", "finetune-", "lock-step")  # explorer/server/jobs.py and explorer/training/engine.py's names
+UPLOAD_PREFIX = "resnet-explorer-uploads-"  # explorer/server/sessions.py
+QUEUED = "waiting for a free training slot"  # explorer/server/jobs.py QueuePlace.text
 OFFSITE = re.compile(r"^(?!(?:https?|wss?)://127\.0\.0\.1[:/]|data:|blob:)")
 TIMEOUT_MS = 180_000  # generous: 30 sessions on 2 cores are slow, not broken
 RSS_GOAL, SWITCH_P95_GOAL_S = 1.15, 2.0
 
 # Runs the real `streamlit run` in this process after the two additions the module docstring explains.
-# The guard matters: explorer/isolation.py's spawned worker imports the main file again as __mp_main__.
+# The guard matters: explorer/server/isolation.py's spawned worker imports the main file again as __mp_main__.
 BOOT = r"""
 import json, os, sys, threading, time
 from pathlib import Path
@@ -263,7 +263,7 @@ class Server:
         return [name for name in self.state()["threads"] if name.startswith(TRAINING_THREADS)]
 
     def children_rss(self) -> float:
-        """MiB held by the server's child processes (explorer/isolation.py's worker)."""
+        """MiB held by the server's child processes (explorer/server/isolation.py's worker)."""
         total = 0.0
         for child in procfs.children(self.pid):
             try:
@@ -585,7 +585,7 @@ class RemoteSession(Session):
 
 async def warm_up(browser, url: str, photo: Path, train: bool, echo) -> None:
     """One session visits every page the crowd uses (the model loaded, Table 1 computed in
-    explorer/isolation.py's worker, pandas imported) and, with ``train``, runs the class demo to
+    explorer/server/isolation.py's worker, pandas imported) and, with ``train``, runs the class demo to
     its end, so that "before" holds what the first run allocates once and the queue's wait
     estimates know a real run's length (a stopped run would count as a short one); then closes."""
     session = Session(-1, "inspect")

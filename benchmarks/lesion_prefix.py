@@ -8,7 +8,7 @@ for each k up to half the blocks) on the same images of the shipped evaluation p
 * naive: ``lesion_study(reuse=False)``, one whole forward pass per lesion, the removed blocks
   computed and then zeroed by hooks (Veit et al. 2016's procedure, as the app ran it before);
 * prefix: ``lesion_study()``, each activation its lesions share computed once
-  (explorer/inside/prefix.py), a removed block run as ReLU(shortcut(x)).
+  (explorer/paper/inside/prefix.py), a removed block run as ReLU(shortcut(x)).
 
 Rounds interleave the two (prefix, naive, naive, prefix, …) so a load that drifts on a shared
 CPU weighs on both alike; the load average is printed before and after each. The two results

@@ -21,7 +21,7 @@ from explorer.navigation import PAGES  # noqa: E402
 from explorer.server.sessions import quiet_closed_tab_tracebacks  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
-quiet_closed_tab_tracebacks()  # a closed tab is not a server error (explorer/sessions.py)
+quiet_closed_tab_tracebacks()  # a closed tab is not a server error (explorer/server/sessions.py)
 
 navigation = st.navigation([st.Page(page.path, title=page.title, icon=page.icon, default=index == 0)
                             for index, page in enumerate(PAGES)])

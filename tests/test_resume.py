@@ -342,8 +342,11 @@ def test_a_config_saved_with_the_engine_switches_among_the_recipe_still_reads():
     flat = {**{k: v for k, v in saved.items() if k != "engine"}, **saved["engine"]}
     assert config_from_dict(json.loads(json.dumps(flat))) == config
     shipped = json.loads((ROOT / "pretrained" / "runs" / "fig6-width4-cifar10-2000-steps.json").read_text())
-    assert "engine" not in shipped["config"]  # written flat, and left so
-    assert config_from_dict(shipped["config"]).engine == preset("fig6").engine
+    assert shipped["format"] == 2 and "engine" in shipped["config"]  # migrated (store.runs.migrate_run_file)
+    engine = shipped["config"]["engine"]
+    as_written_before = {**{k: v for k, v in shipped["config"].items() if k != "engine"}, **engine}
+    assert config_from_dict(as_written_before).engine == config_from_dict(shipped["config"]).engine
+    assert config_from_dict(as_written_before).engine == preset("fig6").engine
     with pytest.raises(ValueError, match="unknown fields: amp"):  # both shapes at once: refused
         config_from_dict({**saved, "amp": "off"})
 

@@ -18,7 +18,7 @@ Adding commands (the convention every module here follows):
    ``argparse._SubParsersAction`` of the top-level parser. For each command it calls
    ``commands.add_parser(name, help=...)``, adds its arguments and ends with
    ``parser.set_defaults(run=handler)``. A number a user types is parsed with
-   ``type=ranged(limits.X)`` (:mod:`explorer.cli.parsing`), so it is checked against the same
+   ``type=ranged(settings.X)`` (:mod:`explorer.cli.parsing`), so it is checked against the same
    declared range as the app's widget and link while parsing; ``--json`` prints with
    :func:`~explorer.cli.parsing.print_json` (NaN and infinities become null).
 2. ``handler(args: argparse.Namespace) -> None`` does the work and prints the result

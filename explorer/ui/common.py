@@ -113,10 +113,14 @@ def current_device() -> torch.device:
     return devices.pick_device(st.session_state.get(DEVICE_KEY))
 
 
-@st.cache_resource(show_spinner=False, on_release=IsolationWorker.close)
+# This server process's one worker process for the measurements (explorer.server.isolation),
+# owned by the app. Not a cache_resource: clearing Streamlit's caches (the Refresh of a page,
+# every test) must not spawn a new process; the worker starts on first use and exits when idle.
+ISOLATION_WORKER = IsolationWorker()
+
+
 def isolation_worker() -> IsolationWorker:
-    """This server process's one worker process for the measurements (explorer.server.isolation)."""
-    return IsolationWorker()
+    return ISOLATION_WORKER
 
 
 def run_isolated(function, *args):
