@@ -61,6 +61,14 @@ def data_label(source: str) -> str:
     return about
 
 
+def cifar10_choice(source: str) -> str:
+    """How the data-set pickers name the real CIFAR-10 found here (:func:`cifar10_source`):
+    "CIFAR-10 (its folder)" or "CIFAR-10 (torchvision's download)"."""
+    parsed = DataSource.parse(source)
+    where = parsed.path if parsed.kind is SourceKind.FOLDER else "torchvision's download"
+    return f"CIFAR-10 ({where})"
+
+
 # The class demo's classes (measured: benchmarks/degradation_demo.py). Three CIFAR-10 classes
 # that look unlike each other (a car, a frog, a ship) are learnt fast enough for a one-minute
 # demo while plain-56 stays at or near chance (51-69% training error against 67% for seeds 0-2),

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import streamlit as st
 
-from explorer.data import Augmentation, DataSource, SourceKind
+from explorer.data import Augmentation, DataSource
 from explorer.data.archives import ArchiveError, unpack_class_zip
-from explorer.paper.degradation import cifar10_source, data_label, demo_pack_source
+from explorer.paper.degradation import cifar10_choice, cifar10_source, data_label, demo_pack_source
 from explorer.server.roots import RootsError, check_app_source, data_roots
 from explorer.transfer.recipe import seen_images_note
 from explorer.ui.common import escaped
@@ -59,9 +59,7 @@ def finetune_data_choices() -> dict[str, str]:
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
     if found is not None:
-        source = DataSource.parse(found)
-        where = source.path if source.kind is SourceKind.FOLDER else "torchvision's download"
-        choices[f"CIFAR-10 ({where})"] = found
+        choices[cifar10_choice(found)] = found
     if pack is not None:
         choices[data_label(pack)] = pack
     if found != "cifar10":

@@ -13,7 +13,14 @@ from explorer.data import DataSource, SourceKind, source_kind
 from explorer.devices import resolve_amp
 from explorer.models import get_model_spec, model_names
 from explorer.paper import degradation
-from explorer.paper.degradation import CLASS_DEMO_MODELS, cifar10_source, data_label, demo_pack_source, gradient_caption
+from explorer.paper.degradation import (
+    CLASS_DEMO_MODELS,
+    cifar10_choice,
+    cifar10_source,
+    data_label,
+    demo_pack_source,
+    gradient_caption,
+)
 from explorer.paper.fig6 import PAPER_WIDTH_FIG6_RUNS
 from explorer.present import figures
 from explorer.server import links
@@ -194,9 +201,7 @@ def lab_dataset_choices() -> dict[str, str]:
     found, pack = cifar10_source(), demo_pack_source()
     choices = {}
     if found is not None:
-        source = DataSource.parse(found)
-        where = source.path if source.kind is SourceKind.FOLDER else "torchvision's download"
-        choices[f"CIFAR-10 ({where})"] = found
+        choices[cifar10_choice(found)] = found
     if pack is not None:
         choices[data_label(pack)] = pack  # "CIFAR-10: 6,000 training images of 3 classes (+300 held out), …"
     choices["Synthetic (generated, instant)"] = "synthetic"
