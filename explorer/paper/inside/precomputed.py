@@ -18,16 +18,16 @@ from pathlib import Path
 
 import torch
 
-from explorer.files import atomic_write, locked
+from explorer.files import atomic_write
 from explorer.models import get_model_spec
 from explorer.paper.inside.branches import Branches, BranchRatio
 from explorer.paper.inside.lesion import BlockLesion, LesionStudy, RandomLesion
 from explorer.paper.inside.responses import LayerResponse, Responses
 from explorer.settings import pretrained_dir
+from explorer.store import result_folders
 from explorer.store.checkpoints import read_manifest
 
 INSIDE = "inside"
-MANIFEST = "manifest.json"
 VIEWS = ("responses", "branches", "lesion")
 Result = Responses | Branches | LesionStudy
 
@@ -58,20 +58,12 @@ def save_result(view: str, result: Result, *, command: str, seconds: float, mach
              "data": result.source, "images": result.images, "seed": getattr(result, "seed", None), "draws": draws,
              "precision": getattr(result, "precision", "fp32"), "wall_time_s": round(seconds, 1),
              "machine": machine, "torch": torch.__version__}
-    with locked(folder / MANIFEST):  # several commands at once all keep their entries
-        manifest_path = folder / MANIFEST
-        raw = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # keeps any "note"
-        results = raw.get("results", {})
-        results[f"{view}/{result.model}"] = entry
-        atomic_write(manifest_path, json.dumps({**raw, "results": dict(sorted(results.items()))}, indent=1) + "\n")
+    result_folders.add_entry(folder, "results", f"{view}/{result.model}", entry)
     return path
 
 
 def read_results_manifest(folder: Path | None = None) -> dict[str, dict]:
-    path = (folder or results_dir()) / MANIFEST
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())["results"]
+    return result_folders.entries(folder or results_dir(), "results")
 
 
 def _result(view: str, raw: dict, entry: dict) -> Result:
@@ -102,12 +94,10 @@ def shipped_results(view: str, folder: Path | None = None) -> dict[str, Result]:
         if entry.get("view") != view:
             continue
         try:
-            file, model = str(entry["file"]), str(entry["model"])
-            if Path(file).name != file or file in ("", ".", "..") or (folder / file).is_symlink():
-                raise ValueError(f"its file {file[:80]!r} is not a plain file name in {folder}")
+            file, model = result_folders.entry_file(folder, entry), str(entry["model"])
             if model not in checkpoints or checkpoints[model].sha256 != entry["checkpoint_sha256"]:
                 raise ValueError("it was computed on other weights than the shipped checkpoint's")
-            found[model] = _result(view, json.loads((folder / file).read_text()), entry)
+            found[model] = _result(view, json.loads(file.read_text()), entry)
         except (OSError, ValueError, KeyError, TypeError) as error:
             logging.getLogger("explorer").warning("The precomputed %r is skipped: %s", key, error)
     return found

@@ -14,20 +14,16 @@ from pathlib import Path
 
 import torch
 
-from explorer.files import atomic_write, locked
+from explorer.files import atomic_write
 from explorer.paper.inside.landscape import Surface
 from explorer.settings import pretrained_dir
+from explorer.store import result_folders
 
 LANDSCAPES = "landscapes"
-MANIFEST = "manifest.json"
 
 
 def landscapes_dir() -> Path:
     return pretrained_dir() / LANDSCAPES
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    atomic_write(path, json.dumps(payload, separators=(",", ":")))  # a shipped file: 0644, readable by all
 
 
 def save_surface(surface: Surface, command: str, folder: Path | None = None) -> Path:
@@ -35,25 +31,17 @@ def save_surface(surface: Surface, command: str, folder: Path | None = None) -> 
     folder = folder or landscapes_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{surface.model}.json"
-    _write_json(path, surface.to_json())
-    manifest_path = folder / MANIFEST
-    with locked(manifest_path):  # two `landscape --save-dir` at once both keep their entries
-        raw = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # keeps any "note"
-        manifest = raw.get("landscapes", {})
-        manifest[surface.model] = {
-            "file": path.name, "command": command, "seed": surface.seed, "grid": len(surface.alphas),
-            "span": surface.alphas[-1], "images": surface.images, "data": surface.source,
-            "torch": torch.__version__, "wall_time_s": surface.seconds,
-        }
-        _write_json(manifest_path, {**raw, "landscapes": dict(sorted(manifest.items()))})
+    atomic_write(path, json.dumps(surface.to_json(), separators=(",", ":")))
+    result_folders.add_entry(folder, "landscapes", surface.model, {
+        "file": path.name, "command": command, "seed": surface.seed, "grid": len(surface.alphas),
+        "span": surface.alphas[-1], "images": surface.images, "data": surface.source,
+        "torch": torch.__version__, "wall_time_s": surface.seconds,
+    })
     return path
 
 
 def read_landscape_manifest(folder: Path | None = None) -> dict[str, dict]:
-    path = (folder or landscapes_dir()) / MANIFEST
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())["landscapes"]
+    return result_folders.entries(folder or landscapes_dir(), "landscapes")
 
 
 def shipped_surfaces(folder: Path | None = None) -> dict[str, Surface]:
@@ -64,10 +52,7 @@ def shipped_surfaces(folder: Path | None = None) -> dict[str, Surface]:
     surfaces = {}
     for name, entry in read_landscape_manifest(folder).items():
         try:
-            file = str(entry["file"])
-            if Path(file).name != file or file in ("", ".", "..") or (folder / file).is_symlink():
-                raise ValueError(f"its file {file[:80]!r} is not a plain file name in {folder}")
-            raw = json.loads((folder / file).read_text())
+            raw = json.loads(result_folders.entry_file(folder, entry).read_text())
             surfaces[name] = Surface(
                 model=raw["model"], alphas=tuple(raw["alphas"]), betas=tuple(raw["betas"]),
                 loss=tuple(tuple(row) for row in raw["loss"]), seed=entry["seed"], images=entry["images"],
